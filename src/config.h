@@ -1,0 +1,72 @@
+/* config.h: upechod's configuration as plain data, parsed from INI and validated in one place. */
+#ifndef UPECHOD_CONFIG_H
+#define UPECHOD_CONFIG_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <sys/types.h>
+#include <sys/un.h>
+
+#include "addr.h"
+#include "log.h"
+
+/* Most addresses one listen= key may name. */
+#define CONFIG_MAX_LISTEN 32
+/* sun_path's size, with the NUL. */
+#define CONFIG_UNIX_PATH_MAX sizeof(((struct sockaddr_un *)0)->sun_path)
+#define CONFIG_NAME_MAX 256
+
+/*
+ * Everything upechod reads from its INI file.  Plain data with no pointers,
+ * so that a reload can parse into a fresh copy and swap it in whole.
+ */
+struct upechod_config {
+    char cf_file[4096];                 /* file it came from, "" for built-in defaults */
+
+    /* [tcp] */
+    bool cf_tcp_enabled;                /* yes */
+    struct addr cf_tcp_listen[CONFIG_MAX_LISTEN];
+    char cf_tcp_listen_text[CONFIG_MAX_LISTEN][ADDR_STRLEN];
+    size_t cf_tcp_nlisten;              /* 127.0.0.1:9090 */
+    int cf_tcp_backlog;                 /* 1024 */
+
+    /* [udp] */
+    bool cf_udp_enabled;                /* yes */
+    struct addr cf_udp_listen[CONFIG_MAX_LISTEN];
+    char cf_udp_listen_text[CONFIG_MAX_LISTEN][ADDR_STRLEN];
+    size_t cf_udp_nlisten;              /* 127.0.0.1:7777 */
+    bool cf_udp_drop_privileged;        /* drop_privileged_source_ports = yes */
+    unsigned cf_udp_rate_limit;         /* rate_limit = 0 (off), replies/s per source */
+
+    /* [unix] */
+    bool cf_unix_enabled;               /* no */
+    char cf_unix_path[CONFIG_UNIX_PATH_MAX]; /* /run/upechod/upechod.sock */
+    mode_t cf_unix_mode;                /* 0660 */
+    int cf_unix_backlog;                /* 1024 */
+
+    /* [log] */
+    enum log_level cf_log_level;        /* info */
+
+    /* [limits] */
+    size_t cf_max_connections;          /* 10000 */
+    size_t cf_max_pending_output;       /* 1M (bytes) */
+    unsigned cf_idle_timeout;           /* 300 s, 0 = never */
+    unsigned cf_shutdown_timeout;       /* 10 s */
+
+    /* [server] */
+    char cf_user[CONFIG_NAME_MAX];      /* "" = stay who we are */
+    char cf_group[CONFIG_NAME_MAX];     /* "" = the user's primary group */
+};
+
+/*
+ * Receives each error as one line, "FILE:LINE: [section] key: what is wrong"
+ * (no trailing newline).
+ */
+typedef void (*config_error_fn)(void *arg, const char *msg);
+
+void config_defaults(struct upechod_config *cf);
+int config_parse_file(struct upechod_config *cf, const char *path, config_error_fn err, void *arg);
+int config_parse_string(struct upechod_config *cf, const char *name, const char *text,
+                        config_error_fn err, void *arg);
+
+#endif
