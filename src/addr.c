@@ -1,6 +1,7 @@
 /* addr.c: socket address parsing and printing, "HOST:PORT" and "[V6]:PORT". */
 #include <errno.h>
 #include <limits.h>
+#include <stddef.h>
 #include <netdb.h>
 #include <netinet/in.h>
 #include <arpa/inet.h>
