@@ -1,0 +1,838 @@
+/* harness.c: run the real upechod in a private temp dir and talk to it over loopback. */
+#include <arpa/inet.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <ftw.h>
+#include <netinet/in.h>
+#include <poll.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/prctl.h>
+#include <sys/resource.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "harness.h"
+
+#define HARNESS_MAX_ARGS 32
+#define HARNESS_MAX_LIVE 16
+
+/*
+ * Daemons still running in this process, by value rather than by pointer:
+ * a failed check assertion exits the test process from deep inside the
+ * test, so nothing else would stop them or remove their temp dirs.
+ */
+static struct {
+    pid_t hl_pid;
+    char hl_dir[HARNESS_DIR_MAX];
+} harness_live[HARNESS_MAX_LIVE];
+static bool harness_atexit_done;
+
+long long
+now_ms(void)
+{
+    struct timespec ts;
+
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+static void
+harness_sleep_ms(long ms)
+{
+    struct timespec ts = {ms / 1000, (ms % 1000) * 1000000L};
+
+    while (nanosleep(&ts, &ts) == -1 && errno == EINTR)
+        ;
+}
+
+static int
+harness_rm_one(const char *path, const struct stat *st, int type, struct FTW *ftw)
+{
+    remove(path);
+    return 0;
+}
+
+static void
+harness_rm_tree(const char *dir)
+{
+    if (dir[0] != '\0')
+        nftw(dir, harness_rm_one, 16, FTW_DEPTH | FTW_PHYS);
+}
+
+static void
+harness_atexit(void)
+{
+    for (size_t i = 0; i < HARNESS_MAX_LIVE; i++) {
+        if (harness_live[i].hl_pid <= 0)
+            continue;
+        kill(harness_live[i].hl_pid, SIGKILL);
+        waitpid(harness_live[i].hl_pid, NULL, 0);
+        harness_rm_tree(harness_live[i].hl_dir);
+        harness_live[i].hl_pid = 0;
+    }
+}
+
+static void
+harness_register(const struct daemon_proc *dp)
+{
+    if (!harness_atexit_done) {
+        atexit(harness_atexit);
+        harness_atexit_done = true;
+    }
+    for (size_t i = 0; i < HARNESS_MAX_LIVE; i++) {
+        if (harness_live[i].hl_pid <= 0) {
+            harness_live[i].hl_pid = dp->dp_pid;
+            snprintf(harness_live[i].hl_dir, sizeof(harness_live[i].hl_dir), "%s", dp->dp_dir);
+            return;
+        }
+    }
+}
+
+static void
+harness_unregister(pid_t pid)
+{
+    for (size_t i = 0; i < HARNESS_MAX_LIVE; i++)
+        if (harness_live[i].hl_pid == pid)
+            harness_live[i].hl_pid = 0;
+}
+
+/* The whole file, NUL-terminated, or NULL. */
+static char *
+harness_slurp(const char *path, size_t *lenp)
+{
+    FILE *f = fopen(path, "re");
+    char *buf = NULL;
+    size_t len = 0, cap = 0;
+
+    if (f == NULL)
+        return NULL;
+    for (;;) {
+        if (cap - len < 4096) {
+            char *nbuf = realloc(buf, cap + 65536);
+            if (nbuf == NULL) {
+                free(buf);
+                fclose(f);
+                return NULL;
+            }
+            buf = nbuf;
+            cap += 65536;
+        }
+        size_t n = fread(buf + len, 1, cap - len - 1, f);
+        len += n;
+        if (n == 0)
+            break;
+    }
+    fclose(f);
+    buf[len] = '\0';
+    if (lenp != NULL)
+        *lenp = len;
+    return buf;
+}
+
+/* Write text to path with every "@DIR@" replaced by dir. */
+static int
+harness_write_config(const char *path, const char *text, const char *dir)
+{
+    static const char placeholder[] = "@DIR@";
+    FILE *f = fopen(path, "we");
+    const char *p = text, *q;
+
+    if (f == NULL)
+        return -errno;
+    while ((q = strstr(p, placeholder)) != NULL) {
+        fwrite(p, 1, (size_t)(q - p), f);
+        fputs(dir, f);
+        p = q + sizeof(placeholder) - 1;
+    }
+    fputs(p, f);
+    if (fclose(f) == EOF)
+        return -errno;
+    return 0;
+}
+
+static int
+harness_status(int wstatus)
+{
+    if (WIFEXITED(wstatus))
+        return WEXITSTATUS(wstatus);
+    if (WIFSIGNALED(wstatus))
+        return 128 + WTERMSIG(wstatus);
+    return -1;
+}
+
+int
+daemon_spawn(struct daemon_proc *dp, const char *ini_text, const char *const *args)
+{
+    const char *exe = getenv("UPECHOD");
+    const char *tmp = getenv("TMPDIR");
+    const char *argv[HARNESS_MAX_ARGS + 4];
+    size_t argc = 0;
+    pid_t parent = getpid();
+    int logfd, nullfd, r;
+
+    memset(dp, 0, sizeof(*dp));
+    dp->dp_pid = -1;
+    dp->dp_status = -1;
+    if (exe == NULL || exe[0] == '\0') {
+        fprintf(stderr, "harness: UPECHOD is not set to the daemon's path\n");
+        return -ENOENT;
+    }
+    if (tmp == NULL || tmp[0] == '\0')
+        tmp = "/tmp";
+    r = snprintf(dp->dp_dir, sizeof(dp->dp_dir), "%s/upechod-test-XXXXXX", tmp);
+    if (r < 0 || (size_t)r >= sizeof(dp->dp_dir)) {
+        dp->dp_dir[0] = '\0';
+        return -ENAMETOOLONG;
+    }
+    if (mkdtemp(dp->dp_dir) == NULL) {
+        r = -errno;
+        dp->dp_dir[0] = '\0';
+        return r;
+    }
+    snprintf(dp->dp_config, sizeof(dp->dp_config), "%s/upechod.ini", dp->dp_dir);
+    snprintf(dp->dp_log, sizeof(dp->dp_log), "%s/upechod.log", dp->dp_dir);
+
+    argv[argc++] = exe;
+    if (ini_text != NULL) {
+        r = harness_write_config(dp->dp_config, ini_text, dp->dp_dir);
+        if (r < 0)
+            return r;
+        argv[argc++] = "-c";
+        argv[argc++] = dp->dp_config;
+    }
+    for (size_t i = 0; args != NULL && args[i] != NULL; i++) {
+        if (i == HARNESS_MAX_ARGS)
+            return -E2BIG;
+        argv[argc++] = args[i];
+    }
+    argv[argc] = NULL;
+
+    /* A file, not a pipe: a chatty daemon must never block on a full pipe. */
+    logfd = open(dp->dp_log, O_WRONLY | O_CREAT | O_TRUNC | O_APPEND | O_CLOEXEC, 0600);
+    if (logfd == -1)
+        return -errno;
+    nullfd = open("/dev/null", O_RDONLY | O_CLOEXEC);
+    if (nullfd == -1) {
+        r = -errno;
+        close(logfd);
+        return r;
+    }
+
+    dp->dp_pid = fork();
+    if (dp->dp_pid == 0) {
+        sigset_t none;
+
+        /* Die with the test, even when it is killed by check's timeout. */
+        prctl(PR_SET_PDEATHSIG, SIGKILL);
+        if (getppid() != parent)
+            _exit(127);
+        dup2(nullfd, STDIN_FILENO);
+        dup2(logfd, STDOUT_FILENO);
+        dup2(logfd, STDERR_FILENO);
+        close_range(3, ~0U, 0);
+        sigemptyset(&none);
+        sigprocmask(SIG_SETMASK, &none, NULL);
+        signal(SIGPIPE, SIG_DFL);
+        signal(SIGTERM, SIG_DFL);
+        signal(SIGINT, SIG_DFL);
+        signal(SIGHUP, SIG_DFL);
+        execv(exe, (char *const *)argv);
+        _exit(127);
+    }
+    r = dp->dp_pid == -1 ? -errno : 0;
+    close(logfd);
+    close(nullfd);
+    if (r == 0)
+        harness_register(dp);
+    return r;
+}
+
+/* "127.0.0.1:P" or "[::1]:P" to a family and port; 0 when it is neither. */
+static int
+harness_parse_inet(const char *s, size_t len, int *family)
+{
+    char text[128];
+    const char *colon;
+    char *end;
+    long port;
+
+    if (len >= sizeof(text))
+        return 0;
+    memcpy(text, s, len);
+    text[len] = '\0';
+    if (text[0] == '[') {
+        colon = strstr(text, "]:");
+        if (colon == NULL)
+            return 0;
+        colon++;
+        *family = AF_INET6;
+    } else {
+        colon = strrchr(text, ':');
+        if (colon == NULL)
+            return 0;
+        *family = AF_INET;
+    }
+    port = strtol(colon + 1, &end, 10);
+    if (*end != '\0' || port <= 0 || port > 65535)
+        return 0;
+    return (int)port;
+}
+
+/* Record one "... listening on PROTO ADDRESS" line. */
+static void
+harness_parse_listen(struct daemon_proc *dp, const char *line, size_t len)
+{
+    static const char marker[] = "listening on ";
+    const char *end = line + len;
+    const char *p = memmem(line, len, marker, sizeof(marker) - 1);
+    int family = 0, port;
+    size_t n;
+
+    if (p == NULL)
+        return;
+    p += sizeof(marker) - 1;
+    while (end > p && (end[-1] == ' ' || end[-1] == '\r'))
+        end--;
+    if ((size_t)(end - p) > 5 && strncmp(p, "unix ", 5) == 0) {
+        n = (size_t)(end - p - 5);
+        if (dp->dp_unix_path[0] == '\0' && n < sizeof(dp->dp_unix_path)) {
+            memcpy(dp->dp_unix_path, p + 5, n);
+            dp->dp_unix_path[n] = '\0';
+        }
+        return;
+    }
+    if ((size_t)(end - p) <= 4 || (strncmp(p, "tcp ", 4) != 0 && strncmp(p, "udp ", 4) != 0))
+        return;
+    bool tcp = p[0] == 't';
+    const char *a = p + 4, *ae = a;
+    while (ae < end && *ae != ' ')
+        ae++;
+    port = harness_parse_inet(a, (size_t)(ae - a), &family);
+    if (port == 0)
+        return;
+    int *slot = tcp ? (family == AF_INET6 ? &dp->dp_tcp6_port : &dp->dp_tcp_port)
+                    : (family == AF_INET6 ? &dp->dp_udp6_port : &dp->dp_udp_port);
+    if (*slot == 0)
+        *slot = port;
+}
+
+/* Parse the log; true once it holds a line ending in "ready". */
+static bool
+harness_scan_log(struct daemon_proc *dp)
+{
+    char *log = harness_slurp(dp->dp_log, NULL);
+    bool ready = false;
+
+    if (log == NULL)
+        return false;
+    for (char *line = log, *nl; (nl = strchr(line, '\n')) != NULL; line = nl + 1) {
+        size_t len = (size_t)(nl - line);
+        while (len > 0 && line[len - 1] == '\r')
+            len--;
+        if (len >= 5 && memcmp(line + len - 5, "ready", 5) == 0) {
+            ready = true;
+            break;
+        }
+    }
+    if (ready) {
+        for (char *line = log, *nl; (nl = strchr(line, '\n')) != NULL; line = nl + 1)
+            harness_parse_listen(dp, line, (size_t)(nl - line));
+    }
+    free(log);
+    return ready;
+}
+
+/* Reap the daemon if it has exited.  True when it has. */
+static bool
+harness_reap(struct daemon_proc *dp, bool block)
+{
+    int wstatus;
+    pid_t r;
+
+    if (dp->dp_pid <= 0)
+        return true;
+    do
+        r = waitpid(dp->dp_pid, &wstatus, block ? 0 : WNOHANG);
+    while (r == -1 && errno == EINTR);
+    if (r == 0)
+        return false;
+    harness_unregister(dp->dp_pid);
+    dp->dp_status = r == dp->dp_pid ? harness_status(wstatus) : -1;
+    dp->dp_pid = -1;
+    return true;
+}
+
+int
+daemon_start_args(struct daemon_proc *dp, const char *ini_text, const char *const *args)
+{
+    long long deadline;
+    int r = daemon_spawn(dp, ini_text, args);
+
+    if (r < 0)
+        return r;
+    deadline = now_ms() + HARNESS_READY_TIMEOUT_MS;
+    for (;;) {
+        if (harness_scan_log(dp))
+            return 0;
+        if (harness_reap(dp, false)) {
+            fprintf(stderr, "harness: upechod exited with status %d before it was ready:\n",
+                    dp->dp_status);
+            daemon_dump_log(dp);
+            return -ECHILD;
+        }
+        if (now_ms() > deadline) {
+            fprintf(stderr, "harness: upechod not ready after %d ms:\n",
+                    HARNESS_READY_TIMEOUT_MS);
+            daemon_dump_log(dp);
+            return -ETIMEDOUT;
+        }
+        harness_sleep_ms(5);
+    }
+}
+
+int
+daemon_start(struct daemon_proc *dp, const char *ini_text)
+{
+    return daemon_start_args(dp, ini_text, NULL);
+}
+
+int
+daemon_signal(struct daemon_proc *dp, int sig)
+{
+    if (dp->dp_pid <= 0)
+        return -ESRCH;
+    return kill(dp->dp_pid, sig) == -1 ? -errno : 0;
+}
+
+int
+daemon_wait(struct daemon_proc *dp, int timeout_ms, int *status)
+{
+    long long deadline = now_ms() + timeout_ms;
+
+    while (!harness_reap(dp, false)) {
+        if (now_ms() > deadline)
+            return -ETIMEDOUT;
+        harness_sleep_ms(2);
+    }
+    if (status != NULL)
+        *status = dp->dp_status;
+    return 0;
+}
+
+int
+daemon_stop(struct daemon_proc *dp)
+{
+    if (dp->dp_pid > 0) {
+        kill(dp->dp_pid, SIGTERM);
+        if (daemon_wait(dp, HARNESS_STOP_TIMEOUT_MS, NULL) < 0) {
+            fprintf(stderr, "harness: upechod ignored SIGTERM for %d ms, killing it\n",
+                    HARNESS_STOP_TIMEOUT_MS);
+            kill(dp->dp_pid, SIGKILL);
+            harness_reap(dp, true);
+        }
+    }
+    harness_rm_tree(dp->dp_dir);
+    dp->dp_dir[0] = '\0';
+    return dp->dp_status;
+}
+
+bool
+daemon_log_contains(const struct daemon_proc *dp, const char *needle)
+{
+    size_t len;
+    char *log = harness_slurp(dp->dp_log, &len);
+    bool found;
+
+    if (log == NULL)
+        return false;
+    found = memmem(log, len, needle, strlen(needle)) != NULL;
+    free(log);
+    return found;
+}
+
+void
+daemon_dump_log(const struct daemon_proc *dp)
+{
+    size_t len;
+    char *log = harness_slurp(dp->dp_log, &len);
+
+    if (log == NULL)
+        return;
+    fprintf(stderr, "---- %s ----\n", dp->dp_log);
+    fwrite(log, 1, len, stderr);
+    fprintf(stderr, "---- end ----\n");
+    free(log);
+}
+
+long
+daemon_rss_kib(const struct daemon_proc *dp)
+{
+    char path[64], line[256];
+    long kib = -ENOENT;
+    FILE *f;
+
+    if (dp->dp_pid <= 0)
+        return -ESRCH;
+    snprintf(path, sizeof(path), "/proc/%d/status", (int)dp->dp_pid);
+    f = fopen(path, "re");
+    if (f == NULL)
+        return -errno;
+    while (fgets(line, sizeof(line), f) != NULL) {
+        if (sscanf(line, "VmRSS: %ld kB", &kib) == 1)
+            break;
+    }
+    fclose(f);
+    return kib;
+}
+
+long long
+daemon_cpu_ticks(const struct daemon_proc *dp)
+{
+    char path[64], buf[1024];
+    unsigned long long utime, stime;
+    const char *p;
+    size_t n;
+    FILE *f;
+
+    if (dp->dp_pid <= 0)
+        return -ESRCH;
+    snprintf(path, sizeof(path), "/proc/%d/stat", (int)dp->dp_pid);
+    f = fopen(path, "re");
+    if (f == NULL)
+        return -errno;
+    n = fread(buf, 1, sizeof(buf) - 1, f);
+    fclose(f);
+    buf[n] = '\0';
+    /* comm may hold spaces and parentheses; the fields start after the last ')'. */
+    p = strrchr(buf, ')');
+    if (p == NULL)
+        return -EINVAL;
+    /* state ppid pgrp session tty_nr tpgid flags minflt cminflt majflt cmajflt utime stime */
+    if (sscanf(p + 1, " %*c %*d %*d %*d %*d %*d %*u %*u %*u %*u %*u %llu %llu", &utime,
+               &stime) != 2)
+        return -EINVAL;
+    return (long long)(utime + stime);
+}
+
+static socklen_t
+harness_loopback(int family, int port, struct sockaddr_storage *ss)
+{
+    memset(ss, 0, sizeof(*ss));
+    if (family == AF_INET6) {
+        struct sockaddr_in6 *sin6 = (struct sockaddr_in6 *)ss;
+        sin6->sin6_family = AF_INET6;
+        sin6->sin6_addr = in6addr_loopback;
+        sin6->sin6_port = htons((uint16_t)port);
+        return sizeof(*sin6);
+    }
+    struct sockaddr_in *sin = (struct sockaddr_in *)ss;
+    sin->sin_family = AF_INET;
+    sin->sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    sin->sin_port = htons((uint16_t)port);
+    return sizeof(*sin);
+}
+
+int
+set_nonblocking(int fd, bool on)
+{
+    int fl = fcntl(fd, F_GETFL);
+
+    if (fl == -1)
+        return -errno;
+    fl = on ? fl | O_NONBLOCK : fl & ~O_NONBLOCK;
+    return fcntl(fd, F_SETFL, fl) == -1 ? -errno : 0;
+}
+
+/* Wait for a non-blocking connect() to finish; the fd is left blocking. */
+static int
+harness_connect_fd(int fd, const struct sockaddr *sa, socklen_t len)
+{
+    long long deadline = now_ms() + HARNESS_CONNECT_TIMEOUT_MS;
+    struct pollfd pfd = {.fd = fd, .events = POLLOUT};
+    int err = 0;
+    socklen_t elen = sizeof(err);
+
+    for (;;) {
+        if (connect(fd, sa, len) == 0)
+            return set_nonblocking(fd, false);
+        if (errno == EINPROGRESS)
+            break;
+        /* An AF_UNIX listener with a full backlog says EAGAIN: try again shortly. */
+        if (errno != EAGAIN && errno != EINTR)
+            return -errno;
+        if (now_ms() > deadline)
+            return -ETIMEDOUT;
+        harness_sleep_ms(5);
+    }
+    for (;;) {
+        long long left = deadline - now_ms();
+        int r;
+
+        if (left <= 0)
+            return -ETIMEDOUT;
+        r = poll(&pfd, 1, (int)left);
+        if (r == -1 && errno == EINTR)
+            continue;
+        if (r == -1)
+            return -errno;
+        if (r == 1)
+            break;
+    }
+    if (getsockopt(fd, SOL_SOCKET, SO_ERROR, &err, &elen) == -1)
+        return -errno;
+    if (err != 0)
+        return -err;
+    return set_nonblocking(fd, false);
+}
+
+int
+tcp_connect(int family, int port)
+{
+    struct sockaddr_storage ss;
+    socklen_t len = harness_loopback(family, port, &ss);
+    int fd = socket(family, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
+    int r;
+
+    if (fd == -1)
+        return -errno;
+    r = harness_connect_fd(fd, (struct sockaddr *)&ss, len);
+    if (r < 0) {
+        close(fd);
+        return r;
+    }
+    return fd;
+}
+
+int
+unix_connect(const char *path)
+{
+    struct sockaddr_un sun = {.sun_family = AF_UNIX};
+    int fd, r;
+
+    if (strlen(path) >= sizeof(sun.sun_path))
+        return -ENAMETOOLONG;
+    strcpy(sun.sun_path, path);
+    fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
+    if (fd == -1)
+        return -errno;
+    r = harness_connect_fd(fd, (struct sockaddr *)&sun, sizeof(sun));
+    if (r < 0) {
+        close(fd);
+        return r;
+    }
+    return fd;
+}
+
+int
+udp_socket_family(int family, int port)
+{
+    struct sockaddr_storage ss;
+    socklen_t len = harness_loopback(family, port, &ss);
+    int fd = socket(family, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+    int r;
+
+    if (fd == -1)
+        return -errno;
+    if (connect(fd, (struct sockaddr *)&ss, len) == -1) {
+        r = -errno;
+        close(fd);
+        return r;
+    }
+    return fd;
+}
+
+int
+udp_socket_for(int port)
+{
+    return udp_socket_family(AF_INET, port);
+}
+
+int
+tcp_listen_any(int family, int *port)
+{
+    struct sockaddr_storage ss;
+    socklen_t len = harness_loopback(family, *port, &ss);
+    int fd = socket(family, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    int r;
+
+    if (fd == -1)
+        return -errno;
+    if (bind(fd, (struct sockaddr *)&ss, len) == -1 || listen(fd, 16) == -1 ||
+        getsockname(fd, (struct sockaddr *)&ss, &len) == -1) {
+        r = -errno;
+        close(fd);
+        return r;
+    }
+    *port = family == AF_INET6 ? ntohs(((struct sockaddr_in6 *)&ss)->sin6_port)
+                               : ntohs(((struct sockaddr_in *)&ss)->sin_port);
+    return fd;
+}
+
+bool
+ipv6_available(void)
+{
+    struct sockaddr_storage ss;
+    socklen_t len = harness_loopback(AF_INET6, 0, &ss);
+    int fd = socket(AF_INET6, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    bool ok;
+
+    if (fd == -1)
+        return false;
+    ok = bind(fd, (struct sockaddr *)&ss, len) == 0;
+    close(fd);
+    return ok;
+}
+
+/* Wait up to timeout_ms for events on fd: 1, 0 on timeout, or -errno. */
+static int
+harness_poll1(int fd, short events, long long timeout_ms)
+{
+    struct pollfd pfd = {.fd = fd, .events = events};
+    int r;
+
+    if (timeout_ms < 0)
+        timeout_ms = 0;
+    do
+        r = poll(&pfd, 1, (int)timeout_ms);
+    while (r == -1 && errno == EINTR);
+    return r == -1 ? -errno : r;
+}
+
+int
+write_all(int fd, const void *buf, size_t n)
+{
+    const unsigned char *p = buf;
+
+    while (n > 0) {
+        ssize_t w = send(fd, p, n, MSG_NOSIGNAL);
+        if (w == -1 && errno == ENOTSOCK)
+            w = write(fd, p, n);
+        if (w > 0) {
+            p += w;
+            n -= (size_t)w;
+            continue;
+        }
+        if (w == -1 && errno == EINTR)
+            continue;
+        if (w == -1 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
+            /* No progress for this long means the peer stopped reading. */
+            int r = harness_poll1(fd, POLLOUT, 10000);
+            if (r < 0)
+                return r;
+            if (r == 0)
+                return -ETIMEDOUT;
+            continue;
+        }
+        return w == -1 ? -errno : -EIO;
+    }
+    return 0;
+}
+
+ssize_t
+read_exact(int fd, void *buf, size_t n, int timeout_ms)
+{
+    long long deadline = now_ms() + timeout_ms;
+    unsigned char *p = buf;
+    size_t got = 0;
+
+    while (got < n) {
+        int r = harness_poll1(fd, POLLIN, deadline - now_ms());
+        if (r < 0)
+            return r;
+        if (r == 0)
+            return -ETIMEDOUT;
+        ssize_t rd = read(fd, p + got, n - got);
+        if (rd == 0)
+            break;
+        if (rd == -1) {
+            if (errno == EINTR || errno == EAGAIN || errno == EWOULDBLOCK)
+                continue;
+            return -errno;
+        }
+        got += (size_t)rd;
+    }
+    return (ssize_t)got;
+}
+
+int
+read_eof(int fd, int timeout_ms)
+{
+    long long deadline = now_ms() + timeout_ms;
+    unsigned char c;
+
+    for (;;) {
+        int r = harness_poll1(fd, POLLIN, deadline - now_ms());
+        if (r < 0)
+            return r;
+        if (r == 0)
+            return -ETIMEDOUT;
+        ssize_t rd = read(fd, &c, 1);
+        if (rd == 0)
+            return 0;
+        if (rd > 0)
+            return -EPROTO;
+        if (errno != EINTR && errno != EAGAIN && errno != EWOULDBLOCK)
+            return -errno;
+    }
+}
+
+int
+raise_nofile(unsigned long want)
+{
+    struct rlimit rl;
+
+    if (getrlimit(RLIMIT_NOFILE, &rl) == -1)
+        return -errno;
+    if (rl.rlim_cur >= want)
+        return 0;
+    rl.rlim_cur = want < rl.rlim_max ? want : rl.rlim_max;
+    if (setrlimit(RLIMIT_NOFILE, &rl) == -1)
+        return -errno;
+    return rl.rlim_cur >= want ? 0 : -EMFILE;
+}
+
+/* splitmix64: tiny, fast, and the same bytes on every run. */
+void
+fill_pattern(void *buf, size_t n, unsigned long long seed)
+{
+    unsigned char *p = buf;
+    unsigned long long x = seed;
+
+    for (size_t i = 0; i < n; i += 8) {
+        unsigned long long z = (x += 0x9e3779b97f4a7c15ULL);
+        z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ULL;
+        z = (z ^ (z >> 27)) * 0x94d049bb133111ebULL;
+        z ^= z >> 31;
+        for (size_t j = 0; j < 8 && i + j < n; j++)
+            p[i + j] = (unsigned char)(z >> (8 * j));
+    }
+}
+
+void
+ref_upper(void *dst, const void *src, size_t n)
+{
+    const unsigned char *s = src;
+    unsigned char *d = dst;
+
+    for (size_t i = 0; i < n; i++)
+        d[i] = s[i] >= 'a' && s[i] <= 'z' ? (unsigned char)(s[i] - 'a' + 'A') : s[i];
+}
+
+long
+ref_mismatch(const void *reply, const void *sent, size_t n)
+{
+    const unsigned char *r = reply, *s = sent;
+
+    for (size_t i = 0; i < n; i++) {
+        unsigned char want = s[i] >= 'a' && s[i] <= 'z' ? (unsigned char)(s[i] - 'a' + 'A') : s[i];
+        if (r[i] != want)
+            return (long)i;
+    }
+    return -1;
+}

@@ -1,0 +1,122 @@
+/* harness.h: run the real upechod in a private temp dir and talk to it over loopback. */
+#ifndef UPECHOD_HARNESS_H
+#define UPECHOD_HARNESS_H
+
+#include <limits.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <sys/types.h>
+#include <sys/un.h>
+
+/* Longest temp dir path; short, so that socket paths under it fit sun_path. */
+#define HARNESS_DIR_MAX 256
+
+/* Bound on daemon_start()'s wait for the "ready" line. */
+#define HARNESS_READY_TIMEOUT_MS 10000
+/* Bound on daemon_stop()'s wait after SIGTERM, before it sends SIGKILL. */
+#define HARNESS_STOP_TIMEOUT_MS 15000
+
+/*
+ * One daemon process.  Every path lives in dp_dir, a fresh directory that
+ * daemon_stop() removes.  Ports are 0 when the log named no such listener.
+ */
+struct daemon_proc {
+    pid_t dp_pid;                       /* -1 once reaped */
+    int dp_status;                      /* see daemon_wait(), valid once reaped */
+    char dp_dir[HARNESS_DIR_MAX];       /* private temp dir, "@DIR@" in the INI text */
+    char dp_config[PATH_MAX];           /* DIR/upechod.ini */
+    char dp_log[PATH_MAX];              /* DIR/upechod.log: the daemon's stdout and stderr */
+    int dp_tcp_port;                    /* first "listening on tcp 127.0.0.1:P" */
+    int dp_tcp6_port;                   /* first "listening on tcp [::1]:P" */
+    int dp_udp_port;                    /* first "listening on udp 127.0.0.1:P" */
+    int dp_udp6_port;                   /* first "listening on udp [::1]:P" */
+    char dp_unix_path[sizeof(((struct sockaddr_un *)0)->sun_path)]; /* "listening on unix" */
+};
+
+/*
+ * Start $UPECHOD -c DIR/upechod.ini [args...] and wait for its "ready" line.
+ * ini_text may be NULL: then no config is written and no -c is passed, so
+ * args must say everything.  Returns 0, or -ECHILD when the daemon exited
+ * first (its status is then in dp_status), -ETIMEDOUT, or another -errno.
+ * Whatever it returns, call daemon_stop() to clean up.
+ */
+int daemon_start(struct daemon_proc *dp, const char *ini_text);
+int daemon_start_args(struct daemon_proc *dp, const char *ini_text, const char *const *args);
+
+/* Like daemon_start_args() but returns right after fork: for runs that never get ready. */
+int daemon_spawn(struct daemon_proc *dp, const char *ini_text, const char *const *args);
+
+int daemon_signal(struct daemon_proc *dp, int sig);
+
+/*
+ * Wait up to timeout_ms for the daemon to exit.  *status gets the exit code,
+ * or 128 + the signal number if a signal killed it.  Returns 0 or -ETIMEDOUT.
+ */
+int daemon_wait(struct daemon_proc *dp, int timeout_ms, int *status);
+
+/*
+ * SIGTERM, wait, SIGKILL if it is still there after HARNESS_STOP_TIMEOUT_MS,
+ * then remove the temp dir.  Returns the status as daemon_wait() reports it.
+ * Safe to call again and on a daemon that never started.
+ */
+int daemon_stop(struct daemon_proc *dp);
+
+/* Whether the daemon's output so far contains needle. */
+bool daemon_log_contains(const struct daemon_proc *dp, const char *needle);
+/* Copy the daemon's output to our stderr, for the test log. */
+void daemon_dump_log(const struct daemon_proc *dp);
+
+/* Resident set size in KiB from /proc/PID/status, or -errno. */
+long daemon_rss_kib(const struct daemon_proc *dp);
+/* utime + stime in clock ticks from /proc/PID/stat, or -errno. */
+long long daemon_cpu_ticks(const struct daemon_proc *dp);
+
+/*
+ * Sockets.  Each returns a blocking, close-on-exec fd or -errno, and never
+ * waits longer than HARNESS_CONNECT_TIMEOUT_MS.  family is AF_INET
+ * (127.0.0.1) or AF_INET6 (::1).
+ */
+#define HARNESS_CONNECT_TIMEOUT_MS 5000
+int tcp_connect(int family, int port);
+int unix_connect(const char *path);
+/* A UDP socket connect()ed to the loopback port, so plain send()/recv() work. */
+int udp_socket_for(int port);
+int udp_socket_family(int family, int port);
+/* A TCP listener on loopback port 0 (or port), for address-in-use tests; *port gets the port. */
+int tcp_listen_any(int family, int *port);
+
+/* Whether ::1 can be bound here; IPv6 tests skip when it cannot. */
+bool ipv6_available(void);
+
+int set_nonblocking(int fd, bool on);
+
+/* Write all n bytes, waiting on poll() when the fd is non-blocking.  0 or -errno. */
+int write_all(int fd, const void *buf, size_t n);
+
+/*
+ * Read exactly n bytes within timeout_ms in total.  Returns n, fewer on EOF,
+ * or -ETIMEDOUT / -errno.
+ */
+ssize_t read_exact(int fd, void *buf, size_t n, int timeout_ms);
+
+/* Wait for EOF: 0, -EPROTO if data came instead, -ETIMEDOUT, or -errno. */
+int read_eof(int fd, int timeout_ms);
+
+/* Raise the soft open-file limit to at least want (bounded by the hard limit). 0 or -errno. */
+int raise_nofile(unsigned long want);
+
+/* Milliseconds on the monotonic clock. */
+long long now_ms(void);
+
+/* Deterministic pseudo-random bytes for payloads; equal seeds give equal bytes. */
+void fill_pattern(void *buf, size_t n, unsigned long long seed);
+
+/*
+ * The reference transform, written independently of src/upper.c so the
+ * tests do not share a bug with the daemon: dst = src with a-z uppercased.
+ */
+void ref_upper(void *dst, const void *src, size_t n);
+/* Offset of the first byte of reply that is not the transform of sent, or -1. */
+long ref_mismatch(const void *reply, const void *sent, size_t n);
+
+#endif
