@@ -71,8 +71,9 @@ notify_new(void)
     }
     r = notify_parse_addr(n, e);
     if (r < 0) {
-        log_warn("notify: NOTIFY_SOCKET=%s is not an absolute path or @abstract name; "
-                 "the service manager gets no status", e);
+        log_warn("notify: NOTIFY_SOCKET=%s is %s; the service manager gets no status", e,
+                 r == -EAFNOSUPPORT ? "not an absolute path or @abstract name"
+                                    : "empty or too long for a socket address");
         free(n);
         return NULL;
     }
