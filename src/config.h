@@ -21,41 +21,41 @@
  * so that a reload can parse into a fresh copy and swap it in whole.
  */
 struct upechod_config {
-    char cf_file[4096];                 /* file it came from, "" for built-in defaults */
+    char cf_file[4096]; /* file it came from, "" for built-in defaults */
 
     /* [tcp] */
-    bool cf_tcp_enabled;                /* yes */
+    bool cf_tcp_enabled; /* yes */
     struct addr cf_tcp_listen[CONFIG_MAX_LISTEN];
     char cf_tcp_listen_text[CONFIG_MAX_LISTEN][ADDR_STRLEN];
-    size_t cf_tcp_nlisten;              /* 127.0.0.1:9090 */
-    int cf_tcp_backlog;                 /* 1024 */
+    size_t cf_tcp_nlisten; /* 127.0.0.1:9090 */
+    int cf_tcp_backlog;    /* 1024 */
 
     /* [udp] */
-    bool cf_udp_enabled;                /* yes */
+    bool cf_udp_enabled; /* yes */
     struct addr cf_udp_listen[CONFIG_MAX_LISTEN];
     char cf_udp_listen_text[CONFIG_MAX_LISTEN][ADDR_STRLEN];
-    size_t cf_udp_nlisten;              /* 127.0.0.1:7777 */
-    bool cf_udp_drop_privileged;        /* drop_privileged_source_ports = yes */
-    unsigned cf_udp_rate_limit;         /* rate_limit = 0 (off), replies/s per source */
+    size_t cf_udp_nlisten;       /* 127.0.0.1:7777 */
+    bool cf_udp_drop_privileged; /* drop_privileged_source_ports = yes */
+    unsigned cf_udp_rate_limit;  /* rate_limit = 0 (off), replies/s per source */
 
     /* [unix] */
-    bool cf_unix_enabled;               /* no */
+    bool cf_unix_enabled;                    /* no */
     char cf_unix_path[CONFIG_UNIX_PATH_MAX]; /* /run/upechod/upechod.sock */
-    mode_t cf_unix_mode;                /* 0660 */
-    int cf_unix_backlog;                /* 1024 */
+    mode_t cf_unix_mode;                     /* 0660 */
+    int cf_unix_backlog;                     /* 1024 */
 
     /* [log] */
-    enum log_level cf_log_level;        /* info */
+    enum log_level cf_log_level; /* info */
 
     /* [limits] */
-    size_t cf_max_connections;          /* 10000 */
-    size_t cf_max_pending_output;       /* 1M (bytes) */
-    unsigned cf_idle_timeout;           /* 300 s, 0 = never */
-    unsigned cf_shutdown_timeout;       /* 10 s */
+    size_t cf_max_connections;    /* 10000 */
+    size_t cf_max_pending_output; /* 1M (bytes) */
+    unsigned cf_idle_timeout;     /* 300 s, 0 = never */
+    unsigned cf_shutdown_timeout; /* 10 s */
 
     /* [server] */
-    char cf_user[CONFIG_NAME_MAX];      /* "" = stay who we are */
-    char cf_group[CONFIG_NAME_MAX];     /* "" = the user's primary group */
+    char cf_user[CONFIG_NAME_MAX];  /* "" = stay who we are */
+    char cf_group[CONFIG_NAME_MAX]; /* "" = the user's primary group */
 };
 
 /*
@@ -64,7 +64,16 @@ struct upechod_config {
  */
 typedef void (*config_error_fn)(void *arg, const char *msg);
 
+/* Fill cf with the built-in defaults, the values conf/upechod.ini shows. */
 void config_defaults(struct upechod_config *cf);
+
+/*
+ * Parse an INI file, or text named name in messages, into cf (defaults first,
+ * then the file, then the cross-key checks), reporting every error through
+ * err (which may be NULL).  Returns 0 when the configuration is valid, the
+ * number of errors when it is not, or -errno when the file cannot be read.
+ * cf is filled either way, but only a return of 0 makes it fit to use.
+ */
 int config_parse_file(struct upechod_config *cf, const char *path, config_error_fn err, void *arg);
 int config_parse_string(struct upechod_config *cf, const char *name, const char *text,
                         config_error_fn err, void *arg);
