@@ -1,0 +1,649 @@
+/* test-systemd.c: the real daemon under a stand-in service manager: notify and activation. */
+#include <check.h>
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <poll.h>
+#include <signal.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/prctl.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/un.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "harness.h"
+
+/* Bound on waiting for READY=1: the ASan build starts slowly on a busy machine. */
+#define READY_TIMEOUT_MS 10000
+#define MSG_TIMEOUT_MS 5000
+
+static const char serve_all_ini[] = "[tcp]\n"
+                                    "listen = 127.0.0.1:0\n"
+                                    "[udp]\n"
+                                    "listen = 127.0.0.1:0\n"
+                                    "[unix]\n"
+                                    "enabled = yes\n"
+                                    "path = @DIR@/upechod.sock\n";
+
+static const char tcp_only_ini[] = "[tcp]\n"
+                                   "listen = 127.0.0.1:0\n"
+                                   "[udp]\n"
+                                   "enabled = no\n";
+
+/*
+ * The service manager's end of NOTIFY_SOCKET.  SO_PASSCRED makes the kernel
+ * attach the sender's pid, which systemd checks against the main pid
+ * (NotifyAccess=main): a message from any other process would be ignored.
+ */
+struct manager {
+    int m_fd;
+    char m_dir[64];
+    char m_path[96];
+};
+
+static void
+manager_open(struct manager *m)
+{
+    struct sockaddr_un sun = {.sun_family = AF_UNIX};
+    int one = 1;
+
+    snprintf(m->m_dir, sizeof(m->m_dir), "/tmp/upechod-sd-XXXXXX");
+    ck_assert_ptr_nonnull(mkdtemp(m->m_dir));
+    snprintf(m->m_path, sizeof(m->m_path), "%s/notify", m->m_dir);
+    snprintf(sun.sun_path, sizeof(sun.sun_path), "%s", m->m_path);
+    m->m_fd = socket(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+    ck_assert_int_ge(m->m_fd, 0);
+    ck_assert_int_eq(setsockopt(m->m_fd, SOL_SOCKET, SO_PASSCRED, &one, sizeof(one)), 0);
+    ck_assert_int_eq(bind(m->m_fd, (struct sockaddr *)&sun, sizeof(sun)), 0);
+    ck_assert_int_eq(setenv("NOTIFY_SOCKET", m->m_path, 1), 0);
+}
+
+static void
+manager_close(struct manager *m)
+{
+    close(m->m_fd);
+    unlink(m->m_path);
+    rmdir(m->m_dir);
+    unsetenv("NOTIFY_SOCKET");
+}
+
+/* The next datagram within timeout_ms, with its sender's pid: its length, or -ETIMEDOUT. */
+static ssize_t
+manager_recv(struct manager *m, char *buf, size_t size, pid_t *pid, long long timeout_ms)
+{
+    union {
+        struct cmsghdr align;
+        char buf[CMSG_SPACE(sizeof(struct ucred))];
+    } control;
+    struct iovec iov = {.iov_base = buf, .iov_len = size - 1};
+    struct msghdr mh = {.msg_iov = &iov, .msg_iovlen = 1};
+    struct pollfd pfd = {.fd = m->m_fd, .events = POLLIN};
+    struct cmsghdr *c;
+    ssize_t n;
+
+    if (timeout_ms < 0)
+        timeout_ms = 0;
+    if (poll(&pfd, 1, (int)timeout_ms) != 1)
+        return -ETIMEDOUT;
+    mh.msg_control = control.buf;
+    mh.msg_controllen = sizeof(control.buf);
+    n = recvmsg(m->m_fd, &mh, MSG_DONTWAIT);
+    ck_assert_int_ge(n, 0);
+    buf[n] = '\0';
+    *pid = -1;
+    for (c = CMSG_FIRSTHDR(&mh); c != NULL; c = CMSG_NXTHDR(&mh, c)) {
+        if (c->cmsg_level == SOL_SOCKET && c->cmsg_type == SCM_CREDENTIALS) {
+            struct ucred uc;
+
+            memcpy(&uc, CMSG_DATA(c), sizeof(uc));
+            *pid = uc.pid;
+        }
+    }
+    return n;
+}
+
+/* Periodic messages that may come at any time: a bare status line or a watchdog ping. */
+static int
+is_periodic(const char *msg)
+{
+    return strcmp(msg, "WATCHDOG=1") == 0 ||
+           (strncmp(msg, "STATUS=", 7) == 0 && strchr(msg, '\n') == NULL);
+}
+
+/*
+ * Wait for the next message that is not periodic, check that pid sent it
+ * and that it begins with prefix; the whole message goes to out.
+ */
+static void
+manager_expect(struct manager *m, pid_t pid, const char *prefix, char *out, size_t size,
+               int timeout_ms)
+{
+    long long deadline = now_ms() + timeout_ms;
+    pid_t from;
+    ssize_t n;
+
+    for (;;) {
+        n = manager_recv(m, out, size, &from, deadline - now_ms());
+        ck_assert_msg(n >= 0, "no '%s' from the daemon within %d ms", prefix, timeout_ms);
+        ck_assert_msg(from == pid, "'%s' came from pid %ld, not the daemon's %ld", out,
+                      (long)from, (long)pid);
+        if (!is_periodic(out))
+            break;
+    }
+    ck_assert_msg(strncmp(out, prefix, strlen(prefix)) == 0, "got '%s', expected '%s...'", out,
+                  prefix);
+}
+
+/* The first "listening on KIND ADDRESS" of the daemon's log: the port, or the path for unix. */
+static int
+log_listen(const struct daemon_proc *dp, const char *kind, char *path, size_t size)
+{
+    char line[1024], needle[64];
+    FILE *f = fopen(dp->dp_log, "re");
+    int port = 0;
+
+    ck_assert_ptr_nonnull(f);
+    snprintf(needle, sizeof(needle), "listening on %s ", kind);
+    while (port == 0 && fgets(line, sizeof(line), f) != NULL) {
+        char *p = strstr(line, needle), *colon;
+
+        if (p == NULL)
+            continue;
+        p += strlen(needle);
+        p[strcspn(p, " \n")] = '\0';
+        if (path != NULL) {
+            snprintf(path, size, "%s", p);
+            port = 1;
+        } else if ((colon = strrchr(p, ':')) != NULL) {
+            port = atoi(colon + 1);
+        }
+    }
+    fclose(f);
+    return port;
+}
+
+/* Send text on a connected socket and expect its uppercase back. */
+static void
+check_echo(int fd, const char *what)
+{
+    static const char sent[] = "systemd says hello, Upechod!";
+    static const char want[] = "SYSTEMD SAYS HELLO, UPECHOD!";
+    char got[sizeof(sent)];
+    ssize_t n;
+
+    ck_assert_msg(fd >= 0, "%s: cannot connect: %s", what, strerror(-fd));
+    ck_assert_int_eq(write_all(fd, sent, sizeof(sent) - 1), 0);
+    n = read_exact(fd, got, sizeof(sent) - 1, 5000);
+    ck_assert_msg(n == (ssize_t)sizeof(sent) - 1, "%s: read %zd", what, n);
+    ck_assert_msg(memcmp(got, want, sizeof(sent) - 1) == 0, "%s: wrong echo", what);
+    close(fd);
+}
+
+static void
+check_echo_all(int tcp_port, int udp_port, const char *unix_path)
+{
+    if (tcp_port > 0)
+        check_echo(tcp_connect(AF_INET, tcp_port), "tcp");
+    if (udp_port > 0)
+        check_echo(udp_socket_for(udp_port), "udp");
+    if (unix_path != NULL)
+        check_echo(unix_connect(unix_path), "unix");
+}
+
+static void
+spawn(struct daemon_proc *dp, const char *ini)
+{
+    int r = daemon_spawn(dp, ini, NULL);
+
+    ck_assert_msg(r == 0, "daemon_spawn: %s", strerror(-r));
+}
+
+static void
+stop_expect_stopping(struct manager *m, struct daemon_proc *dp)
+{
+    char msg[4096];
+    int status = -1;
+
+    ck_assert_int_eq(daemon_signal(dp, SIGTERM), 0);
+    manager_expect(m, dp->dp_pid, "STOPPING=1", msg, sizeof(msg), MSG_TIMEOUT_MS);
+    ck_assert_str_eq(msg, "STOPPING=1");
+    ck_assert_int_eq(daemon_wait(dp, HARNESS_STOP_TIMEOUT_MS, &status), 0);
+    ck_assert_int_eq(status, 0);
+}
+
+static uint64_t
+monotonic_usec(void)
+{
+    struct timespec ts;
+
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000000u + (uint64_t)ts.tv_nsec / 1000u;
+}
+
+/*
+ * READY=1 means every listener is bound: the first thing done on receiving
+ * it is to connect, and that must work on each transport.
+ */
+START_TEST(test_ready_after_bind)
+{
+    struct daemon_proc dp;
+    struct manager m;
+    char msg[4096], path[108];
+    int tcp, udp;
+
+    manager_open(&m);
+    spawn(&dp, serve_all_ini);
+    manager_expect(&m, dp.dp_pid, "READY=1", msg, sizeof(msg), READY_TIMEOUT_MS);
+    tcp = log_listen(&dp, "tcp", NULL, 0);
+    udp = log_listen(&dp, "udp", NULL, 0);
+    ck_assert_int_eq(log_listen(&dp, "unix", path, sizeof(path)), 1);
+    ck_assert_int_gt(tcp, 0);
+    ck_assert_int_gt(udp, 0);
+    check_echo_all(tcp, udp, path);
+
+    stop_expect_stopping(&m, &dp);
+    daemon_stop(&dp);
+    manager_close(&m);
+}
+END_TEST
+
+/* SIGHUP: RELOADING=1 stamped with the time of the reload, then READY=1, and still serving. */
+START_TEST(test_reload)
+{
+    struct daemon_proc dp;
+    struct manager m;
+    char msg[4096], *end;
+    uint64_t before, after, stamp;
+    const char *p;
+    int tcp;
+    FILE *f;
+
+    manager_open(&m);
+    spawn(&dp, tcp_only_ini);
+    manager_expect(&m, dp.dp_pid, "READY=1", msg, sizeof(msg), READY_TIMEOUT_MS);
+    tcp = log_listen(&dp, "tcp", NULL, 0);
+
+    before = monotonic_usec();
+    ck_assert_int_eq(daemon_signal(&dp, SIGHUP), 0);
+    manager_expect(&m, dp.dp_pid, "RELOADING=1\n", msg, sizeof(msg), MSG_TIMEOUT_MS);
+    after = monotonic_usec();
+    p = strstr(msg, "\nMONOTONIC_USEC=");
+    ck_assert_msg(p != NULL, "no MONOTONIC_USEC in '%s'", msg);
+    stamp = strtoull(p + 16, &end, 10);
+    ck_assert(*end == '\0' || *end == '\n');
+    ck_assert_uint_ge(stamp, before);
+    ck_assert_uint_le(stamp, after);
+    manager_expect(&m, dp.dp_pid, "READY=1", msg, sizeof(msg), MSG_TIMEOUT_MS);
+    check_echo_all(tcp, 0, NULL);
+
+    /* A broken file is a failed reload, which still ends in READY=1: the old one runs on. */
+    f = fopen(dp.dp_config, "we");
+    ck_assert_ptr_nonnull(f);
+    fputs("[tcp]\nlisten = not an address\n", f);
+    fclose(f);
+    ck_assert_int_eq(daemon_signal(&dp, SIGHUP), 0);
+    manager_expect(&m, dp.dp_pid, "RELOADING=1\n", msg, sizeof(msg), MSG_TIMEOUT_MS);
+    manager_expect(&m, dp.dp_pid, "READY=1", msg, sizeof(msg), MSG_TIMEOUT_MS);
+    check_echo_all(tcp, 0, NULL);
+
+    stop_expect_stopping(&m, &dp);
+    daemon_stop(&dp);
+    manager_close(&m);
+}
+END_TEST
+
+/* Live figures reach systemctl status every few seconds. */
+START_TEST(test_status)
+{
+    struct daemon_proc dp;
+    struct manager m;
+    char msg[4096];
+    long long deadline;
+    pid_t from;
+    int got = 0;
+
+    manager_open(&m);
+    spawn(&dp, tcp_only_ini);
+    manager_expect(&m, dp.dp_pid, "READY=1", msg, sizeof(msg), READY_TIMEOUT_MS);
+    deadline = now_ms() + 10000;
+    while (!got && manager_recv(&m, msg, sizeof(msg), &from, deadline - now_ms()) >= 0)
+        got = strncmp(msg, "STATUS=", 7) == 0 && strlen(msg) > 7 && from == dp.dp_pid;
+    ck_assert_msg(got, "no STATUS= line within 10 s of READY=1");
+
+    stop_expect_stopping(&m, &dp);
+    daemon_stop(&dp);
+    manager_close(&m);
+}
+END_TEST
+
+/*
+ * WATCHDOG_USEC=1 s: pings every half period.  Counted over 3 s, and no gap
+ * may reach the period, which is when systemd would kill the service.
+ */
+START_TEST(test_watchdog)
+{
+    struct daemon_proc dp;
+    struct manager m;
+    char msg[4096];
+    long long last, end, gap, max_gap = 0;
+    pid_t from;
+    int pings = 0;
+
+    unsetenv("WATCHDOG_PID");
+    ck_assert_int_eq(setenv("WATCHDOG_USEC", "1000000", 1), 0);
+    manager_open(&m);
+    spawn(&dp, tcp_only_ini);
+    unsetenv("WATCHDOG_USEC");
+    manager_expect(&m, dp.dp_pid, "READY=1", msg, sizeof(msg), READY_TIMEOUT_MS);
+
+    last = now_ms();
+    end = last + 3000;
+    while (now_ms() < end) {
+        if (manager_recv(&m, msg, sizeof(msg), &from, end - now_ms()) < 0)
+            break;
+        if (strcmp(msg, "WATCHDOG=1") != 0)
+            continue;
+        ck_assert_int_eq(from, dp.dp_pid);
+        gap = now_ms() - last;
+        if (gap > max_gap)
+            max_gap = gap;
+        last = now_ms();
+        pings++;
+    }
+    ck_assert_msg(pings >= 4 && pings <= 8, "%d pings in 3 s at a 1 s watchdog", pings);
+    ck_assert_msg(max_gap < 1000, "%lld ms between pings at a 1 s watchdog", max_gap);
+
+    stop_expect_stopping(&m, &dp);
+    daemon_stop(&dp);
+    manager_close(&m);
+}
+END_TEST
+
+/* A watchdog meant for another process (WATCHDOG_PID) is not ours to ping. */
+START_TEST(test_watchdog_other_pid)
+{
+    struct daemon_proc dp;
+    struct manager m;
+    char msg[4096];
+    long long end;
+    pid_t from;
+
+    ck_assert_int_eq(setenv("WATCHDOG_USEC", "200000", 1), 0);
+    ck_assert_int_eq(setenv("WATCHDOG_PID", "1", 1), 0);
+    manager_open(&m);
+    spawn(&dp, tcp_only_ini);
+    unsetenv("WATCHDOG_USEC");
+    unsetenv("WATCHDOG_PID");
+    manager_expect(&m, dp.dp_pid, "READY=1", msg, sizeof(msg), READY_TIMEOUT_MS);
+
+    end = now_ms() + 1000;
+    while (manager_recv(&m, msg, sizeof(msg), &from, end - now_ms()) >= 0)
+        ck_assert_msg(strcmp(msg, "WATCHDOG=1") != 0, "pinged a watchdog of pid 1");
+
+    stop_expect_stopping(&m, &dp);
+    daemon_stop(&dp);
+    manager_close(&m);
+}
+END_TEST
+
+/* Inodes of the sockets pid has open. */
+static size_t
+proc_socket_inodes(pid_t pid, unsigned long *ino, size_t max)
+{
+    char dir[64], link[64];
+    struct dirent *de;
+    size_t n = 0;
+    DIR *d;
+
+    snprintf(dir, sizeof(dir), "/proc/%ld/fd", (long)pid);
+    d = opendir(dir);
+    ck_assert_ptr_nonnull(d);
+    while ((de = readdir(d)) != NULL && n < max) {
+        ssize_t len;
+
+        len = readlinkat(dirfd(d), de->d_name, link, sizeof(link) - 1);
+        if (len <= 0)
+            continue;
+        link[len] = '\0';
+        if (sscanf(link, "socket:[%lu]", &ino[n]) == 1)
+            n++;
+    }
+    closedir(d);
+    return n;
+}
+
+static int
+inode_in(unsigned long inode, const unsigned long *ino, size_t n)
+{
+    for (size_t i = 0; i < n; i++)
+        if (ino[i] == inode)
+            return 1;
+    return 0;
+}
+
+/*
+ * Local ports of the entries of /proc/net/FILE (tcp, tcp6, udp, udp6) that
+ * belong to the inodes, counting only TCP listeners (state 0A) for tcp.
+ */
+static size_t
+proc_inet_ports(const char *file, const unsigned long *ino, size_t nino, int *ports,
+                size_t max)
+{
+    char path[64], line[512];
+    size_t n = 0;
+    FILE *f;
+
+    snprintf(path, sizeof(path), "/proc/net/%s", file);
+    f = fopen(path, "re");
+    if (f == NULL)
+        return 0; /* no IPv6 here */
+    while (fgets(line, sizeof(line), f) != NULL && n < max) {
+        unsigned port, state;
+        unsigned long inode;
+
+        if (sscanf(line, " %*d: %*[0-9A-Fa-f]:%x %*s %x %*s %*s %*s %*d %*d %lu", &port,
+                   &state, &inode) != 3)
+            continue;
+        if (!inode_in(inode, ino, nino) || (file[0] == 't' && state != 0x0A))
+            continue;
+        ports[n++] = (int)port;
+    }
+    fclose(f);
+    return n;
+}
+
+/* Paths of the listening UNIX sockets among the inodes. */
+static size_t
+proc_unix_listeners(const unsigned long *ino, size_t nino, char paths[][108], size_t max)
+{
+    char line[512];
+    size_t n = 0;
+    FILE *f = fopen("/proc/net/unix", "re");
+
+    ck_assert_ptr_nonnull(f);
+    while (fgets(line, sizeof(line), f) != NULL && n < max) {
+        unsigned flags;
+        unsigned long inode;
+        int off = 0;
+
+        if (sscanf(line, "%*s %*x %*x %x %*x %*x %lu %n", &flags, &inode, &off) != 2)
+            continue;
+        if (!inode_in(inode, ino, nino) || !(flags & 0x10000))
+            continue;
+        line[strcspn(line, "\n")] = '\0';
+        snprintf(paths[n++], 108, "%s", off > 0 ? line + off : "");
+    }
+    fclose(f);
+    return n;
+}
+
+/*
+ * Socket activation: TCP, UDP and UNIX sockets passed together through
+ * tests/activate, which executes the daemon in its own place.  The
+ * configuration names other addresses, two of them held busy here: the
+ * daemon must serve exactly what it was given and bind none of them.
+ */
+START_TEST(test_socket_activation)
+{
+    const char *activate = getenv("ACTIVATE");
+    const char *upechod = getenv("UPECHOD");
+    struct sockaddr_in sin = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+    socklen_t slen = sizeof(sin);
+    struct daemon_proc dp;
+    struct manager m;
+    char msg[4096], ini[1024], report[256], unix_spec[200], act_path[160], cfg_path[160];
+    char line[256], unix_paths[8][108];
+    unsigned long ino[64];
+    int ports[8], tcp_port = 0, udp_port = 0, busy_tcp, busy_udp, busy_tport, busy_uport;
+    int logfd, status;
+    size_t nino, n;
+    struct stat st;
+    pid_t parent = getpid();
+    FILE *f;
+
+    ck_assert_msg(activate != NULL && upechod != NULL, "ACTIVATE and UPECHOD must be set");
+    memset(&dp, 0, sizeof(dp));
+
+    /* Ports held by sockets without SO_REUSEADDR: binding them again fails. */
+    busy_tcp = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    ck_assert_int_eq(bind(busy_tcp, (struct sockaddr *)&sin, sizeof(sin)), 0);
+    ck_assert_int_eq(getsockname(busy_tcp, (struct sockaddr *)&sin, &slen), 0);
+    busy_tport = ntohs(sin.sin_port);
+    busy_udp = socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+    sin.sin_port = 0;
+    ck_assert_int_eq(bind(busy_udp, (struct sockaddr *)&sin, sizeof(sin)), 0);
+    slen = sizeof(sin);
+    ck_assert_int_eq(getsockname(busy_udp, (struct sockaddr *)&sin, &slen), 0);
+    busy_uport = ntohs(sin.sin_port);
+
+    manager_open(&m);
+    snprintf(dp.dp_dir, sizeof(dp.dp_dir), "%s", m.m_dir);
+    snprintf(dp.dp_config, sizeof(dp.dp_config), "%s/upechod.ini", m.m_dir);
+    snprintf(dp.dp_log, sizeof(dp.dp_log), "%s/upechod.log", m.m_dir);
+    snprintf(report, sizeof(report), "%s/sockets", m.m_dir);
+    snprintf(act_path, sizeof(act_path), "%s/activated.sock", m.m_dir);
+    snprintf(cfg_path, sizeof(cfg_path), "%s/configured.sock", m.m_dir);
+    snprintf(unix_spec, sizeof(unix_spec), "unix:%s", act_path);
+    snprintf(ini, sizeof(ini),
+             "[tcp]\nlisten = 127.0.0.1:%d\n[udp]\nlisten = 127.0.0.1:%d\n"
+             "[unix]\nenabled = yes\npath = %s\n",
+             busy_tport, busy_uport, cfg_path);
+    f = fopen(dp.dp_config, "we");
+    ck_assert_ptr_nonnull(f);
+    fputs(ini, f);
+    fclose(f);
+    logfd = open(dp.dp_log, O_WRONLY | O_CREAT | O_TRUNC | O_APPEND | O_CLOEXEC, 0600);
+    ck_assert_int_ge(logfd, 0);
+
+    dp.dp_pid = fork();
+    ck_assert_int_ge(dp.dp_pid, 0);
+    if (dp.dp_pid == 0) {
+        const char *argv[] = {activate, "-r", report, "-n", "tcp:udp:unix", "tcp:127.0.0.1:0",
+                              "udp:127.0.0.1:0", unix_spec, "--", upechod, "-c", dp.dp_config,
+                              NULL};
+
+        prctl(PR_SET_PDEATHSIG, SIGKILL);
+        if (getppid() != parent)
+            _exit(127);
+        dup2(logfd, STDOUT_FILENO);
+        dup2(logfd, STDERR_FILENO);
+        close_range(3, ~0U, 0);
+        execv(activate, (char *const *)argv);
+        _exit(127);
+    }
+    close(logfd);
+    dp.dp_status = -1;
+
+    manager_expect(&m, dp.dp_pid, "READY=1", msg, sizeof(msg), READY_TIMEOUT_MS);
+    f = fopen(report, "re");
+    ck_assert_ptr_nonnull(f);
+    while (fgets(line, sizeof(line), f) != NULL) {
+        char *colon = strrchr(line, ':');
+
+        if (strncmp(line, "tcp ", 4) == 0 && colon != NULL)
+            tcp_port = atoi(colon + 1);
+        else if (strncmp(line, "udp ", 4) == 0 && colon != NULL)
+            udp_port = atoi(colon + 1);
+    }
+    fclose(f);
+    ck_assert_int_gt(tcp_port, 0);
+    ck_assert_int_gt(udp_port, 0);
+    check_echo_all(tcp_port, udp_port, act_path);
+
+    /* What the daemon holds: exactly the three sockets it was given. */
+    nino = proc_socket_inodes(dp.dp_pid, ino, sizeof(ino) / sizeof(ino[0]));
+    n = proc_inet_ports("tcp", ino, nino, ports, 8);
+    n += proc_inet_ports("tcp6", ino, nino, ports + n, 8 - n);
+    ck_assert_msg(n == 1 && ports[0] == tcp_port, "%zu TCP listeners, first on %d", n,
+                  n > 0 ? ports[0] : 0);
+    n = proc_inet_ports("udp", ino, nino, ports, 8);
+    n += proc_inet_ports("udp6", ino, nino, ports + n, 8 - n);
+    ck_assert_msg(n == 1 && ports[0] == udp_port, "%zu UDP sockets, first on %d", n,
+                  n > 0 ? ports[0] : 0);
+    n = proc_unix_listeners(ino, nino, unix_paths, 8);
+    ck_assert_msg(n == 1 && strcmp(unix_paths[0], act_path) == 0, "%zu UNIX listeners: %s", n,
+                  n > 0 ? unix_paths[0] : "");
+    ck_assert_msg(stat(cfg_path, &st) == -1 && errno == ENOENT, "%s was created", cfg_path);
+
+    /* A reload keeps serving the passed sockets and still binds nothing. */
+    ck_assert_int_eq(daemon_signal(&dp, SIGHUP), 0);
+    manager_expect(&m, dp.dp_pid, "RELOADING=1\n", msg, sizeof(msg), MSG_TIMEOUT_MS);
+    manager_expect(&m, dp.dp_pid, "READY=1", msg, sizeof(msg), MSG_TIMEOUT_MS);
+    check_echo_all(tcp_port, udp_port, act_path);
+    ck_assert_msg(stat(cfg_path, &st) == -1 && errno == ENOENT, "%s was created", cfg_path);
+
+    ck_assert_int_eq(daemon_signal(&dp, SIGTERM), 0);
+    manager_expect(&m, dp.dp_pid, "STOPPING=1", msg, sizeof(msg), MSG_TIMEOUT_MS);
+    ck_assert_int_eq(daemon_wait(&dp, HARNESS_STOP_TIMEOUT_MS, &status), 0);
+    ck_assert_int_eq(status, 0);
+    /* The socket file is the manager's: it must outlive the service for the next start. */
+    ck_assert_msg(stat(act_path, &st) == 0 && S_ISSOCK(st.st_mode), "%s was removed", act_path);
+
+    unlink(act_path);
+    unlink(report);
+    unlink(dp.dp_config);
+    unlink(dp.dp_log);
+    manager_close(&m);
+    close(busy_tcp);
+    close(busy_udp);
+}
+END_TEST
+
+static Suite *
+systemd_suite(void)
+{
+    Suite *s = suite_create("systemd");
+    TCase *tc = tcase_create("notify");
+    TCase *ta = tcase_create("activation");
+
+    tcase_set_timeout(tc, 60);
+    tcase_add_test(tc, test_ready_after_bind);
+    tcase_add_test(tc, test_reload);
+    tcase_add_test(tc, test_status);
+    tcase_add_test(tc, test_watchdog);
+    tcase_add_test(tc, test_watchdog_other_pid);
+    suite_add_tcase(s, tc);
+    tcase_set_timeout(ta, 60);
+    tcase_add_test(ta, test_socket_activation);
+    suite_add_tcase(s, ta);
+    return s;
+}
+
+int
+main(void)
+{
+    SRunner *sr = srunner_create(systemd_suite());
+    int failed;
+
+    srunner_run_all(sr, CK_NORMAL);
+    failed = srunner_ntests_failed(sr);
+    srunner_free(sr);
+    return failed == 0 ? EXIT_SUCCESS : EXIT_FAILURE;
+}
