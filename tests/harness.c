@@ -23,9 +23,10 @@
 #define HARNESS_MAX_LIVE 16
 
 /*
- * Daemons still running in this process, by value rather than by pointer:
- * a failed check assertion exits the test process from deep inside the
- * test, so nothing else would stop them or remove their temp dirs.
+ * Temp dirs not yet removed by daemon_stop(), with their daemon's pid while
+ * it runs, by value rather than by pointer: a failed check assertion exits
+ * the test process from deep inside the test, so nothing else would stop
+ * the daemon or remove the dir.
  */
 static struct {
     pid_t hl_pid;
@@ -69,15 +70,18 @@ static void
 harness_atexit(void)
 {
     for (size_t i = 0; i < HARNESS_MAX_LIVE; i++) {
-        if (harness_live[i].hl_pid <= 0)
+        if (harness_live[i].hl_dir[0] == '\0')
             continue;
-        kill(harness_live[i].hl_pid, SIGKILL);
-        waitpid(harness_live[i].hl_pid, NULL, 0);
+        if (harness_live[i].hl_pid > 0) {
+            kill(harness_live[i].hl_pid, SIGKILL);
+            waitpid(harness_live[i].hl_pid, NULL, 0);
+        }
         harness_rm_tree(harness_live[i].hl_dir);
-        harness_live[i].hl_pid = 0;
+        harness_live[i].hl_dir[0] = '\0';
     }
 }
 
+/* Remember dp's temp dir (and later its pid) until daemon_stop(). */
 static void
 harness_register(const struct daemon_proc *dp)
 {
@@ -86,7 +90,7 @@ harness_register(const struct daemon_proc *dp)
         harness_atexit_done = true;
     }
     for (size_t i = 0; i < HARNESS_MAX_LIVE; i++) {
-        if (harness_live[i].hl_pid <= 0) {
+        if (harness_live[i].hl_dir[0] == '\0') {
             harness_live[i].hl_pid = dp->dp_pid;
             snprintf(harness_live[i].hl_dir, sizeof(harness_live[i].hl_dir), "%s", dp->dp_dir);
             return;
@@ -95,11 +99,19 @@ harness_register(const struct daemon_proc *dp)
 }
 
 static void
-harness_unregister(pid_t pid)
+harness_set_pid(const struct daemon_proc *dp, pid_t pid)
 {
     for (size_t i = 0; i < HARNESS_MAX_LIVE; i++)
-        if (harness_live[i].hl_pid == pid)
-            harness_live[i].hl_pid = 0;
+        if (harness_live[i].hl_dir[0] != '\0' && strcmp(harness_live[i].hl_dir, dp->dp_dir) == 0)
+            harness_live[i].hl_pid = pid;
+}
+
+static void
+harness_unregister(const struct daemon_proc *dp)
+{
+    for (size_t i = 0; i < HARNESS_MAX_LIVE; i++)
+        if (harness_live[i].hl_dir[0] != '\0' && strcmp(harness_live[i].hl_dir, dp->dp_dir) == 0)
+            harness_live[i].hl_dir[0] = '\0';
 }
 
 /* The whole file, NUL-terminated, or NULL. */
@@ -195,6 +207,7 @@ daemon_spawn(struct daemon_proc *dp, const char *ini_text, const char *const *ar
         dp->dp_dir[0] = '\0';
         return r;
     }
+    harness_register(dp);
     snprintf(dp->dp_config, sizeof(dp->dp_config), "%s/upechod.ini", dp->dp_dir);
     snprintf(dp->dp_log, sizeof(dp->dp_log), "%s/upechod.log", dp->dp_dir);
 
@@ -249,7 +262,7 @@ daemon_spawn(struct daemon_proc *dp, const char *ini_text, const char *const *ar
     close(logfd);
     close(nullfd);
     if (r == 0)
-        harness_register(dp);
+        harness_set_pid(dp, dp->dp_pid);
     return r;
 }
 
@@ -362,7 +375,7 @@ harness_reap(struct daemon_proc *dp, bool block)
     while (r == -1 && errno == EINTR);
     if (r == 0)
         return false;
-    harness_unregister(dp->dp_pid);
+    harness_set_pid(dp, 0);
     dp->dp_status = r == dp->dp_pid ? harness_status(wstatus) : -1;
     dp->dp_pid = -1;
     return true;
@@ -437,6 +450,7 @@ daemon_stop(struct daemon_proc *dp)
             harness_reap(dp, true);
         }
     }
+    harness_unregister(dp);
     harness_rm_tree(dp->dp_dir);
     dp->dp_dir[0] = '\0';
     return dp->dp_status;
