@@ -1,0 +1,241 @@
+/* test-cli.c: the daemon's command line, config errors and start-up failures. */
+#include <arpa/inet.h>
+#include <check.h>
+#include <errno.h>
+#include <netinet/in.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include "harness.h"
+#include "upechod-build.h"
+
+#define EXIT_USAGE 64
+#define EXIT_CONFIG 78
+
+static const char good_ini[] = "[tcp]\n"
+                               "enabled = yes\n"
+                               "listen = 127.0.0.1:0\n"
+                               "backlog = 1024\n"
+                               "[udp]\n"
+                               "enabled = yes\n"
+                               "listen = 127.0.0.1:0\n"
+                               "[unix]\n"
+                               "enabled = no\n"
+                               "path = @DIR@/upechod.sock\n"
+                               "mode = 0660\n"
+                               "[log]\n"
+                               "level = info\n"
+                               "[limits]\n"
+                               "max_connections = 10000\n"
+                               "max_pending_output = 1M\n"
+                               "idle_timeout = 300\n"
+                               "shutdown_timeout = 10\n";
+
+/* Run the daemon with args to completion (bounded) and return its exit status. */
+static int
+run(struct daemon_proc *dp, const char *ini, const char *const *args)
+{
+    int r = daemon_spawn(dp, ini, args), status = -1;
+
+    ck_assert_msg(r == 0, "daemon_spawn: %s", strerror(-r));
+    r = daemon_wait(dp, 10000, &status);
+    ck_assert_msg(r == 0, "still running after 10 s");
+    return status;
+}
+
+START_TEST(test_check_good)
+{
+    static const char *const args[] = {"-t", NULL};
+    struct daemon_proc dp;
+
+    ck_assert_int_eq(run(&dp, good_ini, args), 0);
+    ck_assert(daemon_log_contains(&dp, "configuration OK"));
+    ck_assert(!daemon_log_contains(&dp, "listening on"));
+    daemon_stop(&dp);
+}
+END_TEST
+
+/*
+ * Each bad config must exit 78 and say FILE:LINE for the line at fault, both
+ * under -t and on a real start.  The unknown section is reported either at
+ * its header or at its first key; both name the right place.
+ */
+static const struct {
+    const char *name;
+    const char *ini;
+    int line, alt_line;
+    const char *mention;
+} bad_configs[] = {
+    {"bad port", "[tcp]\nenabled = yes\nlisten = 127.0.0.1:99999\n", 3, 3, "listen"},
+    {"unknown key", "[tcp]\nenabled = yes\nfrobnicate = 1\n", 3, 3, "frobnicate"},
+    {"unknown section", "[log]\nlevel = info\n[nosuch]\nkey = 1\n", 3, 4, "nosuch"},
+    {"missing ]", "[log]\nlevel = info\n[tcp\nenabled = yes\n", 3, 3, NULL},
+    {"bad boolean", "[udp]\nenabled = perhaps\n", 2, 2, "enabled"},
+    {"bad size", "[limits]\nmax_connections = 10\nmax_pending_output = lots\n", 3, 3,
+     "max_pending_output"},
+    {"too-long line",
+     "[log]\nlevel = info\n[tcp]\nlisten = "
+     "127.0.0.1:0aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa"
+     "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa"
+     "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa"
+     "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa\n"
+     "[udp]\nenabled = yes\n",
+     4, 4, NULL},
+};
+
+START_TEST(test_bad_config)
+{
+    static const char *const check_args[] = {"-t", NULL};
+    const char *const *args = _i % 2 == 0 ? check_args : NULL;
+    char where[4200], alt[4200];
+    size_t k = (size_t)_i / 2;
+    struct daemon_proc dp;
+    int status;
+
+    status = run(&dp, bad_configs[k].ini, args);
+    ck_assert_msg(status == EXIT_CONFIG, "%s%s: exit status %d", bad_configs[k].name,
+                  args != NULL ? " (-t)" : "", status);
+    snprintf(where, sizeof(where), "%s:%d:", dp.dp_config, bad_configs[k].line);
+    snprintf(alt, sizeof(alt), "%s:%d:", dp.dp_config, bad_configs[k].alt_line);
+    if (!daemon_log_contains(&dp, where) && !daemon_log_contains(&dp, alt)) {
+        daemon_dump_log(&dp);
+        ck_abort_msg("%s: no error naming %s", bad_configs[k].name, where);
+    }
+    if (bad_configs[k].mention != NULL)
+        ck_assert_msg(daemon_log_contains(&dp, bad_configs[k].mention), "%s: %s not named",
+                      bad_configs[k].name, bad_configs[k].mention);
+    ck_assert(!daemon_log_contains(&dp, "listening on"));
+    ck_assert(!daemon_log_contains(&dp, "configuration OK"));
+    daemon_stop(&dp);
+}
+END_TEST
+
+START_TEST(test_missing_config)
+{
+    static const char *const args[] = {"-c", "/nonexistent/upechod.ini", NULL};
+    struct daemon_proc dp;
+    int status = run(&dp, NULL, args);
+
+    ck_assert_int_ne(status, 0);
+    ck_assert(daemon_log_contains(&dp, "/nonexistent/upechod.ini"));
+    daemon_stop(&dp);
+}
+END_TEST
+
+START_TEST(test_usage_errors)
+{
+    static const char *const unknown[] = {"-Z", NULL};
+    static const char *const no_arg[] = {"-c", NULL};
+    static const char *const extra[] = {"-t", "stray-argument", NULL};
+    static const char *const *const cases[] = {unknown, no_arg, extra};
+    struct daemon_proc dp;
+
+    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+        /* The stray-argument case needs a config that would otherwise be fine. */
+        int status = run(&dp, i == 2 ? good_ini : NULL, cases[i]);
+        ck_assert_msg(status == EXIT_USAGE, "%s: exit status %d", cases[i][0], status);
+        daemon_stop(&dp);
+    }
+}
+END_TEST
+
+START_TEST(test_version)
+{
+    static const char *const args[] = {"-V", NULL};
+    struct daemon_proc dp;
+
+    ck_assert_int_eq(run(&dp, NULL, args), 0);
+    ck_assert_msg(daemon_log_contains(&dp, UPECHOD_VERSION), "no %s in -V output",
+                  UPECHOD_VERSION);
+    daemon_stop(&dp);
+}
+END_TEST
+
+START_TEST(test_help)
+{
+    static const char *const args[] = {"-h", NULL};
+    struct daemon_proc dp;
+
+    ck_assert_int_eq(run(&dp, NULL, args), 0);
+    ck_assert(daemon_log_contains(&dp, "-c"));
+    ck_assert(daemon_log_contains(&dp, "-t"));
+    daemon_stop(&dp);
+}
+END_TEST
+
+/* A port someone else holds is a start-up failure, not a config error. */
+START_TEST(test_tcp_address_in_use)
+{
+    struct daemon_proc dp;
+    char ini[512], addr[64];
+    int port = 0, status = -1;
+    int lfd = tcp_listen_any(AF_INET, &port);
+
+    ck_assert_int_ge(lfd, 0);
+    snprintf(addr, sizeof(addr), "127.0.0.1:%d", port);
+    snprintf(ini, sizeof(ini), "[tcp]\nenabled = yes\nlisten = %s\n[udp]\nenabled = no\n", addr);
+    ck_assert_int_eq(daemon_start(&dp, ini), -ECHILD);
+    ck_assert_int_eq(daemon_wait(&dp, 1000, &status), 0);
+    ck_assert_msg(status != 0 && status != EXIT_CONFIG, "exit status %d", status);
+    ck_assert_msg(daemon_log_contains(&dp, addr), "the error does not name %s", addr);
+    daemon_stop(&dp);
+    close(lfd);
+}
+END_TEST
+
+START_TEST(test_udp_address_in_use)
+{
+    struct sockaddr_in sin = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+    socklen_t len = sizeof(sin);
+    struct daemon_proc dp;
+    char ini[512], addr[64];
+    int status = -1;
+    int fd = socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+
+    ck_assert_int_ge(fd, 0);
+    ck_assert_int_eq(bind(fd, (struct sockaddr *)&sin, sizeof(sin)), 0);
+    ck_assert_int_eq(getsockname(fd, (struct sockaddr *)&sin, &len), 0);
+    snprintf(addr, sizeof(addr), "127.0.0.1:%d", ntohs(sin.sin_port));
+    snprintf(ini, sizeof(ini), "[tcp]\nenabled = no\n[udp]\nenabled = yes\nlisten = %s\n", addr);
+    ck_assert_int_eq(daemon_start(&dp, ini), -ECHILD);
+    ck_assert_int_eq(daemon_wait(&dp, 1000, &status), 0);
+    ck_assert_msg(status != 0 && status != EXIT_CONFIG, "exit status %d", status);
+    ck_assert_msg(daemon_log_contains(&dp, addr), "the error does not name %s", addr);
+    daemon_stop(&dp);
+    close(fd);
+}
+END_TEST
+
+static Suite *
+cli_suite(void)
+{
+    Suite *s = suite_create("cli");
+    TCase *tc = tcase_create("cli");
+
+    tcase_add_test(tc, test_check_good);
+    tcase_add_loop_test(tc, test_bad_config, 0,
+                        (int)(2 * sizeof(bad_configs) / sizeof(bad_configs[0])));
+    tcase_add_test(tc, test_missing_config);
+    tcase_add_test(tc, test_usage_errors);
+    tcase_add_test(tc, test_version);
+    tcase_add_test(tc, test_help);
+    tcase_add_test(tc, test_tcp_address_in_use);
+    tcase_add_test(tc, test_udp_address_in_use);
+    suite_add_tcase(s, tc);
+    return s;
+}
+
+int
+main(void)
+{
+    SRunner *sr = srunner_create(cli_suite());
+    int failed;
+
+    srunner_run_all(sr, CK_NORMAL);
+    failed = srunner_ntests_failed(sr);
+    srunner_free(sr);
+    return failed == 0 ? EXIT_SUCCESS : EXIT_FAILURE;
+}

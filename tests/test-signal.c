@@ -1,0 +1,254 @@
+/* test-signal.c: SIGTERM and SIGINT stop the daemon without losing what clients sent. */
+#include <check.h>
+#include <errno.h>
+#include <poll.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include "harness.h"
+
+#define PENDING_CAP (8u << 20)
+
+static const char drain_ini[] = "[tcp]\n"
+                                "enabled = yes\n"
+                                "listen = 127.0.0.1:0\n"
+                                "[udp]\n"
+                                "enabled = no\n"
+                                "[limits]\n"
+                                "shutdown_timeout = 30\n";
+
+static const char quick_ini[] = "[tcp]\n"
+                                "enabled = yes\n"
+                                "listen = 127.0.0.1:0\n"
+                                "[udp]\n"
+                                "enabled = no\n"
+                                "[limits]\n"
+                                "shutdown_timeout = 1\n";
+
+static void
+start(struct daemon_proc *dp, const char *ini)
+{
+    int r = daemon_start(dp, ini);
+
+    ck_assert_msg(r == 0, "daemon_start: %s", strerror(-r));
+}
+
+static int
+connect_or_fail(int port)
+{
+    int fd = tcp_connect(AF_INET, port);
+
+    ck_assert_msg(fd >= 0, "tcp_connect to port %d: %s", port, strerror(-fd));
+    return fd;
+}
+
+/*
+ * Send from buf without ever reading until every buffer between us and the
+ * daemon is full (no room for 300 ms) or cap bytes are out.  Returns how
+ * many bytes were sent; fd is left non-blocking.
+ */
+static size_t
+send_until_full(int fd, const unsigned char *buf, size_t cap)
+{
+    size_t nsent = 0;
+
+    ck_assert_int_eq(set_nonblocking(fd, true), 0);
+    while (nsent < cap) {
+        ssize_t w = send(fd, buf + nsent, cap - nsent, MSG_NOSIGNAL);
+        if (w > 0) {
+            nsent += (size_t)w;
+            continue;
+        }
+        ck_assert_msg(w == -1 && errno == EAGAIN, "send: %s", strerror(errno));
+        struct pollfd pfd = {.fd = fd, .events = POLLOUT};
+        if (poll(&pfd, 1, 300) == 0)
+            break;
+    }
+    ck_assert_uint_gt(nsent, 0);
+    return nsent;
+}
+
+/* Everything sent comes back transformed, then EOF. */
+static void
+read_back_all(int fd, const unsigned char *sent, size_t nsent)
+{
+    unsigned char *got = malloc(nsent);
+    ssize_t n;
+    long bad;
+
+    ck_assert_ptr_nonnull(got);
+    n = read_exact(fd, got, nsent, 30000);
+    ck_assert_msg(n == (ssize_t)nsent, "only %zd of %zu bytes came back", n, nsent);
+    bad = ref_mismatch(got, sent, nsent);
+    ck_assert_msg(bad == -1, "wrong byte at offset %ld", bad);
+    ck_assert_int_eq(read_eof(fd, 10000), 0);
+    free(got);
+}
+
+/*
+ * A client has filled every buffer and reads nothing yet when SIGTERM
+ * arrives; once it starts reading, every byte it sent must come back,
+ * then EOF, and the daemon exits 0.
+ */
+START_TEST(test_sigterm_delivers_pending)
+{
+    unsigned char *sent = malloc(PENDING_CAP);
+    struct daemon_proc dp;
+    int fd, status = -1;
+    size_t nsent;
+
+    ck_assert_ptr_nonnull(sent);
+    fill_pattern(sent, PENDING_CAP, 42);
+    start(&dp, drain_ini);
+    fd = connect_or_fail(dp.dp_tcp_port);
+    nsent = send_until_full(fd, sent, PENDING_CAP);
+    ck_assert_int_eq(daemon_signal(&dp, SIGTERM), 0);
+    read_back_all(fd, sent, nsent);
+    ck_assert_int_eq(daemon_wait(&dp, 10000, &status), 0);
+    ck_assert_int_eq(status, 0);
+    close(fd);
+    daemon_stop(&dp);
+    free(sent);
+}
+END_TEST
+
+/* While it drains a slow client after SIGTERM, the daemon takes no new ones. */
+START_TEST(test_sigterm_stops_accepting)
+{
+    unsigned char *sent = malloc(PENDING_CAP);
+    struct daemon_proc dp;
+    int fd, nfd = 0, status = -1;
+    long long deadline;
+    size_t nsent;
+
+    ck_assert_ptr_nonnull(sent);
+    fill_pattern(sent, PENDING_CAP, 43);
+    start(&dp, drain_ini);
+    fd = connect_or_fail(dp.dp_tcp_port);
+    nsent = send_until_full(fd, sent, PENDING_CAP);
+    ck_assert_int_eq(daemon_signal(&dp, SIGTERM), 0);
+    /* Until the loop has seen the signal a connect may still succeed; then it must not. */
+    deadline = now_ms() + 5000;
+    while (now_ms() < deadline) {
+        nfd = tcp_connect(AF_INET, dp.dp_tcp_port);
+        if (nfd < 0)
+            break;
+        close(nfd);
+        usleep(10000);
+    }
+    ck_assert_msg(nfd == -ECONNREFUSED, "still accepting 5 s after SIGTERM (%s)",
+                  nfd >= 0 ? "connected" : strerror(-nfd));
+    ck_assert_msg(daemon_wait(&dp, 0, &status) == -ETIMEDOUT,
+                  "exited with status %d before the slow client had read its data", status);
+    read_back_all(fd, sent, nsent);
+    ck_assert_int_eq(daemon_wait(&dp, 10000, &status), 0);
+    ck_assert_int_eq(status, 0);
+    close(fd);
+    daemon_stop(&dp);
+    free(sent);
+}
+END_TEST
+
+/* Idle clients do not hold up the exit: they get EOF at once. */
+START_TEST(test_sigterm_idle_clients)
+{
+    struct daemon_proc dp;
+    int fd[3], status = -1;
+    char got[4];
+
+    start(&dp, drain_ini);
+    for (size_t i = 0; i < 3; i++)
+        fd[i] = connect_or_fail(dp.dp_tcp_port);
+    ck_assert_int_eq(write_all(fd[0], "abc", 3), 0);
+    ck_assert_int_eq(read_exact(fd[0], got, 3, 5000), 3);
+    ck_assert_mem_eq(got, "ABC", 3);
+    ck_assert_int_eq(daemon_signal(&dp, SIGTERM), 0);
+    for (size_t i = 0; i < 3; i++) {
+        ck_assert_int_eq(read_eof(fd[i], 5000), 0);
+        close(fd[i]);
+    }
+    ck_assert_int_eq(daemon_wait(&dp, 5000, &status), 0);
+    ck_assert_int_eq(status, 0);
+    daemon_stop(&dp);
+}
+END_TEST
+
+/* SIGINT is the same clean stop, including the reply still owed. */
+START_TEST(test_sigint)
+{
+    struct daemon_proc dp;
+    int fd, status = -1;
+    char got[16];
+
+    start(&dp, drain_ini);
+    fd = connect_or_fail(dp.dp_tcp_port);
+    ck_assert_int_eq(write_all(fd, "interrupted", 11), 0);
+    ck_assert_int_eq(shutdown(fd, SHUT_WR), 0);
+    ck_assert_int_eq(daemon_signal(&dp, SIGINT), 0);
+    ck_assert_int_eq(read_exact(fd, got, 11, 5000), 11);
+    ck_assert_mem_eq(got, "INTERRUPTED", 11);
+    ck_assert_int_eq(read_eof(fd, 5000), 0);
+    ck_assert_int_eq(daemon_wait(&dp, 5000, &status), 0);
+    ck_assert_int_eq(status, 0);
+    close(fd);
+    daemon_stop(&dp);
+}
+END_TEST
+
+/*
+ * A client that never reads cannot keep the daemon alive past
+ * shutdown_timeout (1 s here): it still exits, and exits 0.
+ */
+START_TEST(test_shutdown_timeout)
+{
+    unsigned char *sent = malloc(PENDING_CAP);
+    struct daemon_proc dp;
+    int fd, status = -1;
+    long long t0;
+
+    ck_assert_ptr_nonnull(sent);
+    fill_pattern(sent, PENDING_CAP, 44);
+    start(&dp, quick_ini);
+    fd = connect_or_fail(dp.dp_tcp_port);
+    send_until_full(fd, sent, PENDING_CAP);
+    t0 = now_ms();
+    ck_assert_int_eq(daemon_signal(&dp, SIGTERM), 0);
+    ck_assert_msg(daemon_wait(&dp, 6000, &status) == 0, "still running %lld ms after SIGTERM",
+                  now_ms() - t0);
+    ck_assert_int_eq(status, 0);
+    close(fd);
+    daemon_stop(&dp);
+    free(sent);
+}
+END_TEST
+
+static Suite *
+signal_suite(void)
+{
+    Suite *s = suite_create("signal");
+    TCase *tc = tcase_create("shutdown");
+
+    tcase_add_test(tc, test_sigterm_delivers_pending);
+    tcase_add_test(tc, test_sigterm_stops_accepting);
+    tcase_add_test(tc, test_sigterm_idle_clients);
+    tcase_add_test(tc, test_sigint);
+    tcase_add_test(tc, test_shutdown_timeout);
+    suite_add_tcase(s, tc);
+    return s;
+}
+
+int
+main(void)
+{
+    SRunner *sr = srunner_create(signal_suite());
+    int failed;
+
+    srunner_run_all(sr, CK_NORMAL);
+    failed = srunner_ntests_failed(sr);
+    srunner_free(sr);
+    return failed == 0 ? EXIT_SUCCESS : EXIT_FAILURE;
+}

@@ -1,0 +1,282 @@
+/* test-unix.c: the daemon's AF_UNIX stream echo and how it treats the socket file. */
+#include <check.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/un.h>
+#include <unistd.h>
+
+#include "harness.h"
+
+/* Exit code for configuration errors, which a busy or foreign path is not. */
+#define EXIT_CONFIG 78
+
+static const char unix_ini[] = "[tcp]\n"
+                               "enabled = no\n"
+                               "[udp]\n"
+                               "enabled = no\n"
+                               "[unix]\n"
+                               "enabled = yes\n"
+                               "path = @DIR@/echo.sock\n"
+                               "mode = 0600\n";
+
+static void
+start(struct daemon_proc *dp, const char *ini)
+{
+    int r = daemon_start(dp, ini);
+
+    ck_assert_msg(r == 0, "daemon_start: %s", strerror(-r));
+}
+
+/*
+ * A directory of our own for tests that must put something at the socket
+ * path before the daemon starts (the daemon's temp dir does not exist yet).
+ */
+static void
+make_dir(char *dir, size_t size)
+{
+    const char *tmp = getenv("TMPDIR");
+
+    snprintf(dir, size, "%s/upechod-unix-XXXXXX", tmp != NULL && tmp[0] != '\0' ? tmp : "/tmp");
+    ck_assert_ptr_nonnull(mkdtemp(dir));
+}
+
+/* Config text for a unix listener at path with the given mode. */
+static void
+unix_ini_for(char *buf, size_t size, const char *path, const char *mode)
+{
+    snprintf(buf, size,
+             "[tcp]\nenabled = no\n[udp]\nenabled = no\n"
+             "[unix]\nenabled = yes\npath = %s\nmode = %s\n",
+             path, mode);
+}
+
+/* A bound AF_UNIX socket at path, listening or not. */
+static int
+bind_unix(const char *path, bool do_listen)
+{
+    struct sockaddr_un sun = {.sun_family = AF_UNIX};
+    int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+
+    ck_assert_int_ge(fd, 0);
+    ck_assert_uint_lt(strlen(path), sizeof(sun.sun_path));
+    strcpy(sun.sun_path, path);
+    ck_assert_msg(bind(fd, (struct sockaddr *)&sun, sizeof(sun)) == 0, "bind %s: %s", path,
+                  strerror(errno));
+    if (do_listen)
+        ck_assert_int_eq(listen(fd, 4), 0);
+    return fd;
+}
+
+static void
+check_echo(const char *path)
+{
+    char got[32];
+    int fd = unix_connect(path);
+
+    ck_assert_msg(fd >= 0, "connect %s: %s", path, strerror(-fd));
+    ck_assert_int_eq(write_all(fd, "unix says hi, 42!", 17), 0);
+    ck_assert_int_eq(read_exact(fd, got, 17, 5000), 17);
+    ck_assert_mem_eq(got, "UNIX SAYS HI, 42!", 17);
+    ck_assert_int_eq(shutdown(fd, SHUT_WR), 0);
+    ck_assert_int_eq(read_eof(fd, 5000), 0);
+    close(fd);
+}
+
+START_TEST(test_echo)
+{
+    struct daemon_proc dp;
+    char want[512];
+    static unsigned char sent[200000], got[200000];
+    int fd;
+
+    start(&dp, unix_ini);
+    snprintf(want, sizeof(want), "%s/echo.sock", dp.dp_dir);
+    ck_assert_str_eq(dp.dp_unix_path, want);
+    check_echo(dp.dp_unix_path);
+
+    /* More than one socket buffer's worth, read after it was all sent. */
+    fill_pattern(sent, sizeof(sent), 9);
+    fd = unix_connect(dp.dp_unix_path);
+    ck_assert_int_ge(fd, 0);
+    ck_assert_int_eq(write_all(fd, sent, sizeof(sent)), 0);
+    ck_assert_int_eq(shutdown(fd, SHUT_WR), 0);
+    ck_assert_int_eq(read_exact(fd, got, sizeof(got), 10000), (ssize_t)sizeof(got));
+    ck_assert_int_eq(ref_mismatch(got, sent, sizeof(sent)), -1);
+    ck_assert_int_eq(read_eof(fd, 5000), 0);
+    close(fd);
+    ck_assert_int_eq(daemon_stop(&dp), 0);
+}
+END_TEST
+
+/* mode= is applied to the file whatever our umask would have made of it. */
+START_TEST(test_mode)
+{
+    static const struct {
+        const char *text;
+        mode_t mode;
+    } modes[] = {{"0600", 0600}, {"0666", 0666}, {"0660", 0660}};
+    char ini[1024];
+
+    umask(022);
+    for (size_t i = 0; i < sizeof(modes) / sizeof(modes[0]); i++) {
+        struct daemon_proc dp;
+        struct stat st;
+
+        unix_ini_for(ini, sizeof(ini), "@DIR@/m.sock", modes[i].text);
+        start(&dp, ini);
+        ck_assert_int_eq(stat(dp.dp_unix_path, &st), 0);
+        ck_assert(S_ISSOCK(st.st_mode));
+        ck_assert_msg((st.st_mode & 07777) == modes[i].mode, "mode = %s gave %04o", modes[i].text,
+                      (unsigned)(st.st_mode & 07777));
+        check_echo(dp.dp_unix_path);
+        ck_assert_int_eq(daemon_stop(&dp), 0);
+    }
+}
+END_TEST
+
+/* A socket file nobody listens on is left over from a crash: replace it. */
+START_TEST(test_stale_replaced)
+{
+    char dir[256], path[300], ini[1024];
+    struct daemon_proc dp;
+    struct stat st;
+
+    make_dir(dir, sizeof(dir));
+    snprintf(path, sizeof(path), "%s/stale.sock", dir);
+    close(bind_unix(path, false));
+    ck_assert_int_eq(stat(path, &st), 0);
+    ck_assert(S_ISSOCK(st.st_mode));
+    ck_assert_int_eq(unix_connect(path), -ECONNREFUSED);
+
+    unix_ini_for(ini, sizeof(ini), path, "0600");
+    start(&dp, ini);
+    check_echo(path);
+    ck_assert_int_eq(daemon_stop(&dp), 0);
+    ck_assert_int_eq(stat(path, &st), -1);
+    rmdir(dir);
+}
+END_TEST
+
+/* A socket someone listens on belongs to a running server: refuse, touch nothing. */
+START_TEST(test_live_refused)
+{
+    char dir[256], path[300], ini[1024];
+    struct daemon_proc dp;
+    int lfd, cfd, status = -1;
+    struct stat st;
+
+    make_dir(dir, sizeof(dir));
+    snprintf(path, sizeof(path), "%s/live.sock", dir);
+    lfd = bind_unix(path, true);
+
+    unix_ini_for(ini, sizeof(ini), path, "0600");
+    ck_assert_int_eq(daemon_start(&dp, ini), -ECHILD);
+    ck_assert_int_eq(daemon_wait(&dp, 1000, &status), 0);
+    ck_assert_msg(status != 0 && status != EXIT_CONFIG, "exit status %d", status);
+    ck_assert_msg(daemon_log_contains(&dp, path), "the error does not name %s", path);
+    ck_assert_int_eq(daemon_stop(&dp), status);
+
+    /* Our listener is untouched and still reachable by its path. */
+    ck_assert_int_eq(stat(path, &st), 0);
+    ck_assert(S_ISSOCK(st.st_mode));
+    cfd = unix_connect(path);
+    ck_assert_msg(cfd >= 0, "our own listener is gone: %s", strerror(-cfd));
+    close(cfd);
+    close(lfd);
+    unlink(path);
+    rmdir(dir);
+}
+END_TEST
+
+/* Something that is not a socket at the path is refused and left as it was. */
+START_TEST(test_not_a_socket_refused)
+{
+    static const char content[] = "precious data, not a socket\n";
+    char dir[256], path[300], ini[1024], buf[64];
+    struct daemon_proc dp;
+    int fd, status = -1;
+    struct stat st;
+
+    make_dir(dir, sizeof(dir));
+    snprintf(path, sizeof(path), "%s/file.sock", dir);
+    fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0644);
+    ck_assert_int_ge(fd, 0);
+    ck_assert_int_eq(write_all(fd, content, sizeof(content) - 1), 0);
+    close(fd);
+
+    unix_ini_for(ini, sizeof(ini), path, "0600");
+    ck_assert_int_eq(daemon_start(&dp, ini), -ECHILD);
+    ck_assert_int_eq(daemon_wait(&dp, 1000, &status), 0);
+    ck_assert_msg(status != 0, "exit status %d", status);
+    ck_assert_msg(daemon_log_contains(&dp, path), "the error does not name %s", path);
+    ck_assert_int_eq(daemon_stop(&dp), status);
+
+    ck_assert_int_eq(stat(path, &st), 0);
+    ck_assert(S_ISREG(st.st_mode));
+    ck_assert_uint_eq((unsigned)(st.st_mode & 07777), 0644);
+    fd = open(path, O_RDONLY | O_CLOEXEC);
+    ck_assert_int_ge(fd, 0);
+    ck_assert_int_eq(read_exact(fd, buf, sizeof(buf), 1000), (ssize_t)sizeof(content) - 1);
+    ck_assert_mem_eq(buf, content, sizeof(content) - 1);
+    close(fd);
+    unlink(path);
+    rmdir(dir);
+}
+END_TEST
+
+/* A clean exit, by SIGTERM or SIGINT, removes the socket file. */
+START_TEST(test_removed_on_exit)
+{
+    static const int sigs[] = {SIGTERM, SIGINT};
+
+    for (size_t i = 0; i < sizeof(sigs) / sizeof(sigs[0]); i++) {
+        struct daemon_proc dp;
+        int status = -1;
+        struct stat st;
+
+        start(&dp, unix_ini);
+        ck_assert_int_eq(stat(dp.dp_unix_path, &st), 0);
+        check_echo(dp.dp_unix_path);
+        ck_assert_int_eq(daemon_signal(&dp, sigs[i]), 0);
+        ck_assert_int_eq(daemon_wait(&dp, 10000, &status), 0);
+        ck_assert_int_eq(status, 0);
+        ck_assert_msg(stat(dp.dp_unix_path, &st) == -1 && errno == ENOENT,
+                      "%s still there after signal %d", dp.dp_unix_path, sigs[i]);
+        ck_assert_int_eq(daemon_stop(&dp), 0);
+    }
+}
+END_TEST
+
+static Suite *
+unix_suite(void)
+{
+    Suite *s = suite_create("unix");
+    TCase *tc = tcase_create("socket");
+
+    tcase_add_test(tc, test_echo);
+    tcase_add_test(tc, test_mode);
+    tcase_add_test(tc, test_stale_replaced);
+    tcase_add_test(tc, test_live_refused);
+    tcase_add_test(tc, test_not_a_socket_refused);
+    tcase_add_test(tc, test_removed_on_exit);
+    suite_add_tcase(s, tc);
+    return s;
+}
+
+int
+main(void)
+{
+    SRunner *sr = srunner_create(unix_suite());
+    int failed;
+
+    srunner_run_all(sr, CK_NORMAL);
+    failed = srunner_ntests_failed(sr);
+    srunner_free(sr);
+    return failed == 0 ? EXIT_SUCCESS : EXIT_FAILURE;
+}
