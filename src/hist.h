@@ -18,8 +18,8 @@ struct hist {
     uint64_t h_min;
     uint64_t h_max;
     double h_sum;
-    unsigned h_lo;  /* lowest bucket index in use, when h_count > 0 */
-    unsigned h_hi;  /* highest bucket index in use, when h_count > 0 */
+    unsigned h_lo; /* lowest bucket index in use, when h_count > 0 */
+    unsigned h_hi; /* highest bucket index in use, when h_count > 0 */
     uint64_t h_buckets[HIST_BUCKETS];
 };
 

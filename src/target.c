@@ -81,8 +81,9 @@ target_parse(const char *text, struct target *out, const char **why)
     if (out->t_kind == TARGET_UNIX)
         return target_parse_unix(rest, out, why);
 
-    if ((rest[0] == ':' && strchr(rest + 1, ':') == NULL) || rest[0] == '\0' || strncmp(rest, "*:", 2) == 0 ||
-        strncmp(rest, "[*]:", 4) == 0 || strncmp(rest, "[::]:", 5) == 0) {
+    if ((rest[0] == ':' && strchr(rest + 1, ':') == NULL) || rest[0] == '\0' ||
+        strncmp(rest, "*:", 2) == 0 || strncmp(rest, "[*]:", 4) == 0 ||
+        strncmp(rest, "[::]:", 5) == 0) {
         *why = "missing host (a wildcard address cannot be a target)";
         return -EINVAL;
     }

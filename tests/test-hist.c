@@ -10,7 +10,7 @@
 
 #define ORACLE_N 200000
 
-static const double test_percents[] = {0.0,  1.0,  10.0, 25.0, 50.0,  75.0,   90.0,
+static const double test_percents[] = {0.0,  1.0,  10.0, 25.0,  50.0,   75.0, 90.0,
                                        95.0, 99.0, 99.9, 99.99, 99.999, 100.0};
 
 /* xorshift64*: a fixed-seed generator, so failures reproduce. */

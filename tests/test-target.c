@@ -122,20 +122,17 @@ START_TEST(test_target_sources)
 
     ck_assert_int_eq(target_sources_parse("127.0.0.2-127.0.0.9", AF_INET, &list, &n, &why), 0);
     ck_assert_uint_eq(n, 8);
-    ck_assert_str_eq(addr_format((struct sockaddr *)&list[0].a_ss, list[0].a_len, buf,
-                                 sizeof(buf)),
+    ck_assert_str_eq(addr_format((struct sockaddr *)&list[0].a_ss, list[0].a_len, buf, sizeof(buf)),
                      "127.0.0.2:0");
-    ck_assert_str_eq(addr_format((struct sockaddr *)&list[7].a_ss, list[7].a_len, buf,
-                                 sizeof(buf)),
+    ck_assert_str_eq(addr_format((struct sockaddr *)&list[7].a_ss, list[7].a_len, buf, sizeof(buf)),
                      "127.0.0.9:0");
     /* Lists append, so the option can be repeated. */
-    ck_assert_int_eq(target_sources_parse("127.0.1.1,127.0.1.255-127.0.2.0", AF_INET, &list, &n,
-                                          &why),
-                     0);
+    ck_assert_int_eq(
+        target_sources_parse("127.0.1.1,127.0.1.255-127.0.2.0", AF_INET, &list, &n, &why), 0);
     ck_assert_uint_eq(n, 11);
-    ck_assert_str_eq(addr_format((struct sockaddr *)&list[10].a_ss, list[10].a_len, buf,
-                                 sizeof(buf)),
-                     "127.0.2.0:0");
+    ck_assert_str_eq(
+        addr_format((struct sockaddr *)&list[10].a_ss, list[10].a_len, buf, sizeof(buf)),
+        "127.0.2.0:0");
     ck_assert_int_eq(target_sources_parse("::1,[::2]", AF_INET6, &list, &n, &why), 0);
     ck_assert_uint_eq(n, 13);
     ck_assert_int_eq(list[12].a_ss.ss_family, AF_INET6);
