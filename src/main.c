@@ -1,0 +1,123 @@
+/* main.c: upechod's command line; everything else lives in the core library. */
+#include <errno.h>
+#include <getopt.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+
+#include "config.h"
+#include "log.h"
+#include "server.h"
+#include "upechod-build.h"
+
+#define EX_USAGE 64
+#define EX_CONFIG 78
+
+static void
+usage(FILE *f)
+{
+    fprintf(f,
+            "usage: upechod [-t] [-c FILE]\n"
+            "Echo everything received over TCP, UDP and AF_UNIX, with a-z uppercased.\n"
+            "\n"
+            "  -c, --config FILE  read the configuration from FILE\n"
+            "                     (default: %s if it exists, else built-in defaults)\n"
+            "  -t, --test         check the configuration, print \"configuration OK\", bind nothing\n"
+            "  -V, --version      print the version and exit\n"
+            "  -h, --help         print this help and exit\n"
+            "\n"
+            "Exit status: 0 clean stop, 1 start-up failure, 64 usage error, 78 configuration error.\n",
+            UPECHOD_DEFAULT_CONFIG);
+}
+
+static void
+main_config_error(void *arg, const char *msg)
+{
+    fprintf(stderr, "%s\n", msg);
+}
+
+int
+main(int argc, char **argv)
+{
+    static const struct option longopts[] = {
+        {"config", required_argument, NULL, 'c'},
+        {"test", no_argument, NULL, 't'},
+        {"version", no_argument, NULL, 'V'},
+        {"help", no_argument, NULL, 'h'},
+        {NULL, 0, NULL, 0},
+    };
+    struct upechod_config *cf;
+    struct server *srv;
+    const char *path = NULL;
+    int test = 0, ch, rc;
+    struct stat st;
+
+    while ((ch = getopt_long(argc, argv, "c:tVh", longopts, NULL)) != -1) {
+        switch (ch) {
+        case 'c':
+            path = optarg;
+            break;
+        case 't':
+            test = 1;
+            break;
+        case 'V':
+            printf("upechod %s\n", UPECHOD_VERSION);
+            return 0;
+        case 'h':
+            usage(stdout);
+            return 0;
+        default:
+            usage(stderr);
+            return EX_USAGE;
+        }
+    }
+    if (optind != argc) {
+        fprintf(stderr, "upechod: unexpected argument: %s\n", argv[optind]);
+        usage(stderr);
+        return EX_USAGE;
+    }
+
+    log_init(LOG_LEVEL_INFO);
+    if ((cf = malloc(sizeof(*cf))) == NULL) {
+        fprintf(stderr, "upechod: out of memory\n");
+        return 1;
+    }
+    if (path == NULL && stat(UPECHOD_DEFAULT_CONFIG, &st) == 0)
+        path = UPECHOD_DEFAULT_CONFIG;
+    if (path != NULL) {
+        rc = config_parse_file(cf, path, main_config_error, NULL);
+        if (rc != 0) {
+            if (rc > 0)
+                fprintf(stderr, "upechod: %s: %d error%s, not starting\n", path, rc,
+                        rc == 1 ? "" : "s");
+            free(cf);
+            return EX_CONFIG;
+        }
+    } else {
+        config_defaults(cf);
+    }
+    if (test) {
+        printf("configuration OK\n");
+        free(cf);
+        return 0;
+    }
+
+    log_set_level(cf->cf_log_level);
+    if (path == NULL)
+        log_info("no configuration file at %s; running on built-in defaults",
+                 UPECHOD_DEFAULT_CONFIG);
+    if ((srv = server_new(cf, path)) == NULL) {
+        log_error("cannot set up the event loop: out of memory");
+        free(cf);
+        return 1;
+    }
+    free(cf);
+    rc = server_start(srv);
+    if (rc == 0)
+        rc = server_run(srv);
+    else
+        rc = 1;
+    server_free(srv);
+    return rc;
+}

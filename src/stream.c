@@ -1,0 +1,279 @@
+/* stream.c: one echo connection over TCP or AF_UNIX, on a bufferevent. */
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <event2/buffer.h>
+#include <event2/bufferevent.h>
+
+#include "log.h"
+#include "stream.h"
+#include "upper.h"
+
+/* Most bytes one read callback takes in; larger reads mean fewer wakeups for bulk streams. */
+#define STREAM_MAX_READ (256 * 1024)
+/* How long a shutdown waits, after our FIN, for the client to close its side. */
+#define STREAM_LINGER_SEC 2
+
+static void stream_close(struct stream *st);
+
+/*
+ * Uppercase everything in `in` and move it to `out`.  The payload is never
+ * copied: each chain is changed in place (evbuffer_peek hands out pointers
+ * into the chains) and then the chains themselves are moved.  Returns the
+ * number of bytes moved.
+ */
+size_t
+stream_echo(struct evbuffer *in, struct evbuffer *out)
+{
+    struct evbuffer_iovec vec[16];
+    size_t total = 0;
+
+    while (evbuffer_get_length(in) > 0) {
+        int n = evbuffer_peek(in, -1, NULL, vec, 16);
+        size_t len = 0;
+
+        /* An empty buffer may still hold an empty chain: test the length, not n. */
+        if (n <= 0)
+            break;
+        if (n > 16)
+            n = 16;
+        for (int i = 0; i < n; i++) {
+            upper_inplace(vec[i].iov_base, vec[i].iov_len);
+            len += vec[i].iov_len;
+        }
+        /* Whole chains move without a copy; the common case is a single call. */
+        if (len == evbuffer_get_length(in))
+            evbuffer_add_buffer(out, in);
+        else
+            evbuffer_remove_buffer(in, out, len);
+        total += len;
+    }
+    return total;
+}
+
+/*
+ * Backpressure: a client that writes without reading must not make us buffer
+ * without bound.  Above max_pending_output we stop reading it (the kernel's
+ * window then stops the client) and resume once half of it has drained.
+ */
+static void
+stream_check_pressure(struct stream *st)
+{
+    struct evbuffer *out = bufferevent_get_output(st->st_bev);
+    size_t max = st->st_srv->srv_conf.cf_max_pending_output;
+
+    if (!st->st_paused && evbuffer_get_length(out) >= max) {
+        st->st_paused = 1;
+        bufferevent_disable(st->st_bev, EV_READ);
+    } else if (st->st_paused && evbuffer_get_length(out) <= max / 2) {
+        st->st_paused = 0;
+        if (!st->st_closing)
+            bufferevent_enable(st->st_bev, EV_READ);
+    }
+}
+
+static void
+stream_read_cb(struct bufferevent *bev, void *arg)
+{
+    struct stream *st = arg;
+    size_t n = stream_echo(bufferevent_get_input(bev), bufferevent_get_output(bev));
+
+    st->st_srv->srv_stats.st_bytes_in += n;
+    st->st_srv->srv_stats.st_bytes_out += n;
+    stream_check_pressure(st);
+}
+
+/* Output drained to the low-water mark (or fully, when closing). */
+static void
+stream_write_cb(struct bufferevent *bev, void *arg)
+{
+    struct stream *st = arg;
+
+    if (st->st_closing) {
+        if (evbuffer_get_length(bufferevent_get_output(bev)) == 0)
+            stream_close(st);
+        return;
+    }
+    stream_check_pressure(st);
+}
+
+/* Start closing: stop reading, flush what is pending, and close once it is out. */
+static void
+stream_finish(struct stream *st)
+{
+    st->st_closing = 1;
+    bufferevent_disable(st->st_bev, EV_READ);
+    if (evbuffer_get_length(bufferevent_get_output(st->st_bev)) == 0) {
+        stream_close(st);
+        return;
+    }
+    /* The write callback must now fire only when everything is out. */
+    bufferevent_setwatermark(st->st_bev, EV_WRITE, 0, 0);
+    bufferevent_enable(st->st_bev, EV_WRITE);
+}
+
+static void
+stream_event_cb(struct bufferevent *bev, short what, void *arg)
+{
+    struct stream *st = arg;
+
+    if (what & BEV_EVENT_EOF) {
+        /*
+         * The client half-closed (or closed).  Whatever it sent is still owed
+         * to it: echo anything left in the input, flush, then close.
+         */
+        stream_read_cb(bev, st);
+        log_debug("%s %s: end of input", transport_name(st->st_transport), st->st_peer);
+        stream_finish(st);
+        return;
+    }
+    if (what & BEV_EVENT_ERROR) {
+        log_debug("%s %s: %s", transport_name(st->st_transport), st->st_peer,
+                  strerror(EVUTIL_SOCKET_ERROR()));
+        stream_free(st);
+        return;
+    }
+    if (what & BEV_EVENT_TIMEOUT) {
+        /*
+         * A read timeout alone is not idleness while the client is still
+         * taking our output: the write timeout watches that direction.
+         */
+        if ((what & BEV_EVENT_READING) && !st->st_closing &&
+            evbuffer_get_length(bufferevent_get_output(bev)) > 0) {
+            if (!st->st_paused)
+                bufferevent_enable(bev, EV_READ);
+            return;
+        }
+        log_debug("%s %s: idle for %u s, closing", transport_name(st->st_transport), st->st_peer,
+                  st->st_srv->srv_conf.cf_idle_timeout);
+        st->st_srv->srv_stats.st_timeouts++;
+        stream_free(st);
+    }
+}
+
+/* Set watermarks and timeouts from the current configuration. */
+void
+stream_apply_limits(struct stream *st)
+{
+    const struct upechod_config *cf = &st->st_srv->srv_conf;
+    struct timeval tv = {.tv_sec = cf->cf_idle_timeout, .tv_usec = 0};
+
+    if (!st->st_closing)
+        bufferevent_setwatermark(st->st_bev, EV_WRITE, cf->cf_max_pending_output / 2, 0);
+    if (cf->cf_idle_timeout > 0)
+        bufferevent_set_timeouts(st->st_bev, &tv, &tv);
+    else
+        bufferevent_set_timeouts(st->st_bev, NULL, NULL);
+    if (!st->st_closing)
+        stream_check_pressure(st);
+}
+
+/* Serve a freshly accepted connection.  Returns NULL (fd not taken) on failure. */
+struct stream *
+stream_new(struct server *srv, int fd, enum transport t, const struct sockaddr *sa,
+           socklen_t salen)
+{
+    struct stream *st = calloc(1, sizeof(*st));
+
+    if (st == NULL) {
+        log_warn("out of memory for a new %s connection, refusing it", transport_name(t));
+        return NULL;
+    }
+    st->st_bev = bufferevent_socket_new(srv->srv_base, fd, BEV_OPT_CLOSE_ON_FREE);
+    if (st->st_bev == NULL) {
+        log_warn("out of memory for a new %s connection, refusing it", transport_name(t));
+        free(st);
+        return NULL;
+    }
+    st->st_srv = srv;
+    st->st_transport = t;
+    if (t == TRANSPORT_UNIX)
+        snprintf(st->st_peer, sizeof(st->st_peer), "fd %d", fd);
+    else
+        addr_format(sa, salen, st->st_peer, sizeof(st->st_peer));
+    bufferevent_set_max_single_read(st->st_bev, STREAM_MAX_READ);
+    bufferevent_setcb(st->st_bev, stream_read_cb, stream_write_cb, stream_event_cb, st);
+    TAILQ_INSERT_TAIL(&srv->srv_streams, st, st_entry);
+    server_stream_opened(srv);
+    stream_apply_limits(st);
+    bufferevent_enable(st->st_bev, EV_READ | EV_WRITE);
+    log_debug("%s %s: connected", transport_name(t), st->st_peer);
+    return st;
+}
+
+/* Close the connection at once, whatever is pending. */
+void
+stream_free(struct stream *st)
+{
+    struct server *srv;
+
+    if (st == NULL)
+        return;
+    srv = st->st_srv;
+    TAILQ_REMOVE(&srv->srv_streams, st, st_entry);
+    if (st->st_linger != NULL)
+        event_free(st->st_linger);
+    bufferevent_free(st->st_bev);
+    free(st);
+    server_stream_closed(srv);
+}
+
+/* Read and discard until the client closes, so our close never turns into a reset. */
+static void
+stream_linger_cb(evutil_socket_t fd, short what, void *arg)
+{
+    struct stream *st = arg;
+    char buf[16384];
+    ssize_t n;
+
+    if (what & EV_READ) {
+        while ((n = read(fd, buf, sizeof(buf))) > 0)
+            ;
+        if (n == -1 && (errno == EAGAIN || errno == EINTR))
+            return;
+    }
+    stream_free(st);
+}
+
+/*
+ * Everything we owe the client is out.  Normally that ends the connection.
+ * During shutdown the client may still be sending: closing a socket with
+ * unread input makes the kernel send a reset, which can destroy echo the
+ * client has not read yet.  So send our FIN and drain its input until it
+ * closes, for a bounded time.
+ */
+static void
+stream_close(struct stream *st)
+{
+    struct timeval tv = {.tv_sec = STREAM_LINGER_SEC, .tv_usec = 0};
+    int fd;
+
+    if (!st->st_srv->srv_stopping || st->st_linger != NULL) {
+        stream_free(st);
+        return;
+    }
+    fd = bufferevent_getfd(st->st_bev);
+    bufferevent_disable(st->st_bev, EV_READ | EV_WRITE);
+    if (shutdown(fd, SHUT_WR) == -1) {
+        stream_free(st);
+        return;
+    }
+    st->st_linger = event_new(st->st_srv->srv_base, fd, EV_READ | EV_PERSIST, stream_linger_cb, st);
+    if (st->st_linger == NULL || event_add(st->st_linger, &tv) == -1)
+        stream_free(st);
+}
+
+/*
+ * The daemon is stopping: take no more input, deliver what was read, then
+ * close.  Called once per connection from the shutdown path.
+ */
+void
+stream_shutdown(struct stream *st)
+{
+    if (st->st_closing)
+        return;
+    stream_finish(st);
+}
