@@ -20,9 +20,9 @@ upper_inplace(unsigned char *buf, size_t len)
         buf[i] = upper_byte(buf[i]);
 }
 
-/* Uppercase src into dst; the two may be the same buffer but must not overlap otherwise. */
+/* Uppercase src into dst; the two must not overlap (use upper_inplace for that). */
 void
-upper_copy(unsigned char *dst, const unsigned char *src, size_t len)
+upper_copy(unsigned char *restrict dst, const unsigned char *restrict src, size_t len)
 {
     for (size_t i = 0; i < len; i++)
         dst[i] = upper_byte(src[i]);

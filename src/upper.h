@@ -5,7 +5,7 @@
 #include <stddef.h>
 
 void upper_inplace(unsigned char *buf, size_t len);
-void upper_copy(unsigned char *dst, const unsigned char *src, size_t len);
+void upper_copy(unsigned char *restrict dst, const unsigned char *restrict src, size_t len);
 int upper_equal(const unsigned char *reply, const unsigned char *sent, size_t len, size_t *where);
 
 #endif
