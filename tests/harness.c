@@ -20,19 +20,6 @@
 #include "harness.h"
 
 #define HARNESS_MAX_ARGS 32
-#define HARNESS_MAX_LIVE 16
-
-/*
- * Temp dirs not yet removed by daemon_stop(), with their daemon's pid while
- * it runs, by value rather than by pointer: a failed check assertion exits
- * the test process from deep inside the test, so nothing else would stop
- * the daemon or remove the dir.
- */
-static struct {
-    pid_t hl_pid;
-    char hl_dir[HARNESS_DIR_MAX];
-} harness_live[HARNESS_MAX_LIVE];
-static bool harness_atexit_done;
 
 long long
 now_ms(void)
@@ -66,52 +53,71 @@ harness_rm_tree(const char *dir)
         nftw(dir, harness_rm_one, 16, FTW_DEPTH | FTW_PHYS);
 }
 
-static void
-harness_atexit(void)
+/*
+ * check's fork mode ends a failed test with _exit(), so neither atexit()
+ * nor a teardown ever runs, a test killed by its timeout runs nothing at
+ * all, and check then kills the test's whole process group.  The daemon itself dies with us (PR_SET_PDEATHSIG); its temp dir is
+ * left to a small shell that waits for the end of a pipe only we hold and
+ * then removes the dir, however we ended.
+ */
+static int
+harness_reaper_start(struct daemon_proc *dp)
 {
-    for (size_t i = 0; i < HARNESS_MAX_LIVE; i++) {
-        if (harness_live[i].hl_dir[0] == '\0')
-            continue;
-        if (harness_live[i].hl_pid > 0) {
-            kill(harness_live[i].hl_pid, SIGKILL);
-            waitpid(harness_live[i].hl_pid, NULL, 0);
+    static const char script[] = "read -r _; rm -rf -- \"$1\"";
+    int fds[2], nullfd, r;
+
+    if (pipe2(fds, O_CLOEXEC) == -1)
+        return -errno;
+    nullfd = open("/dev/null", O_RDWR | O_CLOEXEC);
+    if (nullfd == -1) {
+        r = -errno;
+        close(fds[0]);
+        close(fds[1]);
+        return r;
+    }
+    dp->dp_reaper_pid = fork();
+    if (dp->dp_reaper_pid == 0) {
+        /* Out of our process group: check kills the group of a finished test. */
+        setsid();
+        dup2(fds[0], STDIN_FILENO);
+        dup2(nullfd, STDOUT_FILENO);
+        dup2(nullfd, STDERR_FILENO);
+        /* Hold none of the test's sockets: a client close must reach the daemon. */
+        close_range(3, ~0U, 0);
+        execl("/bin/sh", "sh", "-c", script, "sh", dp->dp_dir, (char *)NULL);
+        _exit(127);
+    }
+    r = dp->dp_reaper_pid == -1 ? -errno : 0;
+    close(fds[0]);
+    close(nullfd);
+    if (r < 0) {
+        close(fds[1]);
+        return r;
+    }
+    dp->dp_reaper_fd = fds[1];
+    return 0;
+}
+
+/* Release the reaper (its rm finds nothing left) and collect it. */
+static void
+harness_reaper_stop(struct daemon_proc *dp)
+{
+    long long deadline = now_ms() + 2000;
+
+    if (dp->dp_reaper_fd >= 0)
+        close(dp->dp_reaper_fd);
+    dp->dp_reaper_fd = -1;
+    if (dp->dp_reaper_pid <= 0)
+        return;
+    while (waitpid(dp->dp_reaper_pid, NULL, WNOHANG) == 0) {
+        if (now_ms() > deadline) {
+            kill(dp->dp_reaper_pid, SIGKILL);
+            waitpid(dp->dp_reaper_pid, NULL, 0);
+            break;
         }
-        harness_rm_tree(harness_live[i].hl_dir);
-        harness_live[i].hl_dir[0] = '\0';
+        harness_sleep_ms(1);
     }
-}
-
-/* Remember dp's temp dir (and later its pid) until daemon_stop(). */
-static void
-harness_register(const struct daemon_proc *dp)
-{
-    if (!harness_atexit_done) {
-        atexit(harness_atexit);
-        harness_atexit_done = true;
-    }
-    for (size_t i = 0; i < HARNESS_MAX_LIVE; i++) {
-        if (harness_live[i].hl_dir[0] == '\0') {
-            harness_live[i].hl_pid = dp->dp_pid;
-            snprintf(harness_live[i].hl_dir, sizeof(harness_live[i].hl_dir), "%s", dp->dp_dir);
-            return;
-        }
-    }
-}
-
-static void
-harness_set_pid(const struct daemon_proc *dp, pid_t pid)
-{
-    for (size_t i = 0; i < HARNESS_MAX_LIVE; i++)
-        if (harness_live[i].hl_dir[0] != '\0' && strcmp(harness_live[i].hl_dir, dp->dp_dir) == 0)
-            harness_live[i].hl_pid = pid;
-}
-
-static void
-harness_unregister(const struct daemon_proc *dp)
-{
-    for (size_t i = 0; i < HARNESS_MAX_LIVE; i++)
-        if (harness_live[i].hl_dir[0] != '\0' && strcmp(harness_live[i].hl_dir, dp->dp_dir) == 0)
-            harness_live[i].hl_dir[0] = '\0';
+    dp->dp_reaper_pid = -1;
 }
 
 /* The whole file, NUL-terminated, or NULL. */
@@ -191,6 +197,8 @@ daemon_spawn(struct daemon_proc *dp, const char *ini_text, const char *const *ar
     memset(dp, 0, sizeof(*dp));
     dp->dp_pid = -1;
     dp->dp_status = -1;
+    dp->dp_reaper_pid = -1;
+    dp->dp_reaper_fd = -1;
     if (exe == NULL || exe[0] == '\0') {
         fprintf(stderr, "harness: UPECHOD is not set to the daemon's path\n");
         return -ENOENT;
@@ -207,7 +215,9 @@ daemon_spawn(struct daemon_proc *dp, const char *ini_text, const char *const *ar
         dp->dp_dir[0] = '\0';
         return r;
     }
-    harness_register(dp);
+    r = harness_reaper_start(dp);
+    if (r < 0)
+        return r;
     snprintf(dp->dp_config, sizeof(dp->dp_config), "%s/upechod.ini", dp->dp_dir);
     snprintf(dp->dp_log, sizeof(dp->dp_log), "%s/upechod.log", dp->dp_dir);
 
@@ -261,8 +271,6 @@ daemon_spawn(struct daemon_proc *dp, const char *ini_text, const char *const *ar
     r = dp->dp_pid == -1 ? -errno : 0;
     close(logfd);
     close(nullfd);
-    if (r == 0)
-        harness_set_pid(dp, dp->dp_pid);
     return r;
 }
 
@@ -375,7 +383,6 @@ harness_reap(struct daemon_proc *dp, bool block)
     while (r == -1 && errno == EINTR);
     if (r == 0)
         return false;
-    harness_set_pid(dp, 0);
     dp->dp_status = r == dp->dp_pid ? harness_status(wstatus) : -1;
     dp->dp_pid = -1;
     return true;
@@ -450,9 +457,9 @@ daemon_stop(struct daemon_proc *dp)
             harness_reap(dp, true);
         }
     }
-    harness_unregister(dp);
     harness_rm_tree(dp->dp_dir);
     dp->dp_dir[0] = '\0';
+    harness_reaper_stop(dp);
     return dp->dp_status;
 }
 

@@ -31,10 +31,14 @@ struct daemon_proc {
     int dp_udp_port;                    /* first "listening on udp 127.0.0.1:P" */
     int dp_udp6_port;                   /* first "listening on udp [::1]:P" */
     char dp_unix_path[sizeof(((struct sockaddr_un *)0)->sun_path)]; /* "listening on unix" */
+    pid_t dp_reaper_pid;                /* removes dp_dir if we die first */
+    int dp_reaper_fd;                   /* its pipe; closing it releases the reaper */
 };
 
 /*
  * Start $UPECHOD -c DIR/upechod.ini [args...] and wait for its "ready" line.
+ * The daemon is killed if the thread that started it dies, and its temp
+ * dir removed if the process does, so a failed test leaves nothing behind.
  * ini_text may be NULL: then no config is written and no -c is passed, so
  * args must say everything.  Returns 0, or -ECHILD when the daemon exited
  * first (its status is then in dp_status), -ETIMEDOUT, or another -errno.
