@@ -77,15 +77,50 @@ static void
 read_back_all(int fd, const unsigned char *sent, size_t nsent)
 {
     unsigned char *got = malloc(nsent);
-    ssize_t n;
+    long long deadline = now_ms() + 30000;
+    size_t have = 0;
     long bad;
 
     ck_assert_ptr_nonnull(got);
-    n = read_exact(fd, got, nsent, 30000);
-    ck_assert_msg(n == (ssize_t)nsent, "only %zd of %zu bytes came back", n, nsent);
+    /* In pieces, so that a failure says how far it got. */
+    while (have < nsent) {
+        size_t want = nsent - have < 65536 ? nsent - have : 65536;
+        ssize_t n = read_exact(fd, got + have, want, (int)(deadline - now_ms()));
+        ck_assert_msg(n == (ssize_t)want, "%zu of %zu bytes came back, then %s", have, nsent,
+                      n < 0 ? strerror((int)-n) : "EOF");
+        have += want;
+    }
     bad = ref_mismatch(got, sent, nsent);
     ck_assert_msg(bad == -1, "wrong byte at offset %ld", bad);
     ck_assert_int_eq(read_eof(fd, 10000), 0);
+    free(got);
+}
+
+/* Some leading part of what was sent comes back transformed, then EOF. */
+static void
+read_back_prefix(int fd, const unsigned char *sent, size_t nsent)
+{
+    unsigned char *got = malloc(nsent + 1);
+    long long deadline = now_ms() + 30000;
+    size_t have = 0;
+    long bad;
+
+    ck_assert_ptr_nonnull(got);
+    for (;;) {
+        ssize_t n = read_exact(fd, got + have, 1, (int)(deadline - now_ms()));
+        ck_assert_msg(n >= 0, "after %zu bytes: %s", have, strerror((int)-n));
+        if (n == 0)
+            break;
+        have++;
+        ck_assert_msg(have <= nsent, "more came back than the %zu bytes sent", nsent);
+        n = read(fd, got + have, nsent + 1 - have);
+        if (n > 0)
+            have += (size_t)n;
+        ck_assert_msg(have <= nsent, "more came back than the %zu bytes sent", nsent);
+    }
+    ck_assert_uint_gt(have, 0);
+    bad = ref_mismatch(got, sent, have);
+    ck_assert_msg(bad == -1, "wrong byte at offset %ld", bad);
     free(got);
 }
 
@@ -144,7 +179,8 @@ START_TEST(test_sigterm_stops_accepting)
                   nfd >= 0 ? "connected" : strerror(-nfd));
     ck_assert_msg(daemon_wait(&dp, 0, &status) == -ETIMEDOUT,
                   "exited with status %d before the slow client had read its data", status);
-    read_back_all(fd, sent, nsent);
+    /* How much comes back is test_sigterm_delivers_pending's concern; here, only that it is right. */
+    read_back_prefix(fd, sent, nsent);
     ck_assert_int_eq(daemon_wait(&dp, 10000, &status), 0);
     ck_assert_int_eq(status, 0);
     close(fd);
@@ -247,7 +283,7 @@ main(void)
     SRunner *sr = srunner_create(signal_suite());
     int failed;
 
-    srunner_run_all(sr, CK_NORMAL);
+    srunner_run_all(sr, CK_ENV);
     failed = srunner_ntests_failed(sr);
     srunner_free(sr);
     return failed == 0 ? EXIT_SUCCESS : EXIT_FAILURE;
