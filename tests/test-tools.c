@@ -1,8 +1,10 @@
 /* test-tools.c: upecho and upecho-bench end to end, against upechod and a corrupting server. */
+#include <arpa/inet.h>
 #include <check.h>
 #include <ctype.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <netinet/in.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -659,6 +661,56 @@ START_TEST(test_bench_refused)
 }
 END_TEST
 
+/*
+ * A peer that takes requests and never answers: UDP requests are counted
+ * lost after the timeout, stream connections (accepted by the kernel, never
+ * read) time out.  Both are errors.
+ */
+START_TEST(test_bench_silent)
+{
+    struct run r;
+    char target[64];
+    const char *argv[] = {env_path("UPECHO_BENCH"),
+                          "-c",
+                          "3",
+                          "-d",
+                          "0.5",
+                          "--timeout",
+                          "200ms",
+                          "-q",
+                          "--json",
+                          target,
+                          NULL};
+    struct sockaddr_in sin = {.sin_family = AF_INET};
+    socklen_t len = sizeof(sin);
+    int port, fd;
+
+    if (_i == 0) {
+        fd = tcp_listen_any(AF_INET, &port);
+        ck_assert_int_ge(fd, 0);
+    } else {
+        fd = socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+        ck_assert_int_ge(fd, 0);
+        sin.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+        ck_assert_int_eq(bind(fd, (struct sockaddr *)&sin, sizeof(sin)), 0);
+        ck_assert_int_eq(getsockname(fd, (struct sockaddr *)&sin, &len), 0);
+        port = ntohs(sin.sin_port);
+    }
+    snprintf(target, sizeof(target), "%s://127.0.0.1:%d", transports[_i], port);
+    run_tool(argv, NULL, 0, &r);
+    ck_assert_msg(r.r_status == EXIT_WRONG, "exit %d: %s%s", r.r_status, r.r_out, r.r_err);
+    ck_assert(json_num(r.r_out, "messages") == 0);
+    ck_assert(json_num(r.r_out, "connections_opened") == 3);
+    if (_i == 0)
+        ck_assert_msg(json_num(r.r_out, "timeouts") == 3, "%s", r.r_out);
+    else
+        ck_assert_msg(json_num(r.r_out, "lost") >= 3, "%s", r.r_out);
+    ck_assert(json_num(r.r_out, "errors") >= 3);
+    run_free(&r);
+    close(fd);
+}
+END_TEST
+
 START_TEST(test_bench_usage)
 {
     struct run r;
@@ -732,6 +784,7 @@ tools_suite(void)
     tcase_add_test(bench, test_bench_rate);
     tcase_add_loop_test(bench, test_bench_corrupt, 0, 2);
     tcase_add_test(bench, test_bench_refused);
+    tcase_add_loop_test(bench, test_bench_silent, 0, 2);
     tcase_add_test(bench, test_bench_usage);
     tcase_add_loop_test(bench, test_bench_sources, 0, 2);
     suite_add_tcase(s, bench);
