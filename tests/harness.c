@@ -55,10 +55,11 @@ harness_rm_tree(const char *dir)
 
 /*
  * check's fork mode ends a failed test with _exit(), so neither atexit()
- * nor a teardown ever runs, a test killed by its timeout runs nothing at
- * all, and check then kills the test's whole process group.  The daemon itself dies with us (PR_SET_PDEATHSIG); its temp dir is
- * left to a small shell that waits for the end of a pipe only we hold and
- * then removes the dir, however we ended.
+ * nor a teardown ever runs; a test killed by its timeout runs nothing at
+ * all; and check then kills the test's whole process group.  The daemon
+ * dies with us (PR_SET_PDEATHSIG); its temp dir is left to a small shell in
+ * its own session that waits for the end of a pipe only we hold and then
+ * removes the dir, however we ended.
  */
 static int
 harness_reaper_start(struct daemon_proc *dp)
@@ -407,8 +408,7 @@ daemon_start_args(struct daemon_proc *dp, const char *ini_text, const char *cons
             return -ECHILD;
         }
         if (now_ms() > deadline) {
-            fprintf(stderr, "harness: upechod not ready after %d ms:\n",
-                    HARNESS_READY_TIMEOUT_MS);
+            fprintf(stderr, "harness: upechod not ready after %d ms:\n", HARNESS_READY_TIMEOUT_MS);
             daemon_dump_log(dp);
             return -ETIMEDOUT;
         }
@@ -535,8 +535,8 @@ daemon_cpu_ticks(const struct daemon_proc *dp)
     if (p == NULL)
         return -EINVAL;
     /* state ppid pgrp session tty_nr tpgid flags minflt cminflt majflt cmajflt utime stime */
-    if (sscanf(p + 1, " %*c %*d %*d %*d %*d %*d %*u %*u %*u %*u %*u %llu %llu", &utime,
-               &stime) != 2)
+    if (sscanf(p + 1, " %*c %*d %*d %*d %*d %*d %*u %*u %*u %*u %*u %llu %llu", &utime, &stime) !=
+        2)
         return -EINVAL;
     return (long long)(utime + stime);
 }

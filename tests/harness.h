@@ -21,18 +21,18 @@
  * daemon_stop() removes.  Ports are 0 when the log named no such listener.
  */
 struct daemon_proc {
-    pid_t dp_pid;                       /* -1 once reaped */
-    int dp_status;                      /* see daemon_wait(), valid once reaped */
-    char dp_dir[HARNESS_DIR_MAX];       /* private temp dir, "@DIR@" in the INI text */
-    char dp_config[PATH_MAX];           /* DIR/upechod.ini */
-    char dp_log[PATH_MAX];              /* DIR/upechod.log: the daemon's stdout and stderr */
-    int dp_tcp_port;                    /* first "listening on tcp 127.0.0.1:P" */
-    int dp_tcp6_port;                   /* first "listening on tcp [::1]:P" */
-    int dp_udp_port;                    /* first "listening on udp 127.0.0.1:P" */
-    int dp_udp6_port;                   /* first "listening on udp [::1]:P" */
+    pid_t dp_pid;                 /* -1 once reaped */
+    int dp_status;                /* see daemon_wait(), valid once reaped */
+    char dp_dir[HARNESS_DIR_MAX]; /* private temp dir, "@DIR@" in the INI text */
+    char dp_config[PATH_MAX];     /* DIR/upechod.ini */
+    char dp_log[PATH_MAX];        /* DIR/upechod.log: the daemon's stdout and stderr */
+    int dp_tcp_port;              /* first "listening on tcp 127.0.0.1:P" */
+    int dp_tcp6_port;             /* first "listening on tcp [::1]:P" */
+    int dp_udp_port;              /* first "listening on udp 127.0.0.1:P" */
+    int dp_udp6_port;             /* first "listening on udp [::1]:P" */
     char dp_unix_path[sizeof(((struct sockaddr_un *)0)->sun_path)]; /* "listening on unix" */
-    pid_t dp_reaper_pid;                /* removes dp_dir if we die first */
-    int dp_reaper_fd;                   /* its pipe; closing it releases the reaper */
+    pid_t dp_reaper_pid; /* removes dp_dir if we die first */
+    int dp_reaper_fd;    /* its pipe; closing it releases the reaper */
 };
 
 /*

@@ -148,8 +148,7 @@ START_TEST(test_version)
     struct daemon_proc dp;
 
     ck_assert_int_eq(run(&dp, NULL, args), 0);
-    ck_assert_msg(daemon_log_contains(&dp, UPECHOD_VERSION), "no %s in -V output",
-                  UPECHOD_VERSION);
+    ck_assert_msg(daemon_log_contains(&dp, UPECHOD_VERSION), "no %s in -V output", UPECHOD_VERSION);
     daemon_stop(&dp);
 }
 END_TEST

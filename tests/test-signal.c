@@ -179,7 +179,8 @@ START_TEST(test_sigterm_stops_accepting)
                   nfd >= 0 ? "connected" : strerror(-nfd));
     ck_assert_msg(daemon_wait(&dp, 0, &status) == -ETIMEDOUT,
                   "exited with status %d before the slow client had read its data", status);
-    /* How much comes back is test_sigterm_delivers_pending's concern; here, only that it is right. */
+    /* How much comes back is test_sigterm_delivers_pending's concern; here, only that it is right.
+     */
     read_back_prefix(fd, sent, nsent);
     ck_assert_int_eq(daemon_wait(&dp, 10000, &status), 0);
     ck_assert_int_eq(status, 0);

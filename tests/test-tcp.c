@@ -212,8 +212,8 @@ START_TEST(test_stream_16mib)
         ck_assert_msg(left > 0, "stalled: %zu sent, %zu received", nsent, nrecv);
         ck_assert_int_ge(poll(&pfd, 1, (int)left), 0);
         if (pfd.revents & POLLOUT) {
-            ssize_t w = send(fd, sent + nsent, total - nsent > 65536 ? 65536 : total - nsent,
-                             MSG_NOSIGNAL);
+            ssize_t w =
+                send(fd, sent + nsent, total - nsent > 65536 ? 65536 : total - nsent, MSG_NOSIGNAL);
             ck_assert_msg(w > 0 || errno == EAGAIN, "send: %s", strerror(errno));
             if (w > 0)
                 nsent += (size_t)w;
