@@ -1122,6 +1122,13 @@ bench_run(const struct bench_config *cfg, struct bench_result **out)
             pthread_join(t->bt_tid, NULL);
     }
     res->br_elapsed = (double)(bench_now() - b.b_start) / 1e9;
+    {
+        /* A Ctrl-C after the last wait must not kill us once unblocked: take it here. */
+        struct timespec zero = {0, 0};
+
+        while (sigtimedwait(&sigs, NULL, &zero) > 0)
+            res->br_interrupted = 1;
+    }
     pthread_sigmask(SIG_SETMASK, &old, NULL);
 
     if (rc == 0) {
