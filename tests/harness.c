@@ -477,6 +477,27 @@ daemon_log_contains(const struct daemon_proc *dp, const char *needle)
     return found;
 }
 
+int
+daemon_log_count(const struct daemon_proc *dp, const char *needle)
+{
+    size_t len, nlen = strlen(needle);
+    char *log = harness_slurp(dp->dp_log, &len);
+    const char *p, *end;
+    int count = 0;
+
+    if (log == NULL)
+        return errno != 0 ? -errno : -EIO;
+    if (nlen == 0) {
+        free(log);
+        return -EINVAL;
+    }
+    end = log + len;
+    for (p = log; (p = memmem(p, (size_t)(end - p), needle, nlen)) != NULL; p += nlen)
+        count++;
+    free(log);
+    return count;
+}
+
 void
 daemon_dump_log(const struct daemon_proc *dp)
 {

@@ -67,6 +67,8 @@ int daemon_stop(struct daemon_proc *dp);
 
 /* Whether the daemon's output so far contains needle. */
 bool daemon_log_contains(const struct daemon_proc *dp, const char *needle);
+/* How many times needle occurs in the daemon's output so far, or -errno. */
+int daemon_log_count(const struct daemon_proc *dp, const char *needle);
 /* Copy the daemon's output to our stderr, for the test log. */
 void daemon_dump_log(const struct daemon_proc *dp);
 

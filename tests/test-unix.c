@@ -180,6 +180,8 @@ START_TEST(test_live_refused)
     ck_assert_int_eq(daemon_wait(&dp, 1000, &status), 0);
     ck_assert_msg(status != 0 && status != EXIT_CONFIG, "exit status %d", status);
     ck_assert_msg(daemon_log_contains(&dp, path), "the error does not name %s", path);
+    ck_assert_int_eq(daemon_log_count(&dp, " error: "), 1);
+    ck_assert(!daemon_log_contains(&dp, " ready\n"));
     ck_assert_int_eq(daemon_stop(&dp), status);
 
     /* Our listener is untouched and still reachable by its path. */
