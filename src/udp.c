@@ -19,6 +19,8 @@
 #define UDP_BUFSIZE 65536
 /* Source addresses the rate limiter remembers; a fixed table, so spoofing cannot grow it. */
 #define UDP_RATELIMIT_SLOTS 4096
+/* Receive buffer asked for on each UDP socket. */
+#define UDP_RCVBUF (4 * 1024 * 1024)
 
 struct udp_batch {
     struct mmsghdr ub_msgs[UDP_BATCH];
@@ -121,7 +123,15 @@ udp_ratelimit_allow(struct udp_ratelimit *rl, const struct sockaddr *sa, unsigne
 int
 udp_prepare_socket(int fd, const struct sockaddr *bound)
 {
-    int one = 1;
+    int one = 1, rcvbuf = UDP_RCVBUF;
+
+    /*
+     * Thousands of clients sending at once overflow the default receive
+     * buffer between two wakeups, and the kernel drops what does not fit.
+     * Root may exceed net.core.rmem_max; anyone else gets as much as it allows.
+     */
+    if (setsockopt(fd, SOL_SOCKET, SO_RCVBUFFORCE, &rcvbuf, sizeof(rcvbuf)) == -1)
+        setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &rcvbuf, sizeof(rcvbuf));
 
     if (bound->sa_family == AF_INET)
         return setsockopt(fd, IPPROTO_IP, IP_PKTINFO, &one, sizeof(one));
