@@ -1,6 +1,7 @@
 /* test-notify.c: the readiness protocol against a real datagram socket standing in for systemd. */
 #include <check.h>
 #include <errno.h>
+#include <ftw.h>
 #include <inttypes.h>
 #include <poll.h>
 #include <stddef.h>
@@ -8,6 +9,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <sys/un.h>
 #include <time.h>
 #include <unistd.h>
@@ -17,9 +19,39 @@
 /* The service manager's end: a bound datagram socket and what NOTIFY_SOCKET must say. */
 struct manager {
     int m_fd;
-    char m_dir[64];
+    char m_dir[80];
     char m_env[96];
 };
+
+/*
+ * Socket files go under one directory that an unchecked fixture makes and
+ * removes in the runner process, since a failed assertion ends the test's
+ * own process at once.
+ */
+static char test_dir[64];
+
+static int
+remove_one(const char *path, const struct stat *st, int type, struct FTW *ftw)
+{
+    remove(path);
+    return 0;
+}
+
+static void
+test_dir_setup(void)
+{
+    snprintf(test_dir, sizeof(test_dir), "/tmp/upechod-notify-XXXXXX");
+    if (mkdtemp(test_dir) == NULL) {
+        perror("mkdtemp");
+        abort();
+    }
+}
+
+static void
+test_dir_teardown(void)
+{
+    nftw(test_dir, remove_one, 8, FTW_DEPTH | FTW_PHYS);
+}
 
 /* Bind the manager's socket, at a path in a temp dir or (abstract) under an @name. */
 static void
@@ -41,7 +73,7 @@ manager_open(struct manager *m, int abstract)
         sun.sun_path[0] = '\0';
         len = (socklen_t)(offsetof(struct sockaddr_un, sun_path) + strlen(m->m_env));
     } else {
-        snprintf(m->m_dir, sizeof(m->m_dir), "/tmp/upechod-notify-XXXXXX");
+        snprintf(m->m_dir, sizeof(m->m_dir), "%s/XXXXXX", test_dir);
         ck_assert_ptr_nonnull(mkdtemp(m->m_dir));
         snprintf(m->m_env, sizeof(m->m_env), "%s/notify", m->m_dir);
         snprintf(sun.sun_path, sizeof(sun.sun_path), "%s", m->m_env);
@@ -290,6 +322,7 @@ notify_suite(void)
     Suite *s = suite_create("notify");
     TCase *tc = tcase_create("protocol");
 
+    tcase_add_unchecked_fixture(tc, test_dir_setup, test_dir_teardown);
     tcase_add_test(tc, test_unset_is_noop);
     tcase_add_test(tc, test_path_socket);
     tcase_add_test(tc, test_abstract_socket);

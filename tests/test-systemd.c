@@ -3,6 +3,7 @@
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <ftw.h>
 #include <arpa/inet.h>
 #include <netinet/in.h>
 #include <poll.h>
@@ -44,9 +45,39 @@ static const char tcp_only_ini[] = "[tcp]\n"
  */
 struct manager {
     int m_fd;
-    char m_dir[64];
+    char m_dir[80];
     char m_path[96];
 };
+
+/*
+ * Every test's files live under one directory that an unchecked fixture
+ * makes and removes in the runner process: a failed assertion ends the
+ * test's own process at once, with no chance to clean up.
+ */
+static char test_dir[64];
+
+static int
+remove_one(const char *path, const struct stat *st, int type, struct FTW *ftw)
+{
+    remove(path);
+    return 0;
+}
+
+static void
+test_dir_setup(void)
+{
+    snprintf(test_dir, sizeof(test_dir), "/tmp/upechod-sd-XXXXXX");
+    if (mkdtemp(test_dir) == NULL) {
+        perror("mkdtemp");
+        abort();
+    }
+}
+
+static void
+test_dir_teardown(void)
+{
+    nftw(test_dir, remove_one, 8, FTW_DEPTH | FTW_PHYS);
+}
 
 static void
 manager_open(struct manager *m)
@@ -54,7 +85,7 @@ manager_open(struct manager *m)
     struct sockaddr_un sun = {.sun_family = AF_UNIX};
     int one = 1;
 
-    snprintf(m->m_dir, sizeof(m->m_dir), "/tmp/upechod-sd-XXXXXX");
+    snprintf(m->m_dir, sizeof(m->m_dir), "%s/XXXXXX", test_dir);
     ck_assert_ptr_nonnull(mkdtemp(m->m_dir));
     snprintf(m->m_path, sizeof(m->m_path), "%s/notify", m->m_dir);
     snprintf(sun.sun_path, sizeof(sun.sun_path), "%s", m->m_path);
@@ -65,12 +96,12 @@ manager_open(struct manager *m)
     ck_assert_int_eq(setenv("NOTIFY_SOCKET", m->m_path, 1), 0);
 }
 
+/* Close the socket and remove the directory with everything a test put in it. */
 static void
 manager_close(struct manager *m)
 {
     close(m->m_fd);
-    unlink(m->m_path);
-    rmdir(m->m_dir);
+    nftw(m->m_dir, remove_one, 8, FTW_DEPTH | FTW_PHYS);
     unsetenv("NOTIFY_SOCKET");
 }
 
@@ -606,10 +637,6 @@ START_TEST(test_socket_activation)
     /* The socket file is the manager's: it must outlive the service for the next start. */
     ck_assert_msg(stat(act_path, &st) == 0 && S_ISSOCK(st.st_mode), "%s was removed", act_path);
 
-    unlink(act_path);
-    unlink(report);
-    unlink(dp.dp_config);
-    unlink(dp.dp_log);
     manager_close(&m);
     close(busy_tcp);
     close(busy_udp);
@@ -623,6 +650,7 @@ systemd_suite(void)
     TCase *tc = tcase_create("notify");
     TCase *ta = tcase_create("activation");
 
+    tcase_add_unchecked_fixture(tc, test_dir_setup, test_dir_teardown);
     tcase_set_timeout(tc, 60);
     tcase_add_test(tc, test_ready_after_bind);
     tcase_add_test(tc, test_reload);
@@ -630,6 +658,7 @@ systemd_suite(void)
     tcase_add_test(tc, test_watchdog);
     tcase_add_test(tc, test_watchdog_other_pid);
     suite_add_tcase(s, tc);
+    tcase_add_unchecked_fixture(ta, test_dir_setup, test_dir_teardown);
     tcase_set_timeout(ta, 60);
     tcase_add_test(ta, test_socket_activation);
     suite_add_tcase(s, ta);
