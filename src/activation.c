@@ -86,7 +86,8 @@ activation_identify(struct activated_fd *af)
     }
     if (!S_ISSOCK(st.st_mode)) {
         log_error("socket activation: fd %d (%s) is not a socket; upechod serves only "
-                  "ListenStream= and ListenDatagram= sockets", af->af_fd, af->af_name);
+                  "ListenStream= and ListenDatagram= sockets",
+                  af->af_fd, af->af_name);
         return -EINVAL;
     }
     len = sizeof(af->af_domain);
@@ -106,25 +107,27 @@ activation_identify(struct activated_fd *af)
 
     if (af->af_domain != AF_INET && af->af_domain != AF_INET6 && af->af_domain != AF_UNIX) {
         log_error("socket activation: fd %d (%s) is of address family %d; upechod serves "
-                  "only IPv4, IPv6 and UNIX sockets", af->af_fd, af->af_name, af->af_domain);
+                  "only IPv4, IPv6 and UNIX sockets",
+                  af->af_fd, af->af_name, af->af_domain);
         return -EINVAL;
     }
     if (af->af_type != SOCK_STREAM && af->af_type != SOCK_DGRAM) {
         log_error("socket activation: fd %d (%s) is of socket type %d; upechod serves only "
-                  "ListenStream= and ListenDatagram= sockets", af->af_fd, af->af_name,
-                  af->af_type);
+                  "ListenStream= and ListenDatagram= sockets",
+                  af->af_fd, af->af_name, af->af_type);
         return -EINVAL;
     }
     addr_format((struct sockaddr *)&af->af_addr, af->af_addrlen, text, sizeof(text));
     if (af->af_type == SOCK_DGRAM && af->af_domain == AF_UNIX) {
         log_error("socket activation: fd %d (%s) is a UNIX datagram socket (%s); upechod "
-                  "serves UNIX clients over ListenStream= only", af->af_fd, af->af_name, text);
+                  "serves UNIX clients over ListenStream= only",
+                  af->af_fd, af->af_name, text);
         return -EINVAL;
     }
     if (af->af_type == SOCK_STREAM && !listening) {
         log_error("socket activation: fd %d (%s) is a %s socket (%s) that is not listening; "
-                  "upechod needs Accept=no", af->af_fd, af->af_name,
-                  activation_type_name(af->af_domain, af->af_type), text);
+                  "upechod needs Accept=no",
+                  af->af_fd, af->af_name, activation_type_name(af->af_domain, af->af_type), text);
         return -EINVAL;
     }
 

@@ -15,7 +15,7 @@ struct activated_fd {
     int af_type;                     /* SOCK_STREAM (listening) or SOCK_DGRAM */
     struct sockaddr_storage af_addr; /* getsockname() */
     socklen_t af_addrlen;
-    char af_name[256];               /* from LISTEN_FDNAMES, "unknown" without; for logs */
+    char af_name[256]; /* from LISTEN_FDNAMES, "unknown" without; for logs */
 };
 
 int activation_collect(struct activated_fd **out, size_t *n);

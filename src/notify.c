@@ -79,8 +79,8 @@ notify_new(void)
     }
     n->n_fd = socket(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC, 0);
     if (n->n_fd == -1) {
-        log_warn("notify: cannot create a socket for %s: %s; the service manager gets no status",
-                 e, strerror(errno));
+        log_warn("notify: cannot create a socket for %s: %s; the service manager gets no status", e,
+                 strerror(errno));
         free(n);
         return NULL;
     }

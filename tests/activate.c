@@ -18,12 +18,11 @@
 static void
 usage(void)
 {
-    fprintf(stderr,
-            "usage: activate [-r REPORT] [-n NAMES] SOCKET... -- COMMAND [ARG...]\n"
-            "  SOCKET is tcp:HOST:PORT, udp:HOST:PORT or unix:PATH (port 0 for any);\n"
-            "  they become fds 3, 4, ... of COMMAND, which replaces this process, so that\n"
-            "  LISTEN_PID is its pid.  REPORT gets one \"KIND ADDRESS\" line per socket\n"
-            "  as bound, written before COMMAND runs.  NAMES becomes LISTEN_FDNAMES.\n");
+    fprintf(stderr, "usage: activate [-r REPORT] [-n NAMES] SOCKET... -- COMMAND [ARG...]\n"
+                    "  SOCKET is tcp:HOST:PORT, udp:HOST:PORT or unix:PATH (port 0 for any);\n"
+                    "  they become fds 3, 4, ... of COMMAND, which replaces this process, so that\n"
+                    "  LISTEN_PID is its pid.  REPORT gets one \"KIND ADDRESS\" line per socket\n"
+                    "  as bound, written before COMMAND runs.  NAMES becomes LISTEN_FDNAMES.\n");
     exit(64);
 }
 

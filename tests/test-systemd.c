@@ -163,8 +163,8 @@ manager_expect(struct manager *m, pid_t pid, const char *prefix, char *out, size
     for (;;) {
         n = manager_recv(m, out, size, &from, deadline - now_ms());
         ck_assert_msg(n >= 0, "no '%s' from the daemon within %d ms", prefix, timeout_ms);
-        ck_assert_msg(from == pid, "'%s' came from pid %ld, not the daemon's %ld", out,
-                      (long)from, (long)pid);
+        ck_assert_msg(from == pid, "'%s' came from pid %ld, not the daemon's %ld", out, (long)from,
+                      (long)pid);
         if (!is_periodic(out))
             break;
     }
@@ -464,8 +464,7 @@ inode_in(unsigned long inode, const unsigned long *ino, size_t n)
  * belong to the inodes, counting only TCP listeners (state 0A) for tcp.
  */
 static size_t
-proc_inet_ports(const char *file, const unsigned long *ino, size_t nino, int *ports,
-                size_t max)
+proc_inet_ports(const char *file, const unsigned long *ino, size_t nino, int *ports, size_t max)
 {
     char path[64], line[512];
     size_t n = 0;
@@ -479,8 +478,8 @@ proc_inet_ports(const char *file, const unsigned long *ino, size_t nino, int *po
         unsigned port, state;
         unsigned long inode;
 
-        if (sscanf(line, " %*d: %*[0-9A-Fa-f]:%x %*s %x %*s %*s %*s %*d %*d %lu", &port,
-                   &state, &inode) != 3)
+        if (sscanf(line, " %*d: %*[0-9A-Fa-f]:%x %*s %x %*s %*s %*s %*d %*d %lu", &port, &state,
+                   &inode) != 3)
             continue;
         if (!inode_in(inode, ino, nino) || (file[0] == 't' && state != 0x0A))
             continue;
@@ -576,8 +575,18 @@ START_TEST(test_socket_activation)
     dp.dp_pid = fork();
     ck_assert_int_ge(dp.dp_pid, 0);
     if (dp.dp_pid == 0) {
-        const char *argv[] = {activate, "-r", report, "-n", "tcp:udp:unix", "tcp:127.0.0.1:0",
-                              "udp:127.0.0.1:0", unix_spec, "--", upechod, "-c", dp.dp_config,
+        const char *argv[] = {activate,
+                              "-r",
+                              report,
+                              "-n",
+                              "tcp:udp:unix",
+                              "tcp:127.0.0.1:0",
+                              "udp:127.0.0.1:0",
+                              unix_spec,
+                              "--",
+                              upechod,
+                              "-c",
+                              dp.dp_config,
                               NULL};
 
         prctl(PR_SET_PDEATHSIG, SIGKILL);
