@@ -21,6 +21,9 @@
 
 #define HARNESS_MAX_ARGS 32
 
+/* Open-file limit (soft and hard) for the next daemon started; 0 = inherit ours. */
+static unsigned long harness_child_nofile;
+
 long long
 now_ms(void)
 {
@@ -260,6 +263,12 @@ daemon_spawn(struct daemon_proc *dp, const char *ini_text, const char *const *ar
         dup2(logfd, STDOUT_FILENO);
         dup2(logfd, STDERR_FILENO);
         close_range(3, ~0U, 0);
+        if (harness_child_nofile > 0) {
+            struct rlimit rl = {harness_child_nofile, harness_child_nofile};
+
+            if (setrlimit(RLIMIT_NOFILE, &rl) == -1)
+                _exit(126);
+        }
         sigemptyset(&none);
         sigprocmask(SIG_SETMASK, &none, NULL);
         signal(SIGPIPE, SIG_DFL);
@@ -420,6 +429,17 @@ int
 daemon_start(struct daemon_proc *dp, const char *ini_text)
 {
     return daemon_start_args(dp, ini_text, NULL);
+}
+
+int
+daemon_start_nofile(struct daemon_proc *dp, const char *ini_text, unsigned long nofile)
+{
+    int r;
+
+    harness_child_nofile = nofile;
+    r = daemon_start_args(dp, ini_text, NULL);
+    harness_child_nofile = 0;
+    return r;
 }
 
 int

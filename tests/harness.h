@@ -47,6 +47,12 @@ struct daemon_proc {
 int daemon_start(struct daemon_proc *dp, const char *ini_text);
 int daemon_start_args(struct daemon_proc *dp, const char *ini_text, const char *const *args);
 
+/*
+ * Like daemon_start() with the daemon's open-file limit, soft and hard, set
+ * to nofile before exec (so it cannot raise it back): descriptor exhaustion.
+ */
+int daemon_start_nofile(struct daemon_proc *dp, const char *ini_text, unsigned long nofile);
+
 /* Like daemon_start_args() but returns right after fork: for runs that never get ready. */
 int daemon_spawn(struct daemon_proc *dp, const char *ini_text, const char *const *args);
 
