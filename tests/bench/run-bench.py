@@ -1,0 +1,480 @@
+#!/usr/bin/env python3
+"""run-bench.py: upechod against a minimal epoll echo server under the same upecho-bench load.
+
+Each scenario starts both servers, then runs upecho-bench against them in
+alternating rounds (A B, B A, A B, ...) so that drift in the machine's load
+hits both alike.  For every round it records the client's messages per
+second and the server's CPU time (utime + stime from /proc/PID/stat) per
+message, and the ratio upechod / reference within the round; the table shows
+the medians.  Idle memory is measured separately: fresh servers, N
+connections opened, one byte echoed on each, then the growth of VmRSS.
+
+Python standard library only.  Exit status 0 when every run's replies were
+right, 1 when upecho-bench saw a wrong byte or a server died, 64 on usage
+errors.
+"""
+
+import argparse
+import json
+import os
+import platform
+import re
+import resource
+import shutil
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+
+CLK_TCK = os.sysconf("SC_CLK_TCK")
+
+
+class BenchError(Exception):
+    pass
+
+
+# One load: name, transport, connections, message size, pipeline.
+SCENARIOS = [
+    ("tcp-100x64", "100 conns x 64 B", "tcp", 100, 64, 1),
+    ("tcp-5000x64", "5,000 conns x 64 B", "tcp", 5000, 64, 1),
+    ("tcp-bulk", "1 conn x 16 KiB x pipeline 16", "tcp", 1, 16384, 16),
+    ("udp-100x64", "UDP 100 sockets x 64 B", "udp", 100, 64, 1),
+]
+
+
+def proc_cpu_seconds(pid):
+    """utime + stime of a process, in seconds (fields 14 and 15 of /proc/PID/stat)."""
+    with open(f"/proc/{pid}/stat") as f:
+        data = f.read()
+    # The command name may hold spaces and parentheses: split after the last ')'.
+    fields = data[data.rindex(")") + 2:].split()
+    return (int(fields[11]) + int(fields[12])) / CLK_TCK
+
+
+def proc_rss_bytes(pid):
+    with open(f"/proc/{pid}/status") as f:
+        for line in f:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) * 1024
+    raise BenchError(f"no VmRSS for pid {pid}")
+
+
+def proc_listening(pid):
+    """{'tcp': port, 'udp': port} for the IPv4 sockets pid has bound, read from /proc."""
+    inodes = set()
+    fd_dir = f"/proc/{pid}/fd"
+    for fd in os.listdir(fd_dir):
+        try:
+            link = os.readlink(os.path.join(fd_dir, fd))
+        except OSError:
+            continue
+        m = re.match(r"socket:\[(\d+)\]", link)
+        if m:
+            inodes.add(m.group(1))
+    found = {}
+    for proto, want_state in (("tcp", "0A"), ("udp", "07")):
+        with open(f"/proc/{pid}/net/{proto}") as f:
+            next(f)
+            for line in f:
+                cols = line.split()
+                if cols[9] in inodes and cols[3] == want_state:
+                    found[proto] = int(cols[1].split(":")[1], 16)
+    return found
+
+
+class Server:
+    """A server process under test: started, its ports found, stopped."""
+
+    def __init__(self, name, argv, workdir, ports_from_stdout):
+        self.name = name
+        self.argv = argv
+        self.workdir = workdir
+        self.ports_from_stdout = ports_from_stdout
+        self.proc = None
+        self.ports = {}
+        self.log_path = os.path.join(workdir, f"{name}.log")
+
+    def start(self):
+        self.log = open(self.log_path, "ab")
+        self.proc = subprocess.Popen(
+            self.argv,
+            stdout=subprocess.PIPE if self.ports_from_stdout else subprocess.DEVNULL,
+            stderr=self.log,
+            stdin=subprocess.DEVNULL,
+            cwd=self.workdir,
+        )
+        deadline = time.monotonic() + 10
+        if self.ports_from_stdout:
+            # refserver prints "listening on tcp 127.0.0.1:PORT" per socket, like upechod's log.
+            while len(self.ports) < 2:
+                line = self.proc.stdout.readline().decode()
+                if not line:
+                    raise BenchError(f"{self.name} exited before listening (see {self.log_path})")
+                m = re.match(r"listening on (tcp|udp) \S+:(\d+)$", line.strip())
+                if m:
+                    self.ports[m.group(1)] = int(m.group(2))
+        else:
+            # upechod logs its ports at level info only; at warning, ask /proc.
+            while time.monotonic() < deadline:
+                if self.proc.poll() is not None:
+                    raise BenchError(f"{self.name} exited with {self.proc.returncode} "
+                                     f"(see {self.log_path})")
+                self.ports = proc_listening(self.proc.pid)
+                if len(self.ports) == 2:
+                    break
+                time.sleep(0.05)
+            else:
+                raise BenchError(f"{self.name} did not bind tcp and udp within 10 s")
+        # Let the process settle (upechod notifies readiness after binding).
+        time.sleep(0.2)
+
+    def target(self, transport):
+        return f"{transport}://127.0.0.1:{self.ports[transport]}"
+
+    def alive(self):
+        return self.proc is not None and self.proc.poll() is None
+
+    def cpu(self):
+        return proc_cpu_seconds(self.proc.pid)
+
+    def rss(self):
+        return proc_rss_bytes(self.proc.pid)
+
+    def stop(self):
+        if self.proc is None:
+            return
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        if self.proc.stdout is not None:
+            self.proc.stdout.close()
+        self.log.close()
+        self.proc = None
+
+
+def upechod_config(path, max_connections):
+    """The shipped defaults, but ports chosen by the kernel, log level warning, unix off."""
+    with open(path, "w") as f:
+        f.write(
+            "[tcp]\nlisten = 127.0.0.1:0\n"
+            "[udp]\nlisten = 127.0.0.1:0\n"
+            "[unix]\nenabled = no\n"
+            "[log]\nlevel = warning\n"
+            f"[limits]\nmax_connections = {max_connections}\n"
+        )
+
+
+def run_load(args, server, transport, conns, size, pipeline, duration):
+    """One upecho-bench run against server; returns a dict of figures for the round."""
+    argv = [
+        args.upecho_bench, "-q", "--json",
+        "-t", str(args.client_threads),
+        "-c", str(conns), "-s", str(size), "-p", str(pipeline),
+        "-d", f"{duration}s",
+        server.target(transport),
+    ]
+    cpu0 = server.cpu()
+    t0 = time.monotonic()
+    proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    out, err = proc.communicate()
+    wall = time.monotonic() - t0
+    cpu1 = server.cpu()
+    if not server.alive():
+        raise BenchError(f"{server.name} died during {transport} {conns}x{size}")
+    try:
+        res = json.loads(out.decode())
+    except ValueError:
+        raise BenchError(f"upecho-bench printed no result against {server.name} "
+                         f"(exit {proc.returncode}): {err.decode().strip()}")
+    return {
+        "msgs": res["messages"],
+        "msg_per_s": res["messages_per_s"],
+        "mb_per_s": res["mb_per_s"],
+        "p50_us": res["latency_ns"]["p50"] / 1000,
+        "p99_us": res["latency_ns"]["p99"] / 1000,
+        "server_cpu": cpu1 - cpu0,
+        "wall": wall,
+        "elapsed": res["duration_s"],
+        "mismatches": res["mismatches"],
+        "errors": res["errors"],
+        "exit": proc.returncode,
+    }
+
+
+def children_cpu():
+    ru = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return ru.ru_utime + ru.ru_stime
+
+
+def run_scenario(args, servers, scenario, log):
+    key, label, transport, conns, size, pipeline = scenario
+    per = {s.name: [] for s in servers}
+    ratios = {"tput": [], "cpu": []}
+    # A short warm-up each: page in code, grow the heaps, fill the caches.
+    for s in servers:
+        run_load(args, s, transport, conns, size, pipeline, min(1.0, args.duration))
+    for rnd in range(args.rounds):
+        order = servers if rnd % 2 == 0 else list(reversed(servers))
+        got = {}
+        for s in order:
+            # communicate() reaps the client, which adds its CPU time to our children's.
+            c0 = children_cpu()
+            r = run_load(args, s, transport, conns, size, pipeline, args.duration)
+            r["client_cpu"] = children_cpu() - c0
+            got[s.name] = r
+            per[s.name].append(r)
+            if r["mismatches"] or r["exit"] not in (0, 1):
+                raise BenchError(f"{s.name}: {r['mismatches']} wrong bytes, upecho-bench exit "
+                                 f"{r['exit']} in {key}")
+            log(f"  {key} round {rnd + 1}/{args.rounds} {s.name:9s}: "
+                f"{r['msg_per_s']:>11,.0f} msg/s, server {cpu_us(r):6.2f} us/msg, "
+                f"client {r['client_cpu'] / max(r['msgs'], 1) * 1e6:6.2f} us/msg, "
+                f"server busy {r['server_cpu'] / r['wall'] * 100:3.0f}%, errors {r['errors']}")
+        a, b = got["upechod"], got["reference"]
+        ratios["tput"].append(a["msg_per_s"] / b["msg_per_s"])
+        ratios["cpu"].append(cpu_us(a) / cpu_us(b) if cpu_us(b) > 0 else float("nan"))
+    return per, ratios
+
+
+def cpu_us(r):
+    return r["server_cpu"] / max(r["msgs"], 1) * 1e6
+
+
+def open_idle(port, n, log):
+    """Open n connections, echo one byte on each so the server has served it once; return them."""
+    socks = []
+    for i in range(n):
+        s = socket.create_connection(("127.0.0.1", port), timeout=10)
+        s.sendall(b"x")
+        if s.recv(1) != b"X":
+            raise BenchError(f"connection {i}: wrong echo")
+        socks.append(s)
+    return socks
+
+
+def run_idle(args, make_servers, log):
+    """RSS growth per idle connection, fresh servers each round, alternating order."""
+    per = {"upechod": [], "reference": []}
+    rounds = min(args.rounds, 3)
+    for rnd in range(rounds):
+        servers = make_servers()
+        order = servers if rnd % 2 == 0 else list(reversed(servers))
+        try:
+            for s in order:
+                s.start()
+                # One connection first, so lazily made state (first buffers, tables) is
+                # in the baseline and not charged to the idle connections.
+                warm = open_idle(s.ports["tcp"], 1, log)
+                time.sleep(0.1)
+                base = s.rss()
+                socks = open_idle(s.ports["tcp"], args.idle_connections, log)
+                time.sleep(0.5)
+                rss = s.rss()
+                if not s.alive():
+                    raise BenchError(f"{s.name} died holding idle connections")
+                per[s.name].append((rss - base) / len(socks))
+                log(f"  idle round {rnd + 1}/{rounds} {s.name:9s}: {len(socks)} connections, "
+                    f"RSS {base / 1048576:.1f} -> {rss / 1048576:.1f} MiB, "
+                    f"{(rss - base) / len(socks):,.0f} B/conn")
+                for sock in socks + warm:
+                    sock.close()
+                s.stop()
+        finally:
+            for s in servers:
+                s.stop()
+    return per
+
+
+def med(xs):
+    return statistics.median(xs)
+
+
+def fmt_rate(x):
+    return f"{x:,.0f}"
+
+
+def machine_description(args):
+    model = "unknown"
+    with open("/proc/cpuinfo") as f:
+        for line in f:
+            if line.startswith("model name"):
+                model = line.split(":", 1)[1].strip()
+                break
+    libevent = "unknown"
+    try:
+        out = subprocess.run(["pkg-config", "--modversion", "libevent"], capture_output=True,
+                             text=True)
+        if out.returncode == 0:
+            libevent = out.stdout.strip()
+    except OSError:
+        pass
+    return (f"{os.cpu_count()} CPUs ({model}), Linux {platform.release()}, libevent {libevent}, "
+            f"load average at start {os.getloadavg()[0]:.2f}")
+
+
+def build_table(args, results, idle, machine, load_end):
+    lines = []
+    lines.append("| load | upechod msg/s | reference msg/s | **throughput ratio** | "
+                 "upechod CPU µs/msg | reference CPU µs/msg | **CPU/msg ratio** | "
+                 "server busy (upechod / ref) | client CPU µs/msg (vs upechod / vs ref) |")
+    lines.append("|---|---:|---:|---:|---:|---:|---:|---:|---:|")
+    for scenario in SCENARIOS:
+        key, label = scenario[0], scenario[1]
+        if key not in results:
+            continue
+        per, ratios = results[key]
+        a, b = per["upechod"], per["reference"]
+        tr, cr = ratios["tput"], ratios["cpu"]
+        lines.append(
+            f"| {label} | {fmt_rate(med([r['msg_per_s'] for r in a]))} "
+            f"| {fmt_rate(med([r['msg_per_s'] for r in b]))} "
+            f"| **{med(tr):.2f}** ({min(tr):.2f}–{max(tr):.2f}) "
+            f"| {med([cpu_us(r) for r in a]):.2f} | {med([cpu_us(r) for r in b]):.2f} "
+            f"| **{med(cr):.2f}** ({min(cr):.2f}–{max(cr):.2f}) "
+            f"| {med([r['server_cpu'] / r['wall'] for r in a]) * 100:.0f}% / "
+            f"{med([r['server_cpu'] / r['wall'] for r in b]) * 100:.0f}% "
+            f"| {med([r['client_cpu'] / max(r['msgs'], 1) * 1e6 for r in a]):.2f} / "
+            f"{med([r['client_cpu'] / max(r['msgs'], 1) * 1e6 for r in b]):.2f} |")
+    if idle:
+        ia, ib = idle["upechod"], idle["reference"]
+        lines.append("")
+        lines.append("| idle connections | upechod B/conn | reference B/conn | **memory ratio** |")
+        lines.append("|---|---:|---:|---:|")
+        ratio = med(ia) / med(ib) if med(ib) > 0 else float("nan")
+        lines.append(f"| {args.idle_connections:,} (RSS growth / connections) "
+                     f"| {med(ia):,.0f} | {med(ib):,.0f} | **{ratio:.2f}** |")
+    errors = sum(r["errors"] for per, _ in results.values() for rs in per.values() for r in rs)
+    lines.append("")
+    lines.append(
+        f"Ratios are upechod / reference: throughput above 1 and CPU or memory below 1 favour "
+        f"upechod.  Medians of {args.rounds} alternating rounds of {args.duration:g} s each "
+        f"(per-round ratio range in brackets); CPU is the server's utime+stime over the round "
+        f"(connects and closes included) divided by the messages answered; server busy is that "
+        f"CPU time over the round's wall time.  upecho-bench ran with {args.client_threads} "
+        f"thread(s), checked every reply byte (0 wrong), and counted {errors} errors "
+        f"(timeouts, lost datagrams) in all.  Reference: tests/bench/refserver.c "
+        f"({'edge' if args.ref_edge else 'level'}-triggered epoll, {args.ref_buffer} B buffer "
+        f"per connection).")
+    lines.append("")
+    lines.append(f"Machine: {machine}; load average at end {load_end:.2f}.")
+    return "\n".join(lines) + "\n"
+
+
+def parse_args(argv):
+    here = os.path.dirname(os.path.abspath(__file__))
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p.add_argument("--upechod", default=os.environ.get("UPECHOD", "src/upechod"))
+    p.add_argument("--refserver", default=os.environ.get("REFSERVER", "tests/bench/refserver"))
+    p.add_argument("--upecho-bench", default=os.environ.get("UPECHO_BENCH", "src/upecho-bench"))
+    p.add_argument("--output", default="bench-results.md",
+                   help="where to write the Markdown table (default: bench-results.md)")
+    p.add_argument("--rounds", type=int, default=5, help="A/B rounds per scenario (default 5)")
+    p.add_argument("--duration", type=float, default=4.0,
+                   help="seconds per upecho-bench run (default 4)")
+    p.add_argument("--quick", action="store_true",
+                   help="2 rounds of 1 s, 1,000 idle connections: a smoke test, not a measurement")
+    p.add_argument("--idle-connections", type=int, default=10000)
+    p.add_argument("--client-threads", type=int, default=1,
+                   help="upecho-bench threads (default 1: the server gets the other core)")
+    p.add_argument("--ref-edge", action="store_true",
+                   help="run the reference with edge-triggered epoll")
+    p.add_argument("--ref-buffer", type=int, default=16384,
+                   help="the reference's buffer per connection (default 16384)")
+    p.add_argument("--only", action="append", default=[],
+                   help="run only these scenarios (" +
+                        ", ".join(s[0] for s in SCENARIOS) + ", idle); may be repeated")
+    args = p.parse_args(argv)
+    if args.quick:
+        args.rounds = min(args.rounds, 2)
+        args.duration = min(args.duration, 1.0)
+        args.idle_connections = min(args.idle_connections, 1000)
+    if args.rounds < 1 or args.duration <= 0 or args.idle_connections < 1:
+        p.error("--rounds, --duration and --idle-connections must be positive")
+    for prog in (args.upechod, args.refserver, args.upecho_bench):
+        if not os.access(prog, os.X_OK):
+            p.error(f"{prog} is not an executable (give --upechod, --refserver, --upecho-bench)")
+    known = {s[0] for s in SCENARIOS} | {"idle"}
+    for name in args.only:
+        if name not in known:
+            p.error(f"unknown scenario {name}")
+    return args
+
+
+def raise_nofile(need):
+    """Servers inherit our limit: take the soft limit to the hard one and check it is enough."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft != hard:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+        soft = hard
+    if soft != resource.RLIM_INFINITY and soft < need:
+        raise BenchError(f"open-file limit {soft} is below the {need} this run needs; "
+                         f"use --idle-connections {soft - 1000}")
+
+
+def main(argv):
+    args = parse_args(argv)
+    log = lambda msg: print(msg, file=sys.stderr, flush=True)
+    want = lambda key: not args.only or key in args.only
+    workdir = tempfile.mkdtemp(prefix="upechod-bench-")
+    max_conns = max(args.idle_connections, max(s[3] for s in SCENARIOS)) + 1000
+    conf = os.path.join(workdir, "upechod.ini")
+    upechod_config(conf, max_conns)
+    # Each process has its own RLIMIT_NOFILE: the idle clients live in this process,
+    # their server-side ends in the server.
+    raise_nofile(args.idle_connections + 100)
+
+    def make_servers():
+        return [
+            Server("upechod", [os.path.abspath(args.upechod), "-c", conf], workdir, False),
+            Server("reference",
+                   [os.path.abspath(args.refserver), "-t", "127.0.0.1:0", "-u", "127.0.0.1:0",
+                    "-b", str(args.ref_buffer)] + (["-e"] if args.ref_edge else []),
+                   workdir, True),
+        ]
+
+    machine = machine_description(args)
+    log(f"upechod benchmark: {args.rounds} rounds x {args.duration:g} s per scenario; {machine}")
+    results = {}
+    idle = None
+    status = 0
+    try:
+        for scenario in SCENARIOS:
+            if not want(scenario[0]):
+                continue
+            servers = make_servers()
+            try:
+                for s in servers:
+                    s.start()
+                log(f"{scenario[1]}:")
+                results[scenario[0]] = run_scenario(args, servers, scenario, log)
+            finally:
+                for s in servers:
+                    s.stop()
+        if want("idle"):
+            log(f"idle memory, {args.idle_connections} connections:")
+            idle = run_idle(args, make_servers, log)
+    except BenchError as e:
+        log(f"run-bench: {e}")
+        status = 1
+    table = build_table(args, results, idle, machine, os.getloadavg()[0])
+    with open(args.output, "w") as f:
+        f.write(table)
+    print(table)
+    for name in ("upechod", "reference"):
+        path = os.path.join(workdir, f"{name}.log")
+        if os.path.exists(path) and os.path.getsize(path) > 0:
+            with open(path, errors="replace") as f:
+                log(f"{name} said:\n" + f.read().strip())
+    shutil.rmtree(workdir, ignore_errors=True)
+    return status
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
