@@ -102,7 +102,7 @@ notify_free(struct notify *n)
  * status line is harmless, and a lost watchdog ping is followed by the next);
  * MSG_NOSIGNAL as a guard, though datagram sockets raise no SIGPIPE.
  */
-static int
+static int __attribute__((format(printf, 3, 0)))
 notify_vsend(struct notify *n, const char *prefix, const char *fmt, va_list ap)
 {
     char msg[NOTIFY_MSG_MAX];
