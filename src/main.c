@@ -27,7 +27,8 @@ usage(FILE *f)
             "  -V, --version      print the version and exit\n"
             "  -h, --help         print this help and exit\n"
             "\n"
-            "Exit status: 0 clean stop, 1 start-up failure, 64 usage error, 78 configuration error.\n",
+            "Exit status: 0 clean stop, 1 start-up failure or unclean stop, 64 usage error,\n"
+            "78 configuration error (including an unknown user or unusable passed sockets).\n",
             UPECHOD_DEFAULT_CONFIG);
 }
 
@@ -117,7 +118,7 @@ main(int argc, char **argv)
     if (rc == 0)
         rc = server_run(srv);
     else
-        rc = 1;
+        rc = rc == SERVER_ECONFIG ? EX_CONFIG : 1;
     server_free(srv);
     return rc;
 }

@@ -491,8 +491,8 @@ fail:
 
 /*
  * Bind (or adopt) every socket, drop privileges, arm signals and timers,
- * and tell the service manager we are ready.  Returns 0 or -errno; each
- * failure is logged with the address and the reason.
+ * and tell the service manager we are ready.  Returns 0, -errno, or
+ * SERVER_ECONFIG; each failure is logged with the address and the reason.
  */
 int
 server_start(struct server *srv)
@@ -507,8 +507,8 @@ server_start(struct server *srv)
     signal(SIGPIPE, SIG_IGN);
     server_raise_nofile(&srv->srv_conf);
 
-    if ((rc = activation_collect(&fds, &nfds)) != 0)
-        return rc;
+    if (activation_collect(&fds, &nfds) != 0)
+        return SERVER_ECONFIG;
     if (nfds > 0) {
         rc = server_adopt(srv, fds, nfds);
         activation_free(fds, nfds);
@@ -521,7 +521,7 @@ server_start(struct server *srv)
     if ((rc = privs_drop(srv->srv_conf.cf_user, srv->srv_conf.cf_group, &what)) != 0) {
         log_error("cannot switch to user %s: %s: %s", srv->srv_conf.cf_user, what,
                   strerror(-rc));
-        return rc;
+        return rc == -ENOENT ? SERVER_ECONFIG : rc;
     }
 
     if (evsignal_add(srv->srv_sigint, NULL) == -1 || evsignal_add(srv->srv_sigterm, NULL) == -1 ||

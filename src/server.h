@@ -71,6 +71,13 @@ struct server {
     struct server_stats srv_stats;
 };
 
+/*
+ * server_start()'s positive return: what the daemon was given cannot work
+ * (unusable sockets from the service manager, a user that does not exist),
+ * so restarting would not help.  main() exits with EX_CONFIG for it.
+ */
+#define SERVER_ECONFIG 1
+
 struct server *server_new(const struct upechod_config *conf, const char *conf_path);
 void server_free(struct server *srv);
 int server_start(struct server *srv);
