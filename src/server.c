@@ -6,6 +6,7 @@
 #include <sys/resource.h>
 #include <sys/stat.h>
 #include <sys/time.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <event2/event.h>
@@ -65,6 +66,28 @@ server_pause(struct server *srv, int why, int on)
 }
 
 /*
+ * Lines about accept failures and recovery share one budget of a line a
+ * second.  At the descriptor limit every close lets one client in and the
+ * next accept fails again; a line for each would flood the log.  What is
+ * not reported now is counted and reported by the next line.
+ */
+static int
+server_nofd_may_log(struct server *srv)
+{
+    struct timespec ts;
+    struct timeval now, since;
+
+    /* Monotonic: a wall clock set back must not silence the reports. */
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    TIMESPEC_TO_TIMEVAL(&now, &ts);
+    timersub(&now, &srv->srv_nofd_logged, &since);
+    if (since.tv_sec < 1)
+        return 0;
+    srv->srv_nofd_logged = now;
+    return 1;
+}
+
+/*
  * max_connections: at the limit the listeners pause, so the next client
  * waits in the kernel's backlog instead of being accepted and ignored.
  */
@@ -73,7 +96,7 @@ server_stream_opened(struct server *srv)
 {
     srv->srv_nstreams++;
     srv->srv_stats.st_accepted++;
-    if (srv->srv_nofd_count > 0) {
+    if (srv->srv_nofd_count > 0 && server_nofd_may_log(srv)) {
         log_info("accepting connections again (%llu accept failures since the last report)",
                  (unsigned long long)srv->srv_nofd_count);
         srv->srv_nofd_count = 0;
@@ -115,7 +138,6 @@ server_nofd_cb(evutil_socket_t fd, short what, void *arg)
 void
 server_accept_failed(struct server *srv, int err)
 {
-    struct timeval now, since;
     int starved = err == EMFILE || err == ENFILE || err == ENOBUFS || err == ENOMEM;
 
     srv->srv_nofd_count++;
@@ -127,14 +149,11 @@ server_accept_failed(struct server *srv, int err)
         if (!evtimer_pending(srv->srv_nofd_timer, NULL))
             evtimer_add(srv->srv_nofd_timer, &tv);
     }
-    gettimeofday(&now, NULL);
-    timersub(&now, &srv->srv_nofd_logged, &since);
-    if (since.tv_sec >= 1) {
+    if (server_nofd_may_log(srv)) {
         log_warn("cannot accept connections: %s (%llu failures since the last report)%s",
                  strerror(err), (unsigned long long)srv->srv_nofd_count,
                  starved ? "; pausing accepts and retrying every 50 ms" : "");
         srv->srv_nofd_count = 0;
-        srv->srv_nofd_logged = now;
     }
 }
 
