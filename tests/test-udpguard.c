@@ -1,0 +1,312 @@
+/* test-udpguard.c: the UDP reflection guard and the per-source rate limit. */
+#include <arpa/inet.h>
+#include <check.h>
+#include <errno.h>
+#include <netinet/in.h>
+#include <poll.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include "harness.h"
+
+#define BURST 50
+#define RATE 5
+
+static const char guard_ini[] = "[tcp]\n"
+                                "enabled = no\n"
+                                "[udp]\n"
+                                "listen = 127.0.0.1:0\n";
+
+static const char guard6_ini[] = "[tcp]\n"
+                                 "enabled = no\n"
+                                 "[udp]\n"
+                                 "listen = [::1]:0\n";
+
+static const char noguard_ini[] = "[tcp]\n"
+                                  "enabled = no\n"
+                                  "[udp]\n"
+                                  "listen = 127.0.0.1:0\n"
+                                  "drop_privileged_source_ports = no\n";
+
+static const char rate_ini[] = "[tcp]\n"
+                               "enabled = no\n"
+                               "[udp]\n"
+                               "listen = 127.0.0.1:0\n"
+                               "rate_limit = 5\n";
+
+static void
+start(struct daemon_proc *dp, const char *ini)
+{
+    int r = daemon_start(dp, ini);
+
+    ck_assert_msg(r == 0, "daemon_start: %s", strerror(-r));
+}
+
+/*
+ * A UDP socket bound to src (port src_port, 0 for any) and connected to the
+ * daemon's port on the same family's loopback.  Returns the fd or -errno.
+ */
+static int
+udp_from(int family, const char *src, int src_port, int dst_port)
+{
+    struct sockaddr_storage me = {0}, to = {0};
+    socklen_t len;
+    int fd = socket(family, SOCK_DGRAM | SOCK_CLOEXEC, 0), r;
+
+    if (fd == -1)
+        return -errno;
+    if (family == AF_INET6) {
+        struct sockaddr_in6 *a = (struct sockaddr_in6 *)&me, *b = (struct sockaddr_in6 *)&to;
+
+        a->sin6_family = b->sin6_family = AF_INET6;
+        inet_pton(AF_INET6, src, &a->sin6_addr);
+        a->sin6_port = htons((uint16_t)src_port);
+        b->sin6_addr = in6addr_loopback;
+        b->sin6_port = htons((uint16_t)dst_port);
+        len = sizeof(*a);
+    } else {
+        struct sockaddr_in *a = (struct sockaddr_in *)&me, *b = (struct sockaddr_in *)&to;
+
+        a->sin_family = b->sin_family = AF_INET;
+        inet_pton(AF_INET, src, &a->sin_addr);
+        a->sin_port = htons((uint16_t)src_port);
+        b->sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+        b->sin_port = htons((uint16_t)dst_port);
+        len = sizeof(*a);
+    }
+    if (bind(fd, (struct sockaddr *)&me, len) == -1 || connect(fd, (struct sockaddr *)&to, len)) {
+        r = -errno;
+        close(fd);
+        return r;
+    }
+    return fd;
+}
+
+static int
+udp_from_or_fail(int family, const char *src, int dst_port)
+{
+    int fd;
+
+    ck_assert_int_gt(dst_port, 0);
+    fd = udp_from(family, src, 0, dst_port);
+    ck_assert_msg(fd >= 0, "UDP socket from %s: %s", src, strerror(-fd));
+    return fd;
+}
+
+/* A socket on the first free source port from first towards last (below 1024 needs root). */
+static int
+udp_from_port(int family, const char *src, int first, int last, int dst_port, int *port)
+{
+    int step = first <= last ? 1 : -1;
+
+    for (int p = first; p != last + step; p += step) {
+        int fd = udp_from(family, src, p, dst_port);
+
+        if (fd >= 0) {
+            *port = p;
+            return fd;
+        }
+        ck_assert_msg(fd == -EADDRINUSE, "binding %s port %d: %s", src, p, strerror(-fd));
+    }
+    ck_abort_msg("no free source port from %d to %d", first, last);
+    return -1;
+}
+
+/* One datagram within timeout_ms: its full length (MSG_TRUNC), or -ETIMEDOUT. */
+static ssize_t
+recv_one(int fd, void *buf, size_t size, int timeout_ms)
+{
+    struct pollfd pfd = {.fd = fd, .events = POLLIN};
+    ssize_t r;
+
+    ck_assert_int_ge(poll(&pfd, 1, timeout_ms), 0);
+    if (!(pfd.revents & POLLIN))
+        return -ETIMEDOUT;
+    r = recv(fd, buf, size, MSG_TRUNC | MSG_DONTWAIT);
+    ck_assert_msg(r >= 0, "recv: %s", strerror(errno));
+    return r;
+}
+
+/* msg goes out from fd and comes back uppercased, no longer than it went. */
+static void
+answered(int fd, const char *msg)
+{
+    size_t len = strlen(msg);
+    char got[256], want[256];
+    ssize_t r;
+
+    ck_assert_int_eq(send(fd, msg, len, 0), (ssize_t)len);
+    r = recv_one(fd, got, sizeof(got), 2000);
+    ck_assert_msg(r == (ssize_t)len, "reply to '%s': %zd", msg, r);
+    ref_upper(want, msg, len);
+    ck_assert_mem_eq(got, want, len);
+}
+
+/*
+ * Datagrams from the privileged sources went out before the control's; the
+ * daemon answers in order, so once the control's reply is in, any reply to
+ * them would be too.  They must have none.
+ */
+static void
+check_dropped(const int *priv, size_t n, int control)
+{
+    char got[64];
+
+    for (size_t i = 0; i < n; i++)
+        ck_assert_int_eq(send(priv[i], "reflect me", 10, 0), 10);
+    answered(control, "control");
+    for (size_t i = 0; i < n; i++)
+        ck_assert_msg(recv_one(priv[i], got, sizeof(got), 100) == -ETIMEDOUT,
+                      "a datagram from a privileged port was answered");
+}
+
+static bool
+root_or_skip(const char *test)
+{
+    if (geteuid() == 0)
+        return true;
+    fprintf(stderr, "%s: skipped: binding a source port below 1024 needs root\n", test);
+    return false;
+}
+
+/* drop_privileged_source_ports = yes: ports near 1000 and 1023 get no answer, 1024 and up do. */
+START_TEST(test_guard_drops_privileged)
+{
+    struct daemon_proc dp;
+    int priv[2], ok, control, p0, p1, p2;
+
+    if (!root_or_skip("test_guard_drops_privileged"))
+        return;
+    start(&dp, guard_ini);
+    priv[0] = udp_from_port(AF_INET, "127.0.0.1", 1000, 1019, dp.dp_udp_port, &p0);
+    priv[1] = udp_from_port(AF_INET, "127.0.0.1", 1023, 1020, dp.dp_udp_port, &p1);
+    ok = udp_from_port(AF_INET, "127.0.0.1", 1024, 1043, dp.dp_udp_port, &p2);
+    control = udp_from_or_fail(AF_INET, "127.0.0.1", dp.dp_udp_port);
+    check_dropped(priv, 2, control);
+    answered(ok, "from 1024 and up");
+    fprintf(stderr, "udpguard: source ports %d and %d dropped, %d answered\n", p0, p1, p2);
+    close(priv[0]);
+    close(priv[1]);
+    close(ok);
+    close(control);
+    ck_assert_int_eq(daemon_stop(&dp), 0);
+}
+END_TEST
+
+START_TEST(test_guard_drops_privileged_ipv6)
+{
+    struct daemon_proc dp;
+    int priv, control, port;
+
+    if (!root_or_skip("test_guard_drops_privileged_ipv6"))
+        return;
+    if (!ipv6_available()) {
+        fprintf(stderr, "test_guard_drops_privileged_ipv6: skipped: no ::1 here\n");
+        return;
+    }
+    start(&dp, guard6_ini);
+    priv = udp_from_port(AF_INET6, "::1", 1000, 1019, dp.dp_udp6_port, &port);
+    control = udp_from_or_fail(AF_INET6, "::1", dp.dp_udp6_port);
+    check_dropped(&priv, 1, control);
+    close(priv);
+    close(control);
+    ck_assert_int_eq(daemon_stop(&dp), 0);
+}
+END_TEST
+
+/* drop_privileged_source_ports = no: a privileged source port is answered like any other. */
+START_TEST(test_guard_off)
+{
+    struct daemon_proc dp;
+    int priv, port;
+
+    if (!root_or_skip("test_guard_off"))
+        return;
+    start(&dp, noguard_ini);
+    priv = udp_from_port(AF_INET, "127.0.0.1", 1000, 1019, dp.dp_udp_port, &port);
+    answered(priv, "privileged but welcome");
+    close(priv);
+    ck_assert_int_eq(daemon_stop(&dp), 0);
+}
+END_TEST
+
+/*
+ * rate_limit = 5: of a burst of 50 datagrams from one source about 5 are
+ * answered (5 to 7, the bucket refilling while the burst goes), each reply
+ * the uppercase of its own request and no longer; another source address
+ * is unaffected; a second later the first source is answered again.
+ */
+START_TEST(test_rate_limit)
+{
+    struct daemon_proc dp;
+    char msg[64], got[128], want[64];
+    int a, b, nreplies = 0;
+    ssize_t r;
+
+    start(&dp, rate_ini);
+    a = udp_from_or_fail(AF_INET, "127.0.0.1", dp.dp_udp_port);
+    b = udp_from_or_fail(AF_INET, "127.0.0.2", dp.dp_udp_port);
+    for (int i = 0; i < BURST; i++) {
+        /* Lengths vary, so that a reply of the wrong length shows. */
+        int len = snprintf(msg, sizeof(msg), "burst datagram %02d%.*s", i, i % 7, "padding");
+
+        ck_assert_int_eq(send(a, msg, (size_t)len, 0), len);
+    }
+    answered(b, "another source");
+    while ((r = recv_one(a, got, sizeof(got), 100)) != -ETIMEDOUT) {
+        int i;
+
+        ck_assert_int_lt(r, (ssize_t)sizeof(got));
+        got[r] = '\0';
+        ck_assert_msg(sscanf(got, "BURST DATAGRAM %d", &i) == 1, "unexpected reply");
+        int len = snprintf(msg, sizeof(msg), "burst datagram %02d%.*s", i, i % 7, "padding");
+        ck_assert_msg(r == len, "reply to a %d-byte datagram is %zd bytes", len, r);
+        ref_upper(want, msg, (size_t)len);
+        ck_assert_mem_eq(got, want, (size_t)len);
+        nreplies++;
+    }
+    fprintf(stderr, "udpguard: %d of a burst of %d answered at rate_limit = %d\n", nreplies, BURST,
+            RATE);
+    ck_assert_msg(nreplies >= RATE && nreplies <= RATE + 2, "%d replies to a burst of %d", nreplies,
+                  BURST);
+    /* The other source still has most of its own second's worth. */
+    for (int i = 0; i < RATE - 1; i++)
+        answered(b, "still unaffected");
+
+    usleep(1100 * 1000);
+    for (int i = 0; i < RATE; i++)
+        answered(a, "a second later");
+    close(a);
+    close(b);
+    ck_assert_int_eq(daemon_stop(&dp), 0);
+}
+END_TEST
+
+static Suite *
+udpguard_suite(void)
+{
+    Suite *s = suite_create("udpguard");
+    TCase *tc = tcase_create("udpguard");
+
+    tcase_add_test(tc, test_guard_drops_privileged);
+    tcase_add_test(tc, test_guard_drops_privileged_ipv6);
+    tcase_add_test(tc, test_guard_off);
+    tcase_add_test(tc, test_rate_limit);
+    suite_add_tcase(s, tc);
+    return s;
+}
+
+int
+main(void)
+{
+    SRunner *sr = srunner_create(udpguard_suite());
+    int failed;
+
+    srunner_run_all(sr, CK_ENV);
+    failed = srunner_ntests_failed(sr);
+    srunner_free(sr);
+    return failed == 0 ? EXIT_SUCCESS : EXIT_FAILURE;
+}
