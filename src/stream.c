@@ -12,46 +12,48 @@
 #include "stream.h"
 #include "upper.h"
 
-/* Most bytes one read callback takes in; larger reads mean fewer wakeups for bulk streams. */
-#define STREAM_MAX_READ (256 * 1024)
 /* How long a shutdown waits, after our FIN, for the client to close its side. */
 #define STREAM_LINGER_SEC 2
 
 static void stream_close(struct stream *st);
 
+/* Uppercase every byte of buf in place, chain by chain, without copying. */
+static size_t
+stream_upper(struct evbuffer *buf)
+{
+    struct evbuffer_iovec vec[16];
+    struct evbuffer_ptr ptr;
+    size_t total = 0;
+
+    evbuffer_ptr_set(buf, &ptr, 0, EVBUFFER_PTR_SET);
+    for (;;) {
+        /* evbuffer_peek() hands out pointers into the chains themselves. */
+        int n = evbuffer_peek(buf, -1, &ptr, vec, 16);
+        size_t len = 0;
+
+        for (int i = 0; i < n && i < 16; i++) {
+            upper_inplace(vec[i].iov_base, vec[i].iov_len);
+            len += vec[i].iov_len;
+        }
+        total += len;
+        if (n <= 16 || len == 0 || evbuffer_ptr_set(buf, &ptr, len, EVBUFFER_PTR_ADD) == -1)
+            break;
+    }
+    return total;
+}
+
 /*
  * Uppercase everything in `in` and move it to `out`.  The payload is never
- * copied: each chain is changed in place (evbuffer_peek hands out pointers
- * into the chains) and then the chains themselves are moved.  Returns the
- * number of bytes moved.
+ * copied: the chains are changed in place and then moved whole.  Returns
+ * the number of bytes moved.
  */
 size_t
 stream_echo(struct evbuffer *in, struct evbuffer *out)
 {
-    struct evbuffer_iovec vec[16];
-    size_t total = 0;
+    size_t n = stream_upper(in);
 
-    while (evbuffer_get_length(in) > 0) {
-        int n = evbuffer_peek(in, -1, NULL, vec, 16);
-        size_t len = 0;
-
-        /* An empty buffer may still hold an empty chain: test the length, not n. */
-        if (n <= 0)
-            break;
-        if (n > 16)
-            n = 16;
-        for (int i = 0; i < n; i++) {
-            upper_inplace(vec[i].iov_base, vec[i].iov_len);
-            len += vec[i].iov_len;
-        }
-        /* Whole chains move without a copy; the common case is a single call. */
-        if (len == evbuffer_get_length(in))
-            evbuffer_add_buffer(out, in);
-        else
-            evbuffer_remove_buffer(in, out, len);
-        total += len;
-    }
-    return total;
+    evbuffer_add_buffer(out, in);
+    return n;
 }
 
 /*
@@ -75,14 +77,72 @@ stream_check_pressure(struct stream *st)
     }
 }
 
+/*
+ * libevent 2.1's bufferevent reads at most this much per call
+ * (EVBUFFER_MAX_READ); a read that filled it says more is probably waiting.
+ */
+#define STREAM_BEV_READ 4096
+/* Bytes per direct read when a stream has more waiting, and reads per callback. */
+#define STREAM_BULK_READ (64 * 1024)
+#define STREAM_BULK_ROUNDS 4
+
+/*
+ * Read up to STREAM_BULK_READ bytes straight into `in`; returns what read(2)
+ * returned.  The bufferevent keeps the end of its input frozen except while
+ * it reads itself, so thaw it for the read just as it does.
+ */
+static ssize_t
+stream_read_more(int fd, struct evbuffer *in)
+{
+    struct evbuffer_iovec vec;
+    ssize_t n = -1;
+
+    evbuffer_unfreeze(in, 0);
+    if (evbuffer_reserve_space(in, STREAM_BULK_READ, &vec, 1) == 1) {
+        do
+            n = read(fd, vec.iov_base, vec.iov_len);
+        while (n == -1 && errno == EINTR);
+        vec.iov_len = n > 0 ? (size_t)n : 0;
+        evbuffer_commit_space(in, &vec, 1);
+    }
+    evbuffer_freeze(in, 0);
+    return n;
+}
+
+/*
+ * New input: uppercase it and send it back.  With nothing queued, the echo
+ * is written at once from the input chains: the common small exchange then
+ * costs one read and one write, without arming and disarming a write event.
+ * What the socket does not take goes to the output, in order.  A bulk
+ * stream gets a few larger reads in the same callback, past the 4 KiB that
+ * libevent 2.1 reads at a time; an EOF or error they meet is left for the
+ * bufferevent to see on its next read.
+ */
 static void
 stream_read_cb(struct bufferevent *bev, void *arg)
 {
     struct stream *st = arg;
-    size_t n = stream_echo(bufferevent_get_input(bev), bufferevent_get_output(bev));
+    struct evbuffer *in = bufferevent_get_input(bev);
+    struct evbuffer *out = bufferevent_get_output(bev);
+    size_t max = st->st_srv->srv_conf.cf_max_pending_output;
+    int fd = bufferevent_getfd(bev);
+    int more = evbuffer_get_length(in) >= STREAM_BEV_READ;
 
-    st->st_srv->srv_stats.st_bytes_in += n;
-    st->st_srv->srv_stats.st_bytes_out += n;
+    for (int round = 0;; round++) {
+        size_t n = stream_upper(in);
+        ssize_t r;
+
+        st->st_srv->srv_stats.st_bytes_in += n;
+        st->st_srv->srv_stats.st_bytes_out += n;
+        if (n > 0 && evbuffer_get_length(out) == 0)
+            evbuffer_write(in, fd);
+        evbuffer_add_buffer(out, in);
+        if (!more || round == STREAM_BULK_ROUNDS || evbuffer_get_length(out) >= max)
+            break;
+        if ((r = stream_read_more(fd, in)) <= 0)
+            break;
+        more = (size_t)r >= STREAM_BULK_READ;
+    }
     stream_check_pressure(st);
 }
 
@@ -125,7 +185,9 @@ stream_event_cb(struct bufferevent *bev, short what, void *arg)
          * The client half-closed (or closed).  Whatever it sent is still owed
          * to it: echo anything left in the input, flush, then close.
          */
-        stream_read_cb(bev, st);
+        st->st_srv->srv_stats.st_bytes_in += evbuffer_get_length(bufferevent_get_input(bev));
+        st->st_srv->srv_stats.st_bytes_out +=
+            stream_echo(bufferevent_get_input(bev), bufferevent_get_output(bev));
         log_debug("%s %s: end of input", transport_name(st->st_transport), st->st_peer);
         stream_finish(st);
         return;
@@ -194,7 +256,6 @@ stream_new(struct server *srv, int fd, enum transport t, const struct sockaddr *
         snprintf(st->st_peer, sizeof(st->st_peer), "fd %d", fd);
     else
         addr_format(sa, salen, st->st_peer, sizeof(st->st_peer));
-    bufferevent_set_max_single_read(st->st_bev, STREAM_MAX_READ);
     bufferevent_setcb(st->st_bev, stream_read_cb, stream_write_cb, stream_event_cb, st);
     TAILQ_INSERT_TAIL(&srv->srv_streams, st, st_entry);
     server_stream_opened(srv);
