@@ -1,0 +1,210 @@
+/* test-shutdown.c: SIGTERM's bounds: shutdown_timeout, a second SIGTERM, and the drain after FIN.
+ */
+#include <check.h>
+#include <errno.h>
+#include <poll.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include "harness.h"
+
+static const char quick_ini[] = "[tcp]\n"
+                                "listen = 127.0.0.1:0\n"
+                                "[udp]\n"
+                                "enabled = no\n"
+                                "[limits]\n"
+                                "shutdown_timeout = 1\n";
+
+static const char patient_ini[] = "[tcp]\n"
+                                  "listen = 127.0.0.1:0\n"
+                                  "[udp]\n"
+                                  "enabled = no\n"
+                                  "[limits]\n"
+                                  "shutdown_timeout = 30\n";
+
+static void
+start(struct daemon_proc *dp, const char *ini)
+{
+    int r = daemon_start(dp, ini);
+
+    ck_assert_msg(r == 0, "daemon_start: %s", strerror(-r));
+}
+
+static int
+connect_or_fail(int port)
+{
+    int fd = tcp_connect(AF_INET, port);
+
+    ck_assert_msg(fd >= 0, "tcp_connect to port %d: %s", port, strerror(-fd));
+    return fd;
+}
+
+/* Send without reading until nothing more goes in for 300 ms. */
+static void
+fill(int fd)
+{
+    static unsigned char buf[256 << 10];
+    size_t nsent = 0;
+
+    fill_pattern(buf, sizeof(buf), 11);
+    ck_assert_int_eq(set_nonblocking(fd, true), 0);
+    while (nsent < (256u << 20)) {
+        ssize_t w = send(fd, buf, sizeof(buf), MSG_NOSIGNAL);
+        struct pollfd pfd = {.fd = fd, .events = POLLOUT};
+
+        if (w > 0) {
+            nsent += (size_t)w;
+            continue;
+        }
+        ck_assert_msg(w == -1 && errno == EAGAIN, "send: %s", strerror(errno));
+        if (poll(&pfd, 1, 300) == 0)
+            return;
+    }
+    ck_abort_msg("256 MiB went in without a stall");
+}
+
+/*
+ * shutdown_timeout = 1 and a client that reads nothing: the daemon waits
+ * the second out, closes what is left, says how many, and exits 1.
+ */
+START_TEST(test_timeout_expires)
+{
+    struct daemon_proc dp;
+    int fd, status = -1;
+    long long t0, elapsed;
+
+    start(&dp, quick_ini);
+    fd = connect_or_fail(dp.dp_tcp_port);
+    fill(fd);
+    t0 = now_ms();
+    ck_assert_int_eq(daemon_signal(&dp, SIGTERM), 0);
+    ck_assert_msg(daemon_wait(&dp, 5000, &status) == 0, "still running 5 s after SIGTERM");
+    elapsed = now_ms() - t0;
+    fprintf(stderr, "shutdown: exited %lld ms after SIGTERM with shutdown_timeout = 1\n", elapsed);
+    ck_assert_msg(elapsed >= 800, "exited after %lld ms, before shutdown_timeout", elapsed);
+    ck_assert_msg(elapsed <= 3000, "exited after %lld ms", elapsed);
+    ck_assert_int_eq(status, 1);
+    ck_assert(daemon_log_contains(&dp, "1 connections still had output pending after 1 s"));
+    close(fd);
+    daemon_stop(&dp);
+}
+END_TEST
+
+/* A second SIGTERM while draining: exit at once, closing what is left. */
+START_TEST(test_second_sigterm)
+{
+    struct daemon_proc dp;
+    int fd, status = -1;
+    long long t0, elapsed;
+
+    start(&dp, patient_ini);
+    fd = connect_or_fail(dp.dp_tcp_port);
+    fill(fd);
+    ck_assert_int_eq(daemon_signal(&dp, SIGTERM), 0);
+    ck_assert_msg(daemon_wait(&dp, 300, &status) == -ETIMEDOUT,
+                  "exited (%d) with a client's output pending and 30 s to deliver it", status);
+    t0 = now_ms();
+    ck_assert_int_eq(daemon_signal(&dp, SIGTERM), 0);
+    ck_assert_msg(daemon_wait(&dp, 5000, &status) == 0, "still running 5 s after SIGTERM again");
+    elapsed = now_ms() - t0;
+    fprintf(stderr, "shutdown: exited %lld ms after the second SIGTERM\n", elapsed);
+    ck_assert_msg(elapsed <= 1000, "exited %lld ms after the second SIGTERM", elapsed);
+    ck_assert_int_eq(status, 1);
+    ck_assert(daemon_log_contains(&dp, "again: exiting now, closing 1 connections"));
+    close(fd);
+    daemon_stop(&dp);
+}
+END_TEST
+
+/*
+ * After SIGTERM the daemon sends FIN and then discards what the client
+ * still sends, instead of closing on it (a close with unread input is a
+ * reset, which can destroy echo the client has not read).  The client can
+ * go on writing without an error; once it closes, the daemon exits 0.
+ */
+START_TEST(test_discards_after_fin)
+{
+    static char junk[64 << 10];
+    struct daemon_proc dp;
+    struct pollfd pfd;
+    int fd, status = -1;
+    char got[8];
+
+    start(&dp, patient_ini);
+    fd = connect_or_fail(dp.dp_tcp_port);
+    ck_assert_int_eq(write_all(fd, "before", 6), 0);
+    ck_assert_int_eq(read_exact(fd, got, 6, 5000), 6);
+    ck_assert_mem_eq(got, "BEFORE", 6);
+    ck_assert_int_eq(daemon_signal(&dp, SIGTERM), 0);
+    ck_assert_int_eq(read_eof(fd, 5000), 0);
+    memset(junk, 'x', sizeof(junk));
+    for (int i = 0; i < 5; i++) {
+        ck_assert_msg(send(fd, junk, sizeof(junk), MSG_NOSIGNAL) == (ssize_t)sizeof(junk),
+                      "write %d after the daemon's FIN: %s", i, strerror(errno));
+        usleep(100 * 1000);
+    }
+    pfd = (struct pollfd){.fd = fd, .events = 0};
+    ck_assert_int_eq(poll(&pfd, 1, 0), 0);
+    ck_assert_msg(daemon_wait(&dp, 0, &status) == -ETIMEDOUT,
+                  "exited (%d) while the client was still sending", status);
+    close(fd);
+    ck_assert_int_eq(daemon_wait(&dp, 5000, &status), 0);
+    ck_assert_int_eq(status, 0);
+    daemon_stop(&dp);
+}
+END_TEST
+
+/*
+ * A client that got everything and its FIN but never closes does not hold
+ * the daemon until shutdown_timeout: the drain after FIN is bounded, and
+ * since nothing owed was lost the exit is 0.
+ */
+START_TEST(test_drain_is_bounded)
+{
+    struct daemon_proc dp;
+    int fd, status = -1;
+    long long t0, elapsed;
+
+    start(&dp, patient_ini);
+    fd = connect_or_fail(dp.dp_tcp_port);
+    ck_assert_int_eq(daemon_signal(&dp, SIGTERM), 0);
+    t0 = now_ms();
+    ck_assert_int_eq(read_eof(fd, 5000), 0);
+    ck_assert_msg(daemon_wait(&dp, 10000, &status) == 0, "still running 10 s after SIGTERM");
+    elapsed = now_ms() - t0;
+    fprintf(stderr, "shutdown: a client that never closed was let go after %lld ms\n", elapsed);
+    ck_assert_int_eq(status, 0);
+    close(fd);
+    daemon_stop(&dp);
+}
+END_TEST
+
+static Suite *
+shutdown_suite(void)
+{
+    Suite *s = suite_create("shutdown");
+    TCase *tc = tcase_create("shutdown");
+
+    tcase_add_test(tc, test_timeout_expires);
+    tcase_add_test(tc, test_second_sigterm);
+    tcase_add_test(tc, test_discards_after_fin);
+    tcase_add_test(tc, test_drain_is_bounded);
+    suite_add_tcase(s, tc);
+    return s;
+}
+
+int
+main(void)
+{
+    SRunner *sr = srunner_create(shutdown_suite());
+    int failed;
+
+    srunner_run_all(sr, CK_ENV);
+    failed = srunner_ntests_failed(sr);
+    srunner_free(sr);
+    return failed == 0 ? EXIT_SUCCESS : EXIT_FAILURE;
+}
