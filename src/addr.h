@@ -13,8 +13,8 @@ struct addr {
 };
 
 /* Flags for addr_parse(). */
-#define ADDR_NUMERIC 0x0   /* literal addresses, "*" and "localhost" only */
-#define ADDR_RESOLVE 0x1   /* any host name, through getaddrinfo() */
+#define ADDR_NUMERIC 0x0 /* literal addresses, "*" and "localhost" only */
+#define ADDR_RESOLVE 0x1 /* any host name, through getaddrinfo() */
 
 int addr_parse(const char *text, int flags, struct addr *out, const char **why);
 const char *addr_format(const struct sockaddr *sa, socklen_t len, char *buf, size_t size);

@@ -17,19 +17,20 @@
 static void
 usage(FILE *f)
 {
-    fprintf(f,
-            "usage: upechod [-t] [-c FILE]\n"
-            "Echo everything received over TCP, UDP and AF_UNIX, with a-z uppercased.\n"
-            "\n"
-            "  -c, --config FILE  read the configuration from FILE\n"
-            "                     (default: %s if it exists, else built-in defaults)\n"
-            "  -t, --test         check the configuration, print \"configuration OK\", bind nothing\n"
-            "  -V, --version      print the version and exit\n"
-            "  -h, --help         print this help and exit\n"
-            "\n"
-            "Exit status: 0 clean stop, 1 start-up failure or unclean stop, 64 usage error,\n"
-            "78 configuration error (including an unknown user or unusable passed sockets).\n",
-            UPECHOD_DEFAULT_CONFIG);
+    fprintf(
+        f,
+        "usage: upechod [-t] [-c FILE]\n"
+        "Echo everything received over TCP, UDP and AF_UNIX, with a-z uppercased.\n"
+        "\n"
+        "  -c, --config FILE  read the configuration from FILE\n"
+        "                     (default: %s if it exists, else built-in defaults)\n"
+        "  -t, --test         check the configuration, print \"configuration OK\", bind nothing\n"
+        "  -V, --version      print the version and exit\n"
+        "  -h, --help         print this help and exit\n"
+        "\n"
+        "Exit status: 0 clean stop, 1 start-up failure or unclean stop, 64 usage error,\n"
+        "78 configuration error (including an unknown user or unusable passed sockets).\n",
+        UPECHOD_DEFAULT_CONFIG);
 }
 
 static void

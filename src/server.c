@@ -49,7 +49,7 @@ server_update_accepting(struct server *srv)
     struct listener *ls;
 
     TAILQ_FOREACH(ls, &srv->srv_listeners, ls_entry)
-        listener_set_accepting(ls, srv->srv_paused == 0);
+    listener_set_accepting(ls, srv->srv_paused == 0);
 }
 
 static void
@@ -184,11 +184,11 @@ server_find(struct server *srv, enum transport t, const struct addr *a, const ch
 {
     struct listener *ls;
 
-    TAILQ_FOREACH(ls, &srv->srv_listeners, ls_entry) {
+    TAILQ_FOREACH(ls, &srv->srv_listeners, ls_entry)
+    {
         if (ls->ls_transport != t || ls->ls_activated)
             continue;
-        if (t == TRANSPORT_UNIX ? strcmp(ls->ls_path, path) == 0
-                                : addr_equal(&ls->ls_conf_addr, a))
+        if (t == TRANSPORT_UNIX ? strcmp(ls->ls_path, path) == 0 : addr_equal(&ls->ls_conf_addr, a))
             return ls;
     }
     return NULL;
@@ -203,8 +203,7 @@ server_listen_one(struct server *srv, const struct upechod_config *cf, enum tran
     const char *what = "";
 
     if (t == TRANSPORT_UNIX)
-        ls = listener_new_unix(srv, cf->cf_unix_path, cf->cf_unix_mode, cf->cf_unix_backlog,
-                               &what);
+        ls = listener_new_unix(srv, cf->cf_unix_path, cf->cf_unix_mode, cf->cf_unix_backlog, &what);
     else
         ls = listener_new_inet(srv, t, a, t == TRANSPORT_TCP ? cf->cf_tcp_backlog : 0, &what);
     if (ls == NULL) {
@@ -256,7 +255,7 @@ server_reconcile(struct server *srv, const struct upechod_config *cf, int fatal)
         want[nwant++] = (struct server_want){TRANSPORT_UNIX, NULL, cf->cf_unix_path, 0};
 
     TAILQ_FOREACH(ls, &srv->srv_listeners, ls_entry)
-        ls->ls_mark = ls->ls_activated;
+    ls->ls_mark = ls->ls_activated;
 
     for (size_t i = 0; i < nwant; i++) {
         ls = server_find(srv, want[i].sw_transport, want[i].sw_addr, want[i].sw_text);
@@ -289,9 +288,8 @@ server_reconcile(struct server *srv, const struct upechod_config *cf, int fatal)
     }
 
     for (size_t i = 0; i < nwant; i++) {
-        if (want[i].sw_retry &&
-            (rc = server_listen_one(srv, cf, want[i].sw_transport, want[i].sw_addr,
-                                    want[i].sw_text, 0)) != 0)
+        if (want[i].sw_retry && (rc = server_listen_one(srv, cf, want[i].sw_transport,
+                                                        want[i].sw_addr, want[i].sw_text, 0)) != 0)
             first_err = first_err ? first_err : rc;
     }
     return first_err;
@@ -403,9 +401,8 @@ server_reload(struct server *srv)
     free(nc);
     server_raise_nofile(&srv->srv_conf);
     TAILQ_FOREACH(st, &srv->srv_streams, st_entry)
-        stream_apply_limits(st);
-    server_pause(srv, SERVER_PAUSE_FULL,
-                 srv->srv_nstreams >= srv->srv_conf.cf_max_connections);
+    stream_apply_limits(st);
+    server_pause(srv, SERVER_PAUSE_FULL, srv->srv_nstreams >= srv->srv_conf.cf_max_connections);
     log_info("configuration reloaded");
     notify_ready(srv->srv_notify, "configuration reloaded");
 }
@@ -493,10 +490,8 @@ server_new(const struct upechod_config *conf, const char *conf_path)
     srv->srv_sighup = evsignal_new(srv->srv_base, SIGHUP, server_signal_cb, srv);
     srv->srv_nofd_timer = evtimer_new(srv->srv_base, server_nofd_cb, srv);
     srv->srv_shutdown_timer = evtimer_new(srv->srv_base, server_shutdown_timeout_cb, srv);
-    srv->srv_status_timer =
-        event_new(srv->srv_base, -1, EV_PERSIST, server_status_cb, srv);
-    srv->srv_watchdog_timer =
-        event_new(srv->srv_base, -1, EV_PERSIST, server_watchdog_cb, srv);
+    srv->srv_status_timer = event_new(srv->srv_base, -1, EV_PERSIST, server_status_cb, srv);
+    srv->srv_watchdog_timer = event_new(srv->srv_base, -1, EV_PERSIST, server_watchdog_cb, srv);
     if (srv->srv_sigint == NULL || srv->srv_sigterm == NULL || srv->srv_sighup == NULL ||
         srv->srv_nofd_timer == NULL || srv->srv_shutdown_timer == NULL ||
         srv->srv_status_timer == NULL || srv->srv_watchdog_timer == NULL)
@@ -538,8 +533,7 @@ server_start(struct server *srv)
         return rc;
 
     if ((rc = privs_drop(srv->srv_conf.cf_user, srv->srv_conf.cf_group, &what)) != 0) {
-        log_error("cannot switch to user %s: %s: %s", srv->srv_conf.cf_user, what,
-                  strerror(-rc));
+        log_error("cannot switch to user %s: %s: %s", srv->srv_conf.cf_user, what, strerror(-rc));
         return rc == -ENOENT ? SERVER_ECONFIG : rc;
     }
 

@@ -235,8 +235,7 @@ stream_apply_limits(struct stream *st)
 
 /* Serve a freshly accepted connection.  Returns NULL (fd not taken) on failure. */
 struct stream *
-stream_new(struct server *srv, int fd, enum transport t, const struct sockaddr *sa,
-           socklen_t salen)
+stream_new(struct server *srv, int fd, enum transport t, const struct sockaddr *sa, socklen_t salen)
 {
     struct stream *st = calloc(1, sizeof(*st));
 

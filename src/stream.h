@@ -14,11 +14,11 @@ struct stream {
     TAILQ_ENTRY(stream) st_entry;
     struct server *st_srv;
     struct bufferevent *st_bev;
-    struct event *st_linger;        /* draining input after our FIN at shutdown */
+    struct event *st_linger; /* draining input after our FIN at shutdown */
     enum transport st_transport;
     char st_peer[ADDR_STRLEN];
-    int st_paused;                  /* reading stopped: too much unsent output */
-    int st_closing;                 /* flush what is pending, then close */
+    int st_paused;  /* reading stopped: too much unsent output */
+    int st_closing; /* flush what is pending, then close */
 };
 
 struct stream *stream_new(struct server *srv, int fd, enum transport t, const struct sockaddr *sa,

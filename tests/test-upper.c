@@ -22,7 +22,8 @@ START_TEST(test_all_bytes)
         buf[i] = src[i] = (unsigned char)i;
     upper_inplace(buf, sizeof(buf));
     for (int i = 0; i < 256; i++) {
-        unsigned char want = (i >= 0x61 && i <= 0x7a) ? (unsigned char)(i - 0x20) : (unsigned char)i;
+        unsigned char want =
+            (i >= 0x61 && i <= 0x7a) ? (unsigned char)(i - 0x20) : (unsigned char)i;
 
         ck_assert_msg(buf[i] == want, "byte 0x%02x became 0x%02x, want 0x%02x", i, buf[i], want);
     }
