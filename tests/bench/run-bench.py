@@ -235,8 +235,8 @@ def run_scenario(args, servers, scenario, log):
                                  f"{r['exit']} in {key}")
             log(f"  {key} round {rnd + 1}/{args.rounds} {s.name:9s}: "
                 f"{r['msg_per_s']:>11,.0f} msg/s, server {cpu_us(r):6.2f} us/msg, "
-                f"client {r['client_cpu'] / max(r['msgs'], 1) * 1e6:6.2f} us/msg, "
-                f"server busy {r['server_cpu'] / r['wall'] * 100:3.0f}%, errors {r['errors']}")
+                f"client {client_us(r):6.2f} us/msg, busy server {busy(r, 'server_cpu'):3.0f}% "
+                f"client {busy(r, 'client_cpu'):3.0f}%, errors {r['errors']}")
         a, b = got["upechod"], got["reference"]
         ratios["tput"].append(a["msg_per_s"] / b["msg_per_s"])
         ratios["cpu"].append(cpu_us(a) / cpu_us(b) if cpu_us(b) > 0 else float("nan"))
@@ -319,12 +319,24 @@ def machine_description(args):
             f"load average at start {os.getloadavg()[0]:.2f}")
 
 
-def build_table(args, results, idle, machine, load_end):
-    lines = []
-    lines.append("| load | upechod msg/s | reference msg/s | **throughput ratio** | "
-                 "upechod CPU µs/msg | reference CPU µs/msg | **CPU/msg ratio** | "
-                 "server busy (upechod / ref) | client CPU µs/msg (vs upechod / vs ref) |")
-    lines.append("|---|---:|---:|---:|---:|---:|---:|---:|---:|")
+def busy(r, what):
+    return r[what] / r["wall"] * 100
+
+
+def client_us(r):
+    return r["client_cpu"] / max(r["msgs"], 1) * 1e6
+
+
+def throughput_table(results):
+    """The load scenarios' rows, and notes on the ones the client, not the server, limited."""
+    lines = [
+        "| load | upechod msg/s | reference msg/s | **throughput ratio** | "
+        "upechod CPU µs/msg | reference CPU µs/msg | **CPU/msg ratio** | "
+        "busy % server/client (upechod) | busy % server/client (reference) | "
+        "client CPU µs/msg (upechod / reference) |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+    ]
+    notes = []
     for scenario in SCENARIOS:
         key, label = scenario[0], scenario[1]
         if key not in results:
@@ -338,13 +350,26 @@ def build_table(args, results, idle, machine, load_end):
             f"| **{med(tr):.2f}** ({min(tr):.2f}–{max(tr):.2f}) "
             f"| {med([cpu_us(r) for r in a]):.2f} | {med([cpu_us(r) for r in b]):.2f} "
             f"| **{med(cr):.2f}** ({min(cr):.2f}–{max(cr):.2f}) "
-            f"| {med([r['server_cpu'] / r['wall'] for r in a]) * 100:.0f}% / "
-            f"{med([r['server_cpu'] / r['wall'] for r in b]) * 100:.0f}% "
-            f"| {med([r['client_cpu'] / max(r['msgs'], 1) * 1e6 for r in a]):.2f} / "
-            f"{med([r['client_cpu'] / max(r['msgs'], 1) * 1e6 for r in b]):.2f} |")
+            f"| {med([busy(r, 'server_cpu') for r in a]):.0f} / "
+            f"{med([busy(r, 'client_cpu') for r in a]):.0f} "
+            f"| {med([busy(r, 'server_cpu') for r in b]):.0f} / "
+            f"{med([busy(r, 'client_cpu') for r in b]):.0f} "
+            f"| {med([client_us(r) for r in a]):.2f} / {med([client_us(r) for r in b]):.2f} |")
+        bound = [name for name, rs in (("upechod", a), ("reference", b))
+                 if med([client_us(r) for r in rs]) > med([cpu_us(r) for r in rs])]
+        if bound:
+            notes.append(f"{label}: against {' and '.join(bound)}, upecho-bench spent more CPU "
+                         f"per message than the server, so the client, not the server, set the "
+                         f"pace; read the CPU/msg ratio, not the throughput ratio.")
+    return lines, notes
+
+
+def build_table(args, results, idle, machine, load_end):
+    lines, notes = throughput_table(results) if results else ([], [])
     if idle:
         ia, ib = idle["upechod"], idle["reference"]
-        lines.append("")
+        if lines:
+            lines.append("")
         lines.append("| idle connections | upechod B/conn | reference B/conn | **memory ratio** |")
         lines.append("|---|---:|---:|---:|")
         ratio = med(ia) / med(ib) if med(ib) > 0 else float("nan")
@@ -355,20 +380,22 @@ def build_table(args, results, idle, machine, load_end):
     lines.append(
         f"Ratios are upechod / reference: throughput above 1 and CPU or memory below 1 favour "
         f"upechod.  Medians of {args.rounds} alternating rounds of {args.duration:g} s each "
-        f"(per-round ratio range in brackets); CPU is the server's utime+stime over the round "
-        f"(connects and closes included) divided by the messages answered; server busy is that "
-        f"CPU time over the round's wall time.  upecho-bench ran with {args.client_threads} "
-        f"thread(s), checked every reply byte (0 wrong), and counted {errors} errors "
-        f"(timeouts, lost datagrams) in all.  Reference: tests/bench/refserver.c "
+        f"(per-round ratio range in brackets).  CPU is the server's utime+stime over the round "
+        f"(connects and closes included) divided by the messages answered; busy is CPU time over "
+        f"the round's wall time, for the server and for upecho-bench ({args.client_threads} "
+        f"thread(s)).  upecho-bench checked every reply byte (0 wrong) and counted {errors} "
+        f"errors (timeouts, lost datagrams) in all.  Reference: tests/bench/refserver.c "
         f"({'edge' if args.ref_edge else 'level'}-triggered epoll, {args.ref_buffer} B buffer "
         f"per connection).")
+    for n in notes:
+        lines.append("")
+        lines.append(n)
     lines.append("")
     lines.append(f"Machine: {machine}; load average at end {load_end:.2f}.")
     return "\n".join(lines) + "\n"
 
 
 def parse_args(argv):
-    here = os.path.dirname(os.path.abspath(__file__))
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--upechod", default=os.environ.get("UPECHOD", "src/upechod"))
     p.add_argument("--refserver", default=os.environ.get("REFSERVER", "tests/bench/refserver"))
