@@ -351,7 +351,7 @@ START_TEST(test_idle_timeout)
     for (int i = 0; i < 11; i++) {
         struct pollfd pfd[2] = {{.fd = silent, .events = POLLIN}, {.fd = quiet, .events = POLLIN}};
 
-        echo_once(active, "k", 1000);
+        echo_once(active, "k", 3000);
         if (poll(pfd, 2, 300) > 0) {
             if ((pfd[0].revents & POLLIN) && t_silent < 0) {
                 ck_assert_int_eq(read_eof(silent, 0), 0);
