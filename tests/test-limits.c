@@ -46,6 +46,14 @@ static const char idle_ini[] = "[tcp]\n"
                                "idle_timeout = 1\n"
                                "max_pending_output = 64K\n";
 
+static const char idle_roomy_ini[] = "[tcp]\n"
+                                     "listen = 127.0.0.1:0\n"
+                                     "[udp]\n"
+                                     "enabled = no\n"
+                                     "[limits]\n"
+                                     "idle_timeout = 1\n"
+                                     "max_pending_output = 16M\n";
+
 static bool
 under_asan(void)
 {
@@ -426,6 +434,59 @@ START_TEST(test_idle_stalled_reader)
 }
 END_TEST
 
+/* A blocking connection to 127.0.0.1:port whose receive buffer is held at rcvbuf bytes. */
+static int
+connect_small_rcvbuf(int port, int rcvbuf)
+{
+    struct sockaddr_in sin = {.sin_family = AF_INET, .sin_port = htons((uint16_t)port)};
+    int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+
+    ck_assert_int_ge(fd, 0);
+    /* Before connect, so that the window it advertises stays small. */
+    ck_assert_int_eq(setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &rcvbuf, sizeof(rcvbuf)), 0);
+    sin.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    ck_assert_msg(connect(fd, (struct sockaddr *)&sin, sizeof(sin)) == 0, "connect: %s",
+                  strerror(errno));
+    return fd;
+}
+
+/*
+ * idle_timeout = 1 counts progress in either direction: a client that sent
+ * 12 MiB at once and then reads it back slowly, 1 MiB every 250 ms, sends
+ * nothing for three seconds while the daemon still holds echo for it.  It
+ * is not idle, and gets every byte.
+ */
+START_TEST(test_idle_slow_reader_kept)
+{
+    const size_t total = 12u << 20, step = 1u << 20;
+    unsigned char *pat = bp_pattern(), *buf = malloc(step);
+    struct daemon_proc dp;
+    size_t recvd = 0;
+    long long t0;
+    int fd;
+
+    ck_assert_ptr_nonnull(buf);
+    start(&dp, idle_roomy_ini);
+    fd = connect_small_rcvbuf(dp.dp_tcp_port, 64 << 10);
+    for (size_t sent = 0; sent < total; sent += BP_CHUNK)
+        ck_assert_int_eq(write_all(fd, pat + sent % BP_PERIOD, BP_CHUNK), 0);
+    t0 = now_ms();
+    while (recvd < total) {
+        usleep(250 * 1000);
+        recvd = bp_drain(fd, pat, buf, recvd, step);
+    }
+    fprintf(stderr, "idle_timeout: a slow reader took %lld ms to read its %zu MiB, not cut off\n",
+            now_ms() - t0, total >> 20);
+    ck_assert_int_ge(now_ms() - t0, 2000);
+    ck_assert_int_eq(shutdown(fd, SHUT_WR), 0);
+    ck_assert_int_eq(read_eof(fd, 5000), 0);
+    close(fd);
+    ck_assert_int_eq(daemon_stop(&dp), 0);
+    free(pat);
+    free(buf);
+}
+END_TEST
+
 static Suite *
 limits_suite(void)
 {
@@ -436,6 +497,7 @@ limits_suite(void)
     tcase_add_test(tc, test_max_connections);
     tcase_add_test(tc, test_idle_timeout);
     tcase_add_test(tc, test_idle_stalled_reader);
+    tcase_add_test(tc, test_idle_slow_reader_kept);
     suite_add_tcase(s, tc);
     return s;
 }
