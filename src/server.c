@@ -171,12 +171,10 @@ server_raise_nofile(const struct upechod_config *cf)
             getrlimit(RLIMIT_NOFILE, &rl);
     }
     if (rl.rlim_cur != RLIM_INFINITY && cf->cf_max_connections + SERVER_FD_RESERVE > rl.rlim_cur)
-        log_warn("max_connections = %zu does not fit the open-file limit of %llu; "
-                 "beyond about %llu connections, new clients wait for a free descriptor",
-                 cf->cf_max_connections, (unsigned long long)rl.rlim_cur,
-                 (unsigned long long)(rl.rlim_cur > SERVER_FD_RESERVE
-                                          ? rl.rlim_cur - SERVER_FD_RESERVE
-                                          : 0));
+        log_warn("max_connections = %zu does not fit the open-file limit of %llu (one descriptor "
+                 "per connection, plus a few for listeners and logs); when descriptors run out, "
+                 "new clients wait in the backlog until connections close",
+                 cf->cf_max_connections, (unsigned long long)rl.rlim_cur);
 }
 
 static struct listener *

@@ -281,6 +281,16 @@ stream_free(struct stream *st)
     server_stream_closed(srv);
 }
 
+/* Whether the linger after our FIN still has time left. */
+static int
+stream_linger_left(struct stream *st)
+{
+    struct timeval now;
+
+    event_base_gettimeofday_cached(st->st_srv->srv_base, &now);
+    return timercmp(&now, &st->st_linger_until, <);
+}
+
 /* Read and discard until the client closes, so our close never turns into a reset. */
 static void
 stream_linger_cb(evutil_socket_t fd, short what, void *arg)
@@ -292,7 +302,8 @@ stream_linger_cb(evutil_socket_t fd, short what, void *arg)
     if (what & EV_READ) {
         while ((n = read(fd, buf, sizeof(buf))) > 0)
             ;
-        if (n == -1 && (errno == EAGAIN || errno == EINTR))
+        /* A persistent event's timeout restarts on activity: bound the linger ourselves. */
+        if (n == -1 && (errno == EAGAIN || errno == EINTR) && stream_linger_left(st))
             return;
     }
     stream_free(st);
@@ -321,6 +332,8 @@ stream_close(struct stream *st)
         stream_free(st);
         return;
     }
+    event_base_gettimeofday_cached(st->st_srv->srv_base, &st->st_linger_until);
+    st->st_linger_until.tv_sec += STREAM_LINGER_SEC;
     st->st_linger = event_new(st->st_srv->srv_base, fd, EV_READ | EV_PERSIST, stream_linger_cb, st);
     if (st->st_linger == NULL || event_add(st->st_linger, &tv) == -1)
         stream_free(st);

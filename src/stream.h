@@ -4,6 +4,7 @@
 
 #include <sys/queue.h>
 #include <sys/socket.h>
+#include <sys/time.h>
 
 #include "server.h"
 
@@ -14,7 +15,8 @@ struct stream {
     TAILQ_ENTRY(stream) st_entry;
     struct server *st_srv;
     struct bufferevent *st_bev;
-    struct event *st_linger; /* draining input after our FIN at shutdown */
+    struct event *st_linger;        /* draining input after our FIN at shutdown */
+    struct timeval st_linger_until; /* ... until then at the latest */
     enum transport st_transport;
     char st_peer[ADDR_STRLEN];
     int st_paused;  /* reading stopped: too much unsent output */
