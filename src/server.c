@@ -434,7 +434,8 @@ server_shutdown(struct server *srv, int sig)
         TAILQ_REMOVE(&srv->srv_listeners, ls, ls_entry);
         listener_free(ls);
     }
-    log_info("%s: stopping, %zu connections to finish", strsignal(sig), srv->srv_nstreams);
+    log_info("SIG%s received: stopping, %zu connections to finish", sigabbrev_np(sig),
+             srv->srv_nstreams);
     for (st = TAILQ_FIRST(&srv->srv_streams); st != NULL; st = next) {
         next = TAILQ_NEXT(st, st_entry);
         stream_shutdown(st);
@@ -458,7 +459,7 @@ server_signal_cb(evutil_socket_t sig, short what, void *arg)
         return;
     }
     if (srv->srv_stopping) {
-        log_warn("%s again: exiting now, closing %zu connections", strsignal(sig),
+        log_warn("SIG%s again: exiting now, closing %zu connections", sigabbrev_np(sig),
                  srv->srv_nstreams);
         srv->srv_exit_code = srv->srv_nstreams > 0;
         event_base_loopbreak(srv->srv_base);
