@@ -13,6 +13,7 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include "check-helpers.h"
 #include "harness.h"
 
 #define NRESET 10
@@ -38,15 +39,6 @@ under_asan(void)
     const char *e = getenv("UPECHOD_ASAN");
 
     return e != NULL && e[0] != '\0' && strcmp(e, "0") != 0;
-}
-
-static int
-connect_or_fail(int port)
-{
-    int fd = tcp_connect(AF_INET, port);
-
-    ck_assert_msg(fd >= 0, "tcp_connect to port %d: %s", port, strerror(-fd));
-    return fd;
 }
 
 static int
@@ -161,9 +153,7 @@ good_stop(struct good *g, const char *what)
 static void
 start(struct daemon_proc *dp, struct good *g, int *base)
 {
-    int r = daemon_start(dp, ini);
-
-    ck_assert_msg(r == 0, "daemon_start: %s", strerror(-r));
+    start_or_fail(dp, ini);
     *base = daemon_nfds(dp);
     good_start(g, dp->dp_tcp_port);
 }
@@ -211,7 +201,7 @@ START_TEST(test_resets_mid_stream)
 
     start(&dp, &g, &base);
     for (int i = 0; i < NRESET; i++) {
-        fd = connect_or_fail(dp.dp_tcp_port);
+        fd = connect_or_fail(AF_INET, dp.dp_tcp_port);
         /* Half of them stop short of a stall, so the reset lands mid-echo. */
         n = fill(fd, i % 2 ? (1u << 20) : (64u << 20));
         ck_assert_uint_gt(n, 0);
@@ -237,7 +227,7 @@ START_TEST(test_one_byte_writers)
         fill_pattern(sent[c], BYTEWISE_LEN, 100 + (unsigned)c);
         for (int i = 0; i < BYTEWISE_LEN; i += 3)
             sent[c][i] = (unsigned char)('a' + i % 26);
-        fd[c] = connect_or_fail(dp.dp_tcp_port);
+        fd[c] = connect_or_fail(AF_INET, dp.dp_tcp_port);
         ck_assert_int_eq(setsockopt(fd[c], IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one)), 0);
     }
     for (int i = 0; i < BYTEWISE_LEN; i++) {
@@ -278,7 +268,7 @@ START_TEST(test_silent_clients)
     start(&dp, &g, &base);
     t0 = now_ms();
     for (int i = 0; i < NSILENT; i++)
-        fd[i] = connect_or_fail(dp.dp_tcp_port);
+        fd[i] = connect_or_fail(AF_INET, dp.dp_tcp_port);
     expect_nfds(&dp, base + 1 + NSILENT, 5000);
     for (int i = 0; i < NSILENT; i++)
         ck_assert_msg(read_eof(fd[i], 5000) == 0, "silent client %d not closed", i);
@@ -307,7 +297,7 @@ START_TEST(test_half_close_pending)
     struct good g;
 
     start(&dp, &g, &base);
-    reader = connect_or_fail(dp.dp_tcp_port);
+    reader = connect_or_fail(AF_INET, dp.dp_tcp_port);
     n = fill(reader, 256u << 20);
     ck_assert_uint_gt(n, 1u << 20);
     ck_assert_int_eq(shutdown(reader, SHUT_WR), 0);
@@ -328,14 +318,14 @@ START_TEST(test_half_close_pending)
     close(reader);
 
     /* Its close with the echo unread resets the connection: freed at once. */
-    gone = connect_or_fail(dp.dp_tcp_port);
+    gone = connect_or_fail(AF_INET, dp.dp_tcp_port);
     ck_assert_uint_gt(fill(gone, 256u << 20), 1u << 20);
     ck_assert_int_eq(shutdown(gone, SHUT_WR), 0);
     close(gone);
     expect_nfds(&dp, base + 1, 1000);
 
     /* The one that never reads is freed by idle_timeout, with nobody closing it. */
-    stuck = connect_or_fail(dp.dp_tcp_port);
+    stuck = connect_or_fail(AF_INET, dp.dp_tcp_port);
     ck_assert_uint_gt(fill(stuck, 256u << 20), 1u << 20);
     ck_assert_int_eq(shutdown(stuck, SHUT_WR), 0);
     ck_assert_int_eq(daemon_nfds(&dp), base + 2);

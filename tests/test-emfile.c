@@ -7,6 +7,7 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include "check-helpers.h"
 #include "harness.h"
 
 /* The daemon's open-file limit: room for a few dozen connections. */
@@ -52,15 +53,6 @@ start_nofile(struct daemon_proc *dp, const char *ini, unsigned long nofile)
     ck_assert_int_gt(dp->dp_tcp_port, 0);
 }
 
-static int
-connect_or_fail(int port)
-{
-    int fd = tcp_connect(AF_INET, port);
-
-    ck_assert_msg(fd >= 0, "tcp_connect to port %d: %s", port, strerror(-fd));
-    return fd;
-}
-
 /*
  * Client i sends one byte of its own and, when served, gets it back
  * uppercased; the clients left waiting are numbered on from the served ones.
@@ -97,7 +89,7 @@ starve(struct starved *s)
         int fd;
 
         ck_assert_msg(i < NOFILE, "%zu clients served with an open-file limit of %d", i, NOFILE);
-        fd = connect_or_fail(s->s_dp.dp_tcp_port);
+        fd = connect_or_fail(AF_INET, s->s_dp.dp_tcp_port);
         ck_assert_int_eq(write_all(fd, (char[]){tag(i)}, 1), 0);
         for (;;) {
             ssize_t n = read_tag(fd, i, 5);
@@ -119,7 +111,7 @@ starve(struct starved *s)
     /* It is refused for good, not late: no echo while nothing closes. */
     ck_assert_int_eq(read_tag(s->s_pending[0], s->s_nserved, 300), -ETIMEDOUT);
     for (size_t i = 1; i < NPENDING; i++) {
-        s->s_pending[i] = connect_or_fail(s->s_dp.dp_tcp_port);
+        s->s_pending[i] = connect_or_fail(AF_INET, s->s_dp.dp_tcp_port);
         ck_assert_int_eq(write_all(s->s_pending[i], (char[]){tag(s->s_nserved + i)}, 1), 0);
     }
     fprintf(stderr, "emfile: %zu clients served with an open-file limit of %d\n", s->s_nserved,
@@ -281,7 +273,7 @@ START_TEST(test_churn_stays_quiet)
 
     /* Everyone out: the daemon serves newcomers normally again. */
     close_all(&s);
-    fd = connect_or_fail(s.s_dp.dp_tcp_port);
+    fd = connect_or_fail(AF_INET, s.s_dp.dp_tcp_port);
     ck_assert_int_eq(write_all(fd, "z", 1), 0);
     ck_assert_int_eq(read_tag(fd, 25, 5000), 1);
     close(fd);

@@ -11,6 +11,7 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include "check-helpers.h"
 #include "harness.h"
 
 /* Backpressure run: bytes a non-reading client pushes through, and the RSS it may cost. */
@@ -65,19 +66,8 @@ under_asan(void)
 static void
 start(struct daemon_proc *dp, const char *ini)
 {
-    int r = daemon_start(dp, ini);
-
-    ck_assert_msg(r == 0, "daemon_start: %s", strerror(-r));
+    start_or_fail(dp, ini);
     ck_assert_int_gt(dp->dp_tcp_port, 0);
-}
-
-static int
-connect_or_fail(int port)
-{
-    int fd = tcp_connect(AF_INET, port);
-
-    ck_assert_msg(fd >= 0, "tcp_connect to port %d: %s", port, strerror(-fd));
-    return fd;
 }
 
 /* Open descriptors of the daemon, from /proc/PID/fd. */
@@ -235,7 +225,7 @@ START_TEST(test_backpressure_bounds_memory)
 
     ck_assert_ptr_nonnull(buf);
     start(&dp, backpressure_ini);
-    fd = connect_or_fail(dp.dp_tcp_port);
+    fd = connect_or_fail(AF_INET, dp.dp_tcp_port);
     echo_once(fd, "warm up", 5000);
     rss0 = daemon_rss_kib(&dp);
     ck_assert_int_gt(rss0, 0);
@@ -297,13 +287,13 @@ START_TEST(test_max_connections)
 
     start(&dp, maxconn_ini);
     for (int i = 0; i < MAXCONN; i++) {
-        fd[i] = connect_or_fail(dp.dp_tcp_port);
+        fd[i] = connect_or_fail(AF_INET, dp.dp_tcp_port);
         snprintf(msg, sizeof(msg), "conn %d", i);
         echo_once(fd[i], msg, 5000);
     }
     nfds = daemon_nfds(&dp);
 
-    late = connect_or_fail(dp.dp_tcp_port);
+    late = connect_or_fail(AF_INET, dp.dp_tcp_port);
     ck_assert_int_eq(write_all(late, "late", 4), 0);
     n = read_exact(late, got, 4, 500);
     ck_assert_msg(n == -ETIMEDOUT, "connection 51 was served at the limit (%zd)", n);
@@ -323,7 +313,7 @@ START_TEST(test_max_connections)
     ck_assert_int_eq(daemon_nfds(&dp), nfds);
 
     /* At the limit again: the next one waits in turn. */
-    later = connect_or_fail(dp.dp_tcp_port);
+    later = connect_or_fail(AF_INET, dp.dp_tcp_port);
     ck_assert_int_eq(write_all(later, "later", 5), 0);
     ck_assert_int_eq(read_exact(later, got, 5, 500), -ETIMEDOUT);
     close(fd[1]);
@@ -351,9 +341,9 @@ START_TEST(test_idle_timeout)
     char got[1];
 
     start(&dp, idle_ini);
-    silent = connect_or_fail(dp.dp_tcp_port);
-    quiet = connect_or_fail(dp.dp_tcp_port);
-    active = connect_or_fail(dp.dp_tcp_port);
+    silent = connect_or_fail(AF_INET, dp.dp_tcp_port);
+    quiet = connect_or_fail(AF_INET, dp.dp_tcp_port);
+    active = connect_or_fail(AF_INET, dp.dp_tcp_port);
     t0 = now_ms();
     echo_once(quiet, "one echo, then silence", 5000);
     for (int i = 0; i < 11; i++) {
@@ -405,7 +395,7 @@ START_TEST(test_idle_stalled_reader)
     fill_pattern(sent, BP_CHUNK, 9);
     start(&dp, idle_ini);
     base = daemon_nfds(&dp);
-    fd = connect_or_fail(dp.dp_tcp_port);
+    fd = connect_or_fail(AF_INET, dp.dp_tcp_port);
     ck_assert_int_eq(set_nonblocking(fd, true), 0);
     while (nsent < cap) {
         ssize_t w = send(fd, sent, BP_CHUNK, MSG_NOSIGNAL);

@@ -8,6 +8,7 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include "check-helpers.h"
 #include "harness.h"
 
 static const char unknown_ini[] = "[tcp]\n"
@@ -71,7 +72,7 @@ START_TEST(test_runs_as_nobody)
     struct passwd *pw = getpwnam("nobody");
     char ini[512], want[128], got[128], buf[16];
     struct daemon_proc dp;
-    int port, fd, r;
+    int port, fd;
 
     if (geteuid() != 0) {
         fprintf(stderr, "test_runs_as_nobody: skipped: needs to be started as root\n");
@@ -85,8 +86,7 @@ START_TEST(test_runs_as_nobody)
     snprintf(ini, sizeof(ini),
              "[tcp]\nlisten = 127.0.0.1:%d\n[udp]\nlisten = 127.0.0.1:0\n[server]\nuser = nobody\n",
              port);
-    r = daemon_start(&dp, ini);
-    ck_assert_msg(r == 0, "daemon_start: %s", strerror(-r));
+    start_or_fail(&dp, ini);
     ck_assert_int_eq(dp.dp_tcp_port, port);
 
     snprintf(want, sizeof(want), "%u %u %u %u", (unsigned)pw->pw_uid, (unsigned)pw->pw_uid,

@@ -13,6 +13,7 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include "check-helpers.h"
 #include "harness.h"
 
 #define NLIVE 50
@@ -61,14 +62,6 @@ static const char tight_ini[] = "[tcp]\n"
                                 "[limits]\n"
                                 "max_pending_output = 4K\n"
                                 "idle_timeout = 1\n";
-
-static void
-start(struct daemon_proc *dp, const char *ini)
-{
-    int r = daemon_start(dp, ini);
-
-    ck_assert_msg(r == 0, "daemon_start: %s", strerror(-r));
-}
 
 /* Replace the daemon's configuration file, "@DIR@" standing for its temp dir. */
 static void
@@ -150,7 +143,7 @@ connect_ip(const char *ip, int port)
 }
 
 static int
-connect_or_fail(const char *ip, int port)
+connect_ip_or_fail(const char *ip, int port)
 {
     int fd;
 
@@ -190,7 +183,7 @@ echo_all(const int *fd, size_t n, const char *when)
 static void
 serves(const char *ip, int port)
 {
-    int fd = connect_or_fail(ip, port);
+    int fd = connect_ip_or_fail(ip, port);
 
     echo_once(fd, "new client");
     close(fd);
@@ -247,13 +240,13 @@ START_TEST(test_reload_listeners)
     char want[PATH_MAX + 64];
     pthread_t th;
 
-    start(&dp, two_ini);
+    start_or_fail(&dp, two_ini);
     p1 = log_port(&dp, "127.0.0.1");
     p3 = log_port(&dp, "127.0.0.3");
     ck_assert_int_gt(p1, 0);
     ck_assert_int_gt(p3, 0);
     for (size_t i = 0; i < NLIVE; i++)
-        fd[i] = connect_or_fail(i % 2 ? "127.0.0.3" : "127.0.0.1", i % 2 ? p3 : p1);
+        fd[i] = connect_ip_or_fail(i % 2 ? "127.0.0.3" : "127.0.0.1", i % 2 ? p3 : p1);
     echo_all(fd, NLIVE, "before");
 
     cl.cl_port = p1;
@@ -349,7 +342,7 @@ START_TEST(test_reload_limits_existing)
     long long t0;
     int a, b, idle;
 
-    start(&dp, roomy_ini);
+    start_or_fail(&dp, roomy_ini);
     ck_assert(dp.dp_unix_path[0] != '\0');
     a = unix_connect(dp.dp_unix_path);
     b = unix_connect(dp.dp_unix_path);

@@ -10,6 +10,7 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include "check-helpers.h"
 #include "harness.h"
 
 static const char quick_ini[] = "[tcp]\n"
@@ -25,23 +26,6 @@ static const char patient_ini[] = "[tcp]\n"
                                   "enabled = no\n"
                                   "[limits]\n"
                                   "shutdown_timeout = 30\n";
-
-static void
-start(struct daemon_proc *dp, const char *ini)
-{
-    int r = daemon_start(dp, ini);
-
-    ck_assert_msg(r == 0, "daemon_start: %s", strerror(-r));
-}
-
-static int
-connect_or_fail(int port)
-{
-    int fd = tcp_connect(AF_INET, port);
-
-    ck_assert_msg(fd >= 0, "tcp_connect to port %d: %s", port, strerror(-fd));
-    return fd;
-}
 
 /* Send without reading until nothing more goes in for 300 ms. */
 static void
@@ -77,8 +61,8 @@ START_TEST(test_timeout_expires)
     int fd, status = -1;
     long long t0, elapsed;
 
-    start(&dp, quick_ini);
-    fd = connect_or_fail(dp.dp_tcp_port);
+    start_or_fail(&dp, quick_ini);
+    fd = connect_or_fail(AF_INET, dp.dp_tcp_port);
     fill(fd);
     t0 = now_ms();
     ck_assert_int_eq(daemon_signal(&dp, SIGTERM), 0);
@@ -101,8 +85,8 @@ START_TEST(test_second_sigterm)
     int fd, status = -1;
     long long t0, elapsed;
 
-    start(&dp, patient_ini);
-    fd = connect_or_fail(dp.dp_tcp_port);
+    start_or_fail(&dp, patient_ini);
+    fd = connect_or_fail(AF_INET, dp.dp_tcp_port);
     fill(fd);
     ck_assert_int_eq(daemon_signal(&dp, SIGTERM), 0);
     ck_assert_msg(daemon_wait(&dp, 300, &status) == -ETIMEDOUT,
@@ -134,8 +118,8 @@ START_TEST(test_discards_after_fin)
     int fd, status = -1;
     char got[8];
 
-    start(&dp, patient_ini);
-    fd = connect_or_fail(dp.dp_tcp_port);
+    start_or_fail(&dp, patient_ini);
+    fd = connect_or_fail(AF_INET, dp.dp_tcp_port);
     ck_assert_int_eq(write_all(fd, "before", 6), 0);
     ck_assert_int_eq(read_exact(fd, got, 6, 5000), 6);
     ck_assert_mem_eq(got, "BEFORE", 6);
@@ -169,8 +153,8 @@ START_TEST(test_drain_is_bounded)
     int fd, status = -1;
     long long t0, elapsed;
 
-    start(&dp, patient_ini);
-    fd = connect_or_fail(dp.dp_tcp_port);
+    start_or_fail(&dp, patient_ini);
+    fd = connect_or_fail(AF_INET, dp.dp_tcp_port);
     ck_assert_int_eq(daemon_signal(&dp, SIGTERM), 0);
     t0 = now_ms();
     ck_assert_int_eq(read_eof(fd, 5000), 0);

@@ -9,6 +9,7 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include "check-helpers.h"
 #include "harness.h"
 
 #define PENDING_CAP (8u << 20)
@@ -29,23 +30,6 @@ static const char quick_ini[] = "[tcp]\n"
                                 "enabled = no\n"
                                 "[limits]\n"
                                 "shutdown_timeout = 1\n";
-
-static void
-start(struct daemon_proc *dp, const char *ini)
-{
-    int r = daemon_start(dp, ini);
-
-    ck_assert_msg(r == 0, "daemon_start: %s", strerror(-r));
-}
-
-static int
-connect_or_fail(int port)
-{
-    int fd = tcp_connect(AF_INET, port);
-
-    ck_assert_msg(fd >= 0, "tcp_connect to port %d: %s", port, strerror(-fd));
-    return fd;
-}
 
 /*
  * Send from buf without ever reading until every buffer between us and the
@@ -122,8 +106,8 @@ START_TEST(test_sigterm_delivers_pending)
 
     ck_assert_ptr_nonnull(sent);
     fill_pattern(sent, PENDING_CAP, 42);
-    start(&dp, drain_ini);
-    fd = connect_or_fail(dp.dp_tcp_port);
+    start_or_fail(&dp, drain_ini);
+    fd = connect_or_fail(AF_INET, dp.dp_tcp_port);
     nsent = send_until_full(fd, sent, PENDING_CAP);
     ck_assert_int_eq(daemon_signal(&dp, SIGTERM), 0);
     have = read_back_prefix(fd, sent, nsent);
@@ -148,8 +132,8 @@ START_TEST(test_sigterm_stops_accepting)
 
     ck_assert_ptr_nonnull(sent);
     fill_pattern(sent, PENDING_CAP, 43);
-    start(&dp, drain_ini);
-    fd = connect_or_fail(dp.dp_tcp_port);
+    start_or_fail(&dp, drain_ini);
+    fd = connect_or_fail(AF_INET, dp.dp_tcp_port);
     nsent = send_until_full(fd, sent, PENDING_CAP);
     ck_assert_int_eq(daemon_signal(&dp, SIGTERM), 0);
     /*
@@ -188,9 +172,9 @@ START_TEST(test_sigterm_idle_clients)
     int fd[3], status = -1;
     char got[4];
 
-    start(&dp, drain_ini);
+    start_or_fail(&dp, drain_ini);
     for (size_t i = 0; i < 3; i++)
-        fd[i] = connect_or_fail(dp.dp_tcp_port);
+        fd[i] = connect_or_fail(AF_INET, dp.dp_tcp_port);
     ck_assert_int_eq(write_all(fd[0], "abc", 3), 0);
     ck_assert_int_eq(read_exact(fd[0], got, 3, 5000), 3);
     ck_assert_mem_eq(got, "ABC", 3);
@@ -212,8 +196,8 @@ START_TEST(test_sigint)
     int fd, status = -1;
     char got[16];
 
-    start(&dp, drain_ini);
-    fd = connect_or_fail(dp.dp_tcp_port);
+    start_or_fail(&dp, drain_ini);
+    fd = connect_or_fail(AF_INET, dp.dp_tcp_port);
     ck_assert_int_eq(write_all(fd, "interrupted", 11), 0);
     ck_assert_int_eq(shutdown(fd, SHUT_WR), 0);
     ck_assert_int_eq(daemon_signal(&dp, SIGINT), 0);
@@ -241,8 +225,8 @@ START_TEST(test_shutdown_timeout)
 
     ck_assert_ptr_nonnull(sent);
     fill_pattern(sent, PENDING_CAP, 44);
-    start(&dp, quick_ini);
-    fd = connect_or_fail(dp.dp_tcp_port);
+    start_or_fail(&dp, quick_ini);
+    fd = connect_or_fail(AF_INET, dp.dp_tcp_port);
     send_until_full(fd, sent, PENDING_CAP);
     t0 = now_ms();
     ck_assert_int_eq(daemon_signal(&dp, SIGTERM), 0);

@@ -10,6 +10,7 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include "check-helpers.h"
 #include "harness.h"
 
 static const char tcp4_ini[] = "[tcp]\n"
@@ -25,25 +26,6 @@ static const char tcp6_ini[] = "[tcp]\n"
                                "listen = [::1]:0\n"
                                "[udp]\n"
                                "enabled = no\n";
-
-static void
-start(struct daemon_proc *dp, const char *ini)
-{
-    int r = daemon_start(dp, ini);
-
-    ck_assert_msg(r == 0, "daemon_start: %s", strerror(-r));
-}
-
-static int
-connect_or_fail(int family, int port)
-{
-    int fd;
-
-    ck_assert_int_gt(port, 0);
-    fd = tcp_connect(family, port);
-    ck_assert_msg(fd >= 0, "tcp_connect to port %d: %s", port, strerror(-fd));
-    return fd;
-}
 
 /* Send a short text, expect its uppercase, then half-close and expect EOF. */
 static void
@@ -65,7 +47,7 @@ START_TEST(test_echo_ipv4)
     struct daemon_proc dp;
     int fd;
 
-    start(&dp, tcp4_ini);
+    start_or_fail(&dp, tcp4_ini);
     ck_assert(daemon_log_contains(&dp, "listening on tcp 127.0.0.1:"));
     fd = connect_or_fail(AF_INET, dp.dp_tcp_port);
     check_simple_echo(fd);
@@ -83,7 +65,7 @@ START_TEST(test_echo_ipv6)
         fprintf(stderr, "test_echo_ipv6: no ::1 here, skipped\n");
         return;
     }
-    start(&dp, tcp6_ini);
+    start_or_fail(&dp, tcp6_ini);
     ck_assert(daemon_log_contains(&dp, "listening on tcp [::1]:"));
     fd = connect_or_fail(AF_INET6, dp.dp_tcp6_port);
     check_simple_echo(fd);
@@ -103,7 +85,7 @@ START_TEST(test_all_byte_values)
 
     for (size_t i = 0; i < LEN; i++)
         sent[i] = (unsigned char)((i / 256) % 2 == 0 ? i % 256 : 255 - i % 256);
-    start(&dp, tcp4_ini);
+    start_or_fail(&dp, tcp4_ini);
     fd = connect_or_fail(AF_INET, dp.dp_tcp_port);
     ck_assert_int_eq(write_all(fd, sent, LEN), 0);
     ck_assert_int_eq(read_exact(fd, got, LEN, 10000), LEN);
@@ -136,7 +118,7 @@ START_TEST(test_many_concurrent)
     long long deadline;
 
     ck_assert_int_eq(raise_nofile(NCONN + 256), 0);
-    start(&dp, tcp4_ini);
+    start_or_fail(&dp, tcp4_ini);
     for (size_t i = 0; i < NCONN; i++) {
         len[i] = 16 + (i * 7919) % (MAXLEN - 16);
         have[i] = 0;
@@ -201,7 +183,7 @@ START_TEST(test_stream_16mib)
     ck_assert_ptr_nonnull(sent);
     ck_assert_ptr_nonnull(got);
     fill_pattern(sent, total, 16);
-    start(&dp, tcp4_ini);
+    start_or_fail(&dp, tcp4_ini);
     fd = connect_or_fail(AF_INET, dp.dp_tcp_port);
     ck_assert_int_eq(set_nonblocking(fd, true), 0);
     deadline = now_ms() + 60000;
@@ -250,7 +232,7 @@ START_TEST(test_half_close_small)
     char got[8];
     int fd;
 
-    start(&dp, tcp4_ini);
+    start_or_fail(&dp, tcp4_ini);
     fd = connect_or_fail(AF_INET, dp.dp_tcp_port);
     ck_assert_int_eq(write_all(fd, "quit?", 5), 0);
     ck_assert_int_eq(shutdown(fd, SHUT_WR), 0);
@@ -279,7 +261,7 @@ START_TEST(test_half_close_pending)
     ck_assert_ptr_nonnull(sent);
     ck_assert_ptr_nonnull(got);
     fill_pattern(sent, cap, 77);
-    start(&dp, tcp4_ini);
+    start_or_fail(&dp, tcp4_ini);
     fd = connect_or_fail(AF_INET, dp.dp_tcp_port);
     ck_assert_int_eq(set_nonblocking(fd, true), 0);
     while (nsent < cap) {
@@ -325,7 +307,7 @@ START_TEST(test_small_writes_odd_reads)
     ck_assert_ptr_nonnull(got);
     fill_pattern(sent, total, 5);
     fill_pattern(sizes, sizeof(sizes), 6);
-    start(&dp, tcp4_ini);
+    start_or_fail(&dp, tcp4_ini);
     fd = connect_or_fail(AF_INET, dp.dp_tcp_port);
     ck_assert_int_eq(setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one)), 0);
     while (nrecv < total) {

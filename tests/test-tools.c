@@ -16,6 +16,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "check-helpers.h"
 #include "harness.h"
 
 /* Exit statuses the tools document. */
@@ -187,9 +188,7 @@ corrupt_stop(struct corrupt *c)
 static void
 start_daemon(struct daemon_proc *dp)
 {
-    int rc = daemon_start(dp, tools_ini);
-
-    ck_assert_msg(rc == 0, "daemon_start: %s", strerror(-rc));
+    start_or_fail(dp, tools_ini);
     ck_assert_int_gt(dp->dp_tcp_port, 0);
     ck_assert_int_gt(dp->dp_udp_port, 0);
     ck_assert(dp->dp_unix_path[0] != '\0');

@@ -8,6 +8,7 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include "check-helpers.h"
 #include "harness.h"
 
 /* Largest UDP payload over IPv4: 65535 - 20 (IP header) - 8 (UDP header). */
@@ -24,14 +25,6 @@ static const char udp6_ini[] = "[tcp]\n"
                                "[udp]\n"
                                "enabled = yes\n"
                                "listen = [::1]:0\n";
-
-static void
-start(struct daemon_proc *dp, const char *ini)
-{
-    int r = daemon_start(dp, ini);
-
-    ck_assert_msg(r == 0, "daemon_start: %s", strerror(-r));
-}
 
 static int
 socket_or_fail(int family, int port)
@@ -88,7 +81,7 @@ START_TEST(test_sizes_ipv4)
     struct daemon_proc dp;
     int fd;
 
-    start(&dp, udp4_ini);
+    start_or_fail(&dp, udp4_ini);
     ck_assert(daemon_log_contains(&dp, "listening on udp 127.0.0.1:"));
     fd = socket_or_fail(AF_INET, dp.dp_udp_port);
     for (size_t i = 0; i < sizeof(sizes) / sizeof(sizes[0]); i++)
@@ -108,7 +101,7 @@ START_TEST(test_sizes_ipv6)
         fprintf(stderr, "test_sizes_ipv6: no ::1 here, skipped\n");
         return;
     }
-    start(&dp, udp6_ini);
+    start_or_fail(&dp, udp6_ini);
     ck_assert(daemon_log_contains(&dp, "listening on udp [::1]:"));
     fd = socket_or_fail(AF_INET6, dp.dp_udp6_port);
     for (size_t i = 0; i < sizeof(sizes) / sizeof(sizes[0]); i++)
@@ -132,7 +125,7 @@ START_TEST(test_burst)
     struct daemon_proc dp;
     int fd;
 
-    start(&dp, udp4_ini);
+    start_or_fail(&dp, udp4_ini);
     fd = socket_or_fail(AF_INET, dp.dp_udp_port);
     for (size_t i = 0; i < COUNT; i++) {
         fill_pattern(sent[i], LEN, 500 + i);
@@ -168,7 +161,7 @@ START_TEST(test_two_clients)
     char got[16];
     int a, b;
 
-    start(&dp, udp4_ini);
+    start_or_fail(&dp, udp4_ini);
     a = socket_or_fail(AF_INET, dp.dp_udp_port);
     b = socket_or_fail(AF_INET, dp.dp_udp_port);
     ck_assert_int_eq(send(a, "from a", 6, 0), 6);

@@ -10,6 +10,7 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include "check-helpers.h"
 #include "harness.h"
 
 #define BURST 50
@@ -36,14 +37,6 @@ static const char rate_ini[] = "[tcp]\n"
                                "[udp]\n"
                                "listen = 127.0.0.1:0\n"
                                "rate_limit = 5\n";
-
-static void
-start(struct daemon_proc *dp, const char *ini)
-{
-    int r = daemon_start(dp, ini);
-
-    ck_assert_msg(r == 0, "daemon_start: %s", strerror(-r));
-}
 
 /*
  * A UDP socket bound to src (port src_port, 0 for any) and connected to the
@@ -180,7 +173,7 @@ START_TEST(test_guard_drops_privileged)
 
     if (!root_or_skip("test_guard_drops_privileged"))
         return;
-    start(&dp, guard_ini);
+    start_or_fail(&dp, guard_ini);
     priv[0] = udp_from_port(AF_INET, "127.0.0.1", 1000, 1019, dp.dp_udp_port, &p0);
     priv[1] = udp_from_port(AF_INET, "127.0.0.1", 1023, 1020, dp.dp_udp_port, &p1);
     ok = udp_from_port(AF_INET, "127.0.0.1", 1024, 1043, dp.dp_udp_port, &p2);
@@ -207,7 +200,7 @@ START_TEST(test_guard_drops_privileged_ipv6)
         fprintf(stderr, "test_guard_drops_privileged_ipv6: skipped: no ::1 here\n");
         return;
     }
-    start(&dp, guard6_ini);
+    start_or_fail(&dp, guard6_ini);
     priv = udp_from_port(AF_INET6, "::1", 1000, 1019, dp.dp_udp6_port, &port);
     control = udp_from_or_fail(AF_INET6, "::1", dp.dp_udp6_port);
     check_dropped(&priv, 1, control);
@@ -225,7 +218,7 @@ START_TEST(test_guard_off)
 
     if (!root_or_skip("test_guard_off"))
         return;
-    start(&dp, noguard_ini);
+    start_or_fail(&dp, noguard_ini);
     priv = udp_from_port(AF_INET, "127.0.0.1", 1000, 1019, dp.dp_udp_port, &port);
     answered(priv, "privileged but welcome");
     close(priv);
@@ -248,7 +241,7 @@ START_TEST(test_rate_limit)
     long long t0, span;
     ssize_t r;
 
-    start(&dp, rate_ini);
+    start_or_fail(&dp, rate_ini);
     a = udp_from_or_fail(AF_INET, "127.0.0.1", dp.dp_udp_port);
     b = udp_from_or_fail(AF_INET, "127.0.0.2", dp.dp_udp_port);
     t0 = now_ms();

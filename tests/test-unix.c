@@ -11,6 +11,7 @@
 #include <sys/un.h>
 #include <unistd.h>
 
+#include "check-helpers.h"
 #include "harness.h"
 
 /* Exit code for configuration errors, which a busy or foreign path is not. */
@@ -24,14 +25,6 @@ static const char unix_ini[] = "[tcp]\n"
                                "enabled = yes\n"
                                "path = @DIR@/echo.sock\n"
                                "mode = 0600\n";
-
-static void
-start(struct daemon_proc *dp, const char *ini)
-{
-    int r = daemon_start(dp, ini);
-
-    ck_assert_msg(r == 0, "daemon_start: %s", strerror(-r));
-}
 
 /*
  * A directory of our own for tests that must put something at the socket
@@ -95,7 +88,7 @@ START_TEST(test_echo)
     static unsigned char sent[200000], got[200000];
     int fd;
 
-    start(&dp, unix_ini);
+    start_or_fail(&dp, unix_ini);
     snprintf(want, sizeof(want), "%s/echo.sock", dp.dp_dir);
     ck_assert_str_eq(dp.dp_unix_path, want);
     check_echo(dp.dp_unix_path);
@@ -129,7 +122,7 @@ START_TEST(test_mode)
         struct stat st;
 
         unix_ini_for(ini, sizeof(ini), "@DIR@/m.sock", modes[i].text);
-        start(&dp, ini);
+        start_or_fail(&dp, ini);
         ck_assert_int_eq(stat(dp.dp_unix_path, &st), 0);
         ck_assert(S_ISSOCK(st.st_mode));
         ck_assert_msg((st.st_mode & 07777) == modes[i].mode, "mode = %s gave %04o", modes[i].text,
@@ -155,7 +148,7 @@ START_TEST(test_stale_replaced)
     ck_assert_int_eq(unix_connect(path), -ECONNREFUSED);
 
     unix_ini_for(ini, sizeof(ini), path, "0600");
-    start(&dp, ini);
+    start_or_fail(&dp, ini);
     check_echo(path);
     ck_assert_int_eq(daemon_stop(&dp), 0);
     ck_assert_int_eq(stat(path, &st), -1);
@@ -242,7 +235,7 @@ START_TEST(test_removed_on_exit)
         int status = -1;
         struct stat st;
 
-        start(&dp, unix_ini);
+        start_or_fail(&dp, unix_ini);
         ck_assert_int_eq(stat(dp.dp_unix_path, &st), 0);
         check_echo(dp.dp_unix_path);
         ck_assert_int_eq(daemon_signal(&dp, sigs[i]), 0);

@@ -1,0 +1,37 @@
+/* check-helpers.h: the harness's calls that a test cannot go on without, as check assertions. */
+#ifndef UPECHOD_CHECK_HELPERS_H
+#define UPECHOD_CHECK_HELPERS_H
+
+/*
+ * The harness itself asserts nothing and returns -errno; these thin wrappers
+ * fail the calling test instead, with the reason in the message.  Static
+ * inline, so each test program takes only what it uses and the harness
+ * library needs no check.
+ */
+#include <check.h>
+#include <string.h>
+
+#include "harness.h"
+
+/* daemon_start(), failing the test unless the daemon got ready. */
+static inline void
+start_or_fail(struct daemon_proc *dp, const char *ini)
+{
+    int r = daemon_start(dp, ini);
+
+    ck_assert_msg(r == 0, "daemon_start: %s", strerror(-r));
+}
+
+/* A TCP connection to port on family's loopback address, failing the test if there is none. */
+static inline int
+connect_or_fail(int family, int port)
+{
+    int fd;
+
+    ck_assert_int_gt(port, 0);
+    fd = tcp_connect(family, port);
+    ck_assert_msg(fd >= 0, "tcp_connect to port %d: %s", port, strerror(-fd));
+    return fd;
+}
+
+#endif
