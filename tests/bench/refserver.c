@@ -84,7 +84,7 @@ refserver_usage(FILE *f)
           "  -t HOST:PORT  serve TCP here (port 0: any free port); may be repeated\n"
           "  -u HOST:PORT  serve UDP here, with recvmmsg/sendmmsg; may be repeated\n"
           "  -U PATH       serve a unix stream socket at PATH\n"
-          "  -b BYTES      buffer per stream connection (default 16384)\n"
+          "  -b BYTES      buffer per stream connection (default 65536)\n"
           "  -e            edge-triggered epoll (default: level-triggered)\n"
           "Prints \"listening on tcp|udp|unix ADDRESS\" for each socket, then serves\n"
           "until SIGINT or SIGTERM.\n",
@@ -432,7 +432,7 @@ refserver_signals(struct refserver *rs)
 int
 main(int argc, char **argv)
 {
-    struct refserver rs = {.rs_bufsize = 16384};
+    struct refserver rs = {.rs_bufsize = 65536};
     const char *unix_path = NULL;
     char *end;
     int ch, rc = 0;
