@@ -34,4 +34,33 @@ connect_or_fail(int family, int port)
     return fd;
 }
 
+/* How many descriptors the daemon holds, failing the test if /proc cannot say. */
+static inline int
+nfds_or_fail(const struct daemon_proc *dp)
+{
+    int n = daemon_nfds(dp);
+
+    ck_assert_msg(n >= 0, "/proc/%d/fd: %s", (int)dp->dp_pid, strerror(-n));
+    return n;
+}
+
+/* daemon_wait_nfds(), failing the test if /proc cannot say: the last count. */
+static inline int
+wait_nfds_or_fail(const struct daemon_proc *dp, int want, int timeout_ms)
+{
+    int n = daemon_wait_nfds(dp, want, timeout_ms);
+
+    ck_assert_msg(n >= 0, "/proc/%d/fd: %s", (int)dp->dp_pid, strerror(-n));
+    return n;
+}
+
+/* The daemon is down (or up) to want descriptors within timeout_ms. */
+static inline void
+expect_nfds(const struct daemon_proc *dp, int want, int timeout_ms)
+{
+    int n = wait_nfds_or_fail(dp, want, timeout_ms);
+
+    ck_assert_msg(n == want, "daemon holds %d descriptors, %d expected", n, want);
+}
+
 #endif

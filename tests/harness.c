@@ -1,5 +1,6 @@
 /* harness.c: run the real upechod in a private temp dir and talk to it over loopback. */
 #include <arpa/inet.h>
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <ftw.h>
@@ -580,6 +581,38 @@ daemon_cpu_ticks(const struct daemon_proc *dp)
         2)
         return -EINVAL;
     return (long long)(utime + stime);
+}
+
+int
+daemon_nfds(const struct daemon_proc *dp)
+{
+    char path[64];
+    struct dirent *de;
+    int n = 0;
+    DIR *d;
+
+    if (dp->dp_pid <= 0)
+        return -ESRCH;
+    snprintf(path, sizeof(path), "/proc/%d/fd", (int)dp->dp_pid);
+    d = opendir(path);
+    if (d == NULL)
+        return -errno;
+    while ((de = readdir(d)) != NULL)
+        if (de->d_name[0] != '.')
+            n++;
+    closedir(d);
+    return n;
+}
+
+int
+daemon_wait_nfds(const struct daemon_proc *dp, int want, int timeout_ms)
+{
+    long long deadline = now_ms() + timeout_ms;
+    int n;
+
+    while ((n = daemon_nfds(dp)) != want && n >= 0 && now_ms() < deadline)
+        harness_sleep_ms(10);
+    return n;
 }
 
 static socklen_t

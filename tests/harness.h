@@ -82,6 +82,13 @@ void daemon_dump_log(const struct daemon_proc *dp);
 long daemon_rss_kib(const struct daemon_proc *dp);
 /* utime + stime in clock ticks from /proc/PID/stat, or -errno. */
 long long daemon_cpu_ticks(const struct daemon_proc *dp);
+/* Descriptors the daemon holds open, from /proc/PID/fd, or -errno. */
+int daemon_nfds(const struct daemon_proc *dp);
+/*
+ * Wait up to timeout_ms for the daemon to hold exactly want descriptors:
+ * connections it frees go at its own pace.  The last count, or -errno.
+ */
+int daemon_wait_nfds(const struct daemon_proc *dp, int want, int timeout_ms);
 
 /*
  * Sockets.  Each returns a blocking, close-on-exec fd or -errno, and never

@@ -1,6 +1,5 @@
 /* test-badclients.c: misbehaving clients are each handled, and never slow a good one down. */
 #include <check.h>
-#include <dirent.h>
 #include <errno.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
@@ -39,36 +38,6 @@ under_asan(void)
     const char *e = getenv("UPECHOD_ASAN");
 
     return e != NULL && e[0] != '\0' && strcmp(e, "0") != 0;
-}
-
-static int
-daemon_nfds(const struct daemon_proc *dp)
-{
-    char path[64];
-    struct dirent *de;
-    int n = 0;
-    DIR *d;
-
-    snprintf(path, sizeof(path), "/proc/%d/fd", (int)dp->dp_pid);
-    d = opendir(path);
-    ck_assert_msg(d != NULL, "%s: %s", path, strerror(errno));
-    while ((de = readdir(d)) != NULL)
-        if (de->d_name[0] != '.')
-            n++;
-    closedir(d);
-    return n;
-}
-
-/* Every bad client gone: the daemon is back to want descriptors within timeout_ms. */
-static void
-expect_nfds(const struct daemon_proc *dp, int want, int timeout_ms)
-{
-    long long deadline = now_ms() + timeout_ms;
-    int n;
-
-    while ((n = daemon_nfds(dp)) != want && now_ms() < deadline)
-        usleep(10000);
-    ck_assert_msg(n == want, "daemon holds %d descriptors, %d expected", n, want);
 }
 
 /*
@@ -154,7 +123,7 @@ static void
 start(struct daemon_proc *dp, struct good *g, int *base)
 {
     start_or_fail(dp, ini);
-    *base = daemon_nfds(dp);
+    *base = nfds_or_fail(dp);
     good_start(g, dp->dp_tcp_port);
 }
 
@@ -328,7 +297,7 @@ START_TEST(test_half_close_pending)
     stuck = connect_or_fail(AF_INET, dp.dp_tcp_port);
     ck_assert_uint_gt(fill(stuck, 256u << 20), 1u << 20);
     ck_assert_int_eq(shutdown(stuck, SHUT_WR), 0);
-    ck_assert_int_eq(daemon_nfds(&dp), base + 2);
+    ck_assert_int_eq(nfds_or_fail(&dp), base + 2);
     expect_nfds(&dp, base + 1, 6000);
     good_stop(&g, "half-closed clients");
     close(stuck);

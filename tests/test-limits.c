@@ -1,7 +1,6 @@
 /* test-limits.c: backpressure, max_connections and idle_timeout, against the real daemon. */
 #include <arpa/inet.h>
 #include <check.h>
-#include <dirent.h>
 #include <errno.h>
 #include <netinet/in.h>
 #include <poll.h>
@@ -68,37 +67,6 @@ start(struct daemon_proc *dp, const char *ini)
 {
     start_or_fail(dp, ini);
     ck_assert_int_gt(dp->dp_tcp_port, 0);
-}
-
-/* Open descriptors of the daemon, from /proc/PID/fd. */
-static int
-daemon_nfds(const struct daemon_proc *dp)
-{
-    char path[64];
-    struct dirent *de;
-    int n = 0;
-    DIR *d;
-
-    snprintf(path, sizeof(path), "/proc/%d/fd", (int)dp->dp_pid);
-    d = opendir(path);
-    ck_assert_msg(d != NULL, "%s: %s", path, strerror(errno));
-    while ((de = readdir(d)) != NULL)
-        if (de->d_name[0] != '.')
-            n++;
-    closedir(d);
-    return n;
-}
-
-/* Wait up to timeout_ms for the daemon to hold exactly want descriptors; the last count seen. */
-static int
-wait_nfds(const struct daemon_proc *dp, int want, int timeout_ms)
-{
-    long long deadline = now_ms() + timeout_ms;
-    int n;
-
-    while ((n = daemon_nfds(dp)) != want && now_ms() < deadline)
-        usleep(10000);
-    return n;
 }
 
 /* One short message and its echo, within timeout_ms. */
@@ -291,13 +259,13 @@ START_TEST(test_max_connections)
         snprintf(msg, sizeof(msg), "conn %d", i);
         echo_once(fd[i], msg, 5000);
     }
-    nfds = daemon_nfds(&dp);
+    nfds = nfds_or_fail(&dp);
 
     late = connect_or_fail(AF_INET, dp.dp_tcp_port);
     ck_assert_int_eq(write_all(late, "late", 4), 0);
     n = read_exact(late, got, 4, 500);
     ck_assert_msg(n == -ETIMEDOUT, "connection 51 was served at the limit (%zd)", n);
-    ck_assert_int_eq(daemon_nfds(&dp), nfds);
+    ck_assert_int_eq(nfds_or_fail(&dp), nfds);
     /* The 50 are still served while the 51st waits. */
     for (int i = 0; i < MAXCONN; i++)
         echo_once(fd[i], "still here", 5000);
@@ -310,7 +278,7 @@ START_TEST(test_max_connections)
     ck_assert_mem_eq(got, "LATE", 4);
     fprintf(stderr, "max_connections: the waiting client was served %lld ms after a close\n",
             now_ms() - t0);
-    ck_assert_int_eq(daemon_nfds(&dp), nfds);
+    ck_assert_int_eq(nfds_or_fail(&dp), nfds);
 
     /* At the limit again: the next one waits in turn. */
     later = connect_or_fail(AF_INET, dp.dp_tcp_port);
@@ -394,7 +362,7 @@ START_TEST(test_idle_stalled_reader)
     ck_assert_ptr_nonnull(sent);
     fill_pattern(sent, BP_CHUNK, 9);
     start(&dp, idle_ini);
-    base = daemon_nfds(&dp);
+    base = nfds_or_fail(&dp);
     fd = connect_or_fail(AF_INET, dp.dp_tcp_port);
     ck_assert_int_eq(set_nonblocking(fd, true), 0);
     while (nsent < cap) {
@@ -411,8 +379,8 @@ START_TEST(test_idle_stalled_reader)
     }
     ck_assert_msg(nsent < cap, "%zu bytes went in without a stall", nsent);
     t0 = now_ms();
-    ck_assert_int_eq(daemon_nfds(&dp), base + 1);
-    n = wait_nfds(&dp, base, 5000);
+    ck_assert_int_eq(nfds_or_fail(&dp), base + 1);
+    n = wait_nfds_or_fail(&dp, base, 5000);
     fprintf(stderr,
             "idle_timeout: stalled reader (%zu KiB sent) freed %lld ms after its last "
             "write\n",
