@@ -877,6 +877,14 @@ read_eof(int fd, int timeout_ms)
     }
 }
 
+bool
+under_asan(void)
+{
+    const char *e = getenv("UPECHOD_ASAN");
+
+    return e != NULL && e[0] != '\0' && strcmp(e, "0") != 0;
+}
+
 int
 raise_nofile(unsigned long want)
 {

@@ -124,6 +124,13 @@ int read_eof(int fd, int timeout_ms);
 /* Raise the soft open-file limit to at least want (bounded by the hard limit). 0 or -errno. */
 int raise_nofile(unsigned long want);
 
+/*
+ * Whether the daemon runs under AddressSanitizer (UPECHOD_ASAN set, and not
+ * to 0): it is then slower and bigger, so memory figures are not asserted
+ * and time bounds get slack.
+ */
+bool under_asan(void);
+
 /* Milliseconds on the monotonic clock. */
 long long now_ms(void);
 

@@ -32,14 +32,6 @@ static const char ini[] = "[tcp]\n"
 
 static unsigned char fill_pat[FILL_PERIOD + FILL_CHUNK];
 
-static bool
-under_asan(void)
-{
-    const char *e = getenv("UPECHOD_ASAN");
-
-    return e != NULL && e[0] != '\0' && strcmp(e, "0") != 0;
-}
-
 /*
  * The well-behaved client: a short message and its echo every 20 ms, on
  * its own thread.  It records the slowest round trip and the first thing

@@ -54,14 +54,6 @@ static const char idle_roomy_ini[] = "[tcp]\n"
                                      "idle_timeout = 1\n"
                                      "max_pending_output = 16M\n";
 
-static bool
-under_asan(void)
-{
-    const char *e = getenv("UPECHOD_ASAN");
-
-    return e != NULL && e[0] != '\0' && strcmp(e, "0") != 0;
-}
-
 static void
 start(struct daemon_proc *dp, const char *ini)
 {
