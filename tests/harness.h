@@ -36,6 +36,20 @@ struct daemon_proc {
 };
 
 /*
+ * Config text for the usual listeners, each on loopback port 0 (the unix
+ * one wants a path = after it), every other transport disabled.  A test
+ * appends its own sections by string concatenation; the UDP and unix ones
+ * end inside their listener's section, so its keys may follow directly.
+ */
+#define INI_TCP4_ONLY "[tcp]\nlisten = 127.0.0.1:0\n[udp]\nenabled = no\n"
+#define INI_TCP6_ONLY "[tcp]\nlisten = [::1]:0\n[udp]\nenabled = no\n"
+#define INI_UDP4_ONLY "[tcp]\nenabled = no\n[udp]\nlisten = 127.0.0.1:0\n"
+#define INI_UDP6_ONLY "[tcp]\nenabled = no\n[udp]\nlisten = [::1]:0\n"
+#define INI_UNIX_ONLY "[tcp]\nenabled = no\n[udp]\nenabled = no\n[unix]\nenabled = yes\n"
+/* TCP and UDP on 127.0.0.1 port 0 and a unix socket, which wants a path = after it. */
+#define INI_ALL "[tcp]\nlisten = 127.0.0.1:0\n[udp]\nlisten = 127.0.0.1:0\n[unix]\nenabled = yes\n"
+
+/*
  * Start $UPECHOD -c DIR/upechod.ini [args...] and wait for its "ready" line.
  * The daemon is killed if the thread that started it dies, and its temp
  * dir removed if the process does, so a failed test leaves nothing behind.

@@ -23,12 +23,8 @@
 #define FILL_PERIOD 65521u
 #define FILL_CHUNK (256u << 10)
 
-static const char ini[] = "[tcp]\n"
-                          "listen = 127.0.0.1:0\n"
-                          "[udp]\n"
-                          "enabled = no\n"
-                          "[limits]\n"
-                          "idle_timeout = 2\n";
+static const char ini[] = INI_TCP4_ONLY "[limits]\n"
+                                        "idle_timeout = 2\n";
 
 static unsigned char fill_pat[FILL_PERIOD + FILL_CHUNK];
 

@@ -20,19 +20,11 @@
 /* Bound on serving a waiting client once a descriptor is free (100 ms intended, with slack). */
 #define REACCEPT_MAX_MS 300
 
-static const char starve_ini[] = "[tcp]\n"
-                                 "listen = 127.0.0.1:0\n"
-                                 "[udp]\n"
-                                 "enabled = no\n"
-                                 "[limits]\n"
-                                 "max_connections = 1000\n";
+static const char starve_ini[] = INI_TCP4_ONLY "[limits]\n"
+                                               "max_connections = 1000\n";
 
-static const char fits_ini[] = "[tcp]\n"
-                               "listen = 127.0.0.1:0\n"
-                               "[udp]\n"
-                               "enabled = no\n"
-                               "[limits]\n"
-                               "max_connections = 10\n";
+static const char fits_ini[] = INI_TCP4_ONLY "[limits]\n"
+                                             "max_connections = 10\n";
 
 static const char starve_line[] = "cannot accept connections: ";
 static const char again_line[] = "accepting connections again";

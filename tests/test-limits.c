@@ -24,35 +24,19 @@
 
 #define MAXCONN 50
 
-static const char backpressure_ini[] = "[tcp]\n"
-                                       "listen = 127.0.0.1:0\n"
-                                       "[udp]\n"
-                                       "enabled = no\n"
-                                       "[limits]\n"
-                                       "max_pending_output = 1M\n";
+static const char backpressure_ini[] = INI_TCP4_ONLY "[limits]\n"
+                                                     "max_pending_output = 1M\n";
 
-static const char maxconn_ini[] = "[tcp]\n"
-                                  "listen = 127.0.0.1:0\n"
-                                  "[udp]\n"
-                                  "enabled = no\n"
-                                  "[limits]\n"
-                                  "max_connections = 50\n";
+static const char maxconn_ini[] = INI_TCP4_ONLY "[limits]\n"
+                                                "max_connections = 50\n";
 
-static const char idle_ini[] = "[tcp]\n"
-                               "listen = 127.0.0.1:0\n"
-                               "[udp]\n"
-                               "enabled = no\n"
-                               "[limits]\n"
-                               "idle_timeout = 1\n"
-                               "max_pending_output = 64K\n";
+static const char idle_ini[] = INI_TCP4_ONLY "[limits]\n"
+                                             "idle_timeout = 1\n"
+                                             "max_pending_output = 64K\n";
 
-static const char idle_roomy_ini[] = "[tcp]\n"
-                                     "listen = 127.0.0.1:0\n"
-                                     "[udp]\n"
-                                     "enabled = no\n"
-                                     "[limits]\n"
-                                     "idle_timeout = 1\n"
-                                     "max_pending_output = 16M\n";
+static const char idle_roomy_ini[] = INI_TCP4_ONLY "[limits]\n"
+                                                   "idle_timeout = 1\n"
+                                                   "max_pending_output = 16M\n";
 
 static void
 start(struct daemon_proc *dp, const char *ini)

@@ -11,12 +11,8 @@
 #include "check-helpers.h"
 #include "harness.h"
 
-static const char unknown_ini[] = "[tcp]\n"
-                                  "listen = 127.0.0.1:0\n"
-                                  "[udp]\n"
-                                  "enabled = no\n"
-                                  "[server]\n"
-                                  "user = upechod-no-such-user\n";
+static const char unknown_ini[] = INI_TCP4_ONLY "[server]\n"
+                                                "user = upechod-no-such-user\n";
 
 /* The value of "key:" in /proc/PID/status, tabs turned into spaces. */
 static void

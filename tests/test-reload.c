@@ -41,27 +41,15 @@ static const char broken_ini[] = "[tcp]\n"
                                  "[tcp]\n"
                                  "backlog = -1\n";
 
-static const char roomy_ini[] = "[tcp]\n"
-                                "enabled = no\n"
-                                "[udp]\n"
-                                "enabled = no\n"
-                                "[unix]\n"
-                                "enabled = yes\n"
-                                "path = @DIR@/s.sock\n"
-                                "[limits]\n"
-                                "max_pending_output = 16M\n"
-                                "idle_timeout = 0\n";
+static const char roomy_ini[] = INI_UNIX_ONLY "path = @DIR@/s.sock\n"
+                                              "[limits]\n"
+                                              "max_pending_output = 16M\n"
+                                              "idle_timeout = 0\n";
 
-static const char tight_ini[] = "[tcp]\n"
-                                "enabled = no\n"
-                                "[udp]\n"
-                                "enabled = no\n"
-                                "[unix]\n"
-                                "enabled = yes\n"
-                                "path = @DIR@/s.sock\n"
-                                "[limits]\n"
-                                "max_pending_output = 4K\n"
-                                "idle_timeout = 1\n";
+static const char tight_ini[] = INI_UNIX_ONLY "path = @DIR@/s.sock\n"
+                                              "[limits]\n"
+                                              "max_pending_output = 4K\n"
+                                              "idle_timeout = 1\n";
 
 /* Replace the daemon's configuration file, "@DIR@" standing for its temp dir. */
 static void

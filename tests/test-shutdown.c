@@ -13,19 +13,11 @@
 #include "check-helpers.h"
 #include "harness.h"
 
-static const char quick_ini[] = "[tcp]\n"
-                                "listen = 127.0.0.1:0\n"
-                                "[udp]\n"
-                                "enabled = no\n"
-                                "[limits]\n"
-                                "shutdown_timeout = 1\n";
+static const char quick_ini[] = INI_TCP4_ONLY "[limits]\n"
+                                              "shutdown_timeout = 1\n";
 
-static const char patient_ini[] = "[tcp]\n"
-                                  "listen = 127.0.0.1:0\n"
-                                  "[udp]\n"
-                                  "enabled = no\n"
-                                  "[limits]\n"
-                                  "shutdown_timeout = 30\n";
+static const char patient_ini[] = INI_TCP4_ONLY "[limits]\n"
+                                                "shutdown_timeout = 30\n";
 
 /* Send without reading until nothing more goes in for 300 ms. */
 static void

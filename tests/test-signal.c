@@ -14,22 +14,12 @@
 
 #define PENDING_CAP (8u << 20)
 
-static const char drain_ini[] = "[tcp]\n"
-                                "enabled = yes\n"
-                                "listen = 127.0.0.1:0\n"
-                                "[udp]\n"
-                                "enabled = no\n"
-                                "[limits]\n"
-                                "max_pending_output = 1M\n"
-                                "shutdown_timeout = 30\n";
+static const char drain_ini[] = INI_TCP4_ONLY "[limits]\n"
+                                              "max_pending_output = 1M\n"
+                                              "shutdown_timeout = 30\n";
 
-static const char quick_ini[] = "[tcp]\n"
-                                "enabled = yes\n"
-                                "listen = 127.0.0.1:0\n"
-                                "[udp]\n"
-                                "enabled = no\n"
-                                "[limits]\n"
-                                "shutdown_timeout = 1\n";
+static const char quick_ini[] = INI_TCP4_ONLY "[limits]\n"
+                                              "shutdown_timeout = 1\n";
 
 /*
  * Send from buf without ever reading until every buffer between us and the

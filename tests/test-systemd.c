@@ -25,18 +25,9 @@
 #define READY_TIMEOUT_MS 10000
 #define MSG_TIMEOUT_MS 5000
 
-static const char serve_all_ini[] = "[tcp]\n"
-                                    "listen = 127.0.0.1:0\n"
-                                    "[udp]\n"
-                                    "listen = 127.0.0.1:0\n"
-                                    "[unix]\n"
-                                    "enabled = yes\n"
-                                    "path = @DIR@/upechod.sock\n";
+static const char serve_all_ini[] = INI_ALL "path = @DIR@/upechod.sock\n";
 
-static const char tcp_only_ini[] = "[tcp]\n"
-                                   "listen = 127.0.0.1:0\n"
-                                   "[udp]\n"
-                                   "enabled = no\n";
+static const char tcp_only_ini[] = INI_TCP4_ONLY;
 
 /*
  * The service manager's end of NOTIFY_SOCKET.  SO_PASSCRED makes the kernel

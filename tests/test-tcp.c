@@ -13,19 +13,10 @@
 #include "check-helpers.h"
 #include "harness.h"
 
-static const char tcp4_ini[] = "[tcp]\n"
-                               "enabled = yes\n"
-                               "listen = 127.0.0.1:0\n"
-                               "[udp]\n"
-                               "enabled = no\n"
-                               "[log]\n"
-                               "level = info\n";
+static const char tcp4_ini[] = INI_TCP4_ONLY "[log]\n"
+                                             "level = info\n";
 
-static const char tcp6_ini[] = "[tcp]\n"
-                               "enabled = yes\n"
-                               "listen = [::1]:0\n"
-                               "[udp]\n"
-                               "enabled = no\n";
+static const char tcp6_ini[] = INI_TCP6_ONLY;
 
 /* Send a short text, expect its uppercase, then half-close and expect EOF. */
 static void

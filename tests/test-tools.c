@@ -27,14 +27,8 @@
 /* No single tool run may take longer than this. */
 #define TOOL_TIMEOUT_MS 30000
 
-static const char tools_ini[] = "[tcp]\n"
-                                "listen = 127.0.0.1:0\n"
-                                "[udp]\n"
-                                "listen = 127.0.0.1:0\n"
-                                "[unix]\n"
-                                "enabled = yes\n"
-                                "path = @DIR@/echo.sock\n"
-                                "mode = 0600\n";
+static const char tools_ini[] = INI_ALL "path = @DIR@/echo.sock\n"
+                                        "mode = 0600\n";
 
 static const char *const transports[] = {"tcp", "udp", "unix"};
 

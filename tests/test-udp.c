@@ -14,17 +14,9 @@
 /* Largest UDP payload over IPv4: 65535 - 20 (IP header) - 8 (UDP header). */
 #define UDP_MAX_V4 65507
 
-static const char udp4_ini[] = "[tcp]\n"
-                               "enabled = no\n"
-                               "[udp]\n"
-                               "enabled = yes\n"
-                               "listen = 127.0.0.1:0\n";
+static const char udp4_ini[] = INI_UDP4_ONLY;
 
-static const char udp6_ini[] = "[tcp]\n"
-                               "enabled = no\n"
-                               "[udp]\n"
-                               "enabled = yes\n"
-                               "listen = [::1]:0\n";
+static const char udp6_ini[] = INI_UDP6_ONLY;
 
 static int
 socket_or_fail(int family, int port)

@@ -16,27 +16,13 @@
 #define BURST 50
 #define RATE 5
 
-static const char guard_ini[] = "[tcp]\n"
-                                "enabled = no\n"
-                                "[udp]\n"
-                                "listen = 127.0.0.1:0\n";
+static const char guard_ini[] = INI_UDP4_ONLY;
 
-static const char guard6_ini[] = "[tcp]\n"
-                                 "enabled = no\n"
-                                 "[udp]\n"
-                                 "listen = [::1]:0\n";
+static const char guard6_ini[] = INI_UDP6_ONLY;
 
-static const char noguard_ini[] = "[tcp]\n"
-                                  "enabled = no\n"
-                                  "[udp]\n"
-                                  "listen = 127.0.0.1:0\n"
-                                  "drop_privileged_source_ports = no\n";
+static const char noguard_ini[] = INI_UDP4_ONLY "drop_privileged_source_ports = no\n";
 
-static const char rate_ini[] = "[tcp]\n"
-                               "enabled = no\n"
-                               "[udp]\n"
-                               "listen = 127.0.0.1:0\n"
-                               "rate_limit = 5\n";
+static const char rate_ini[] = INI_UDP4_ONLY "rate_limit = 5\n";
 
 /*
  * A UDP socket bound to src (port src_port, 0 for any) and connected to the

@@ -17,14 +17,8 @@
 /* Exit code for configuration errors, which a busy or foreign path is not. */
 #define EXIT_CONFIG 78
 
-static const char unix_ini[] = "[tcp]\n"
-                               "enabled = no\n"
-                               "[udp]\n"
-                               "enabled = no\n"
-                               "[unix]\n"
-                               "enabled = yes\n"
-                               "path = @DIR@/echo.sock\n"
-                               "mode = 0600\n";
+static const char unix_ini[] = INI_UNIX_ONLY "path = @DIR@/echo.sock\n"
+                                             "mode = 0600\n";
 
 /*
  * A directory of our own for tests that must put something at the socket
@@ -43,10 +37,7 @@ make_dir(char *dir, size_t size)
 static void
 unix_ini_for(char *buf, size_t size, const char *path, const char *mode)
 {
-    snprintf(buf, size,
-             "[tcp]\nenabled = no\n[udp]\nenabled = no\n"
-             "[unix]\nenabled = yes\npath = %s\nmode = %s\n",
-             path, mode);
+    snprintf(buf, size, INI_UNIX_ONLY "path = %s\nmode = %s\n", path, mode);
 }
 
 /* A bound AF_UNIX socket at path, listening or not. */
