@@ -34,6 +34,16 @@ connect_or_fail(int family, int port)
     return fd;
 }
 
+/* send_until_stall(), failing the test on a send error: how many bytes went in. */
+static inline size_t
+fill_or_fail(int fd, const void *ring, size_t ring_len, size_t cap, int stall_ms)
+{
+    ssize_t n = send_until_stall(fd, ring, ring_len, cap, stall_ms);
+
+    ck_assert_msg(n >= 0, "send: %s", strerror((int)-n));
+    return (size_t)n;
+}
+
 /* How many descriptors the daemon holds, failing the test if /proc cannot say. */
 static inline int
 nfds_or_fail(const struct daemon_proc *dp)

@@ -830,6 +830,33 @@ write_all(int fd, const void *buf, size_t n)
 }
 
 ssize_t
+send_until_stall(int fd, const void *ring, size_t ring_len, size_t cap, int stall_ms)
+{
+    const unsigned char *p = ring;
+    size_t nsent = 0;
+
+    while (nsent < cap) {
+        size_t off = nsent % ring_len;
+        size_t n = ring_len - off < cap - nsent ? ring_len - off : cap - nsent;
+        ssize_t w = send(fd, p + off, n, MSG_NOSIGNAL | MSG_DONTWAIT);
+        int r;
+
+        if (w > 0) {
+            nsent += (size_t)w;
+            continue;
+        }
+        if (w == 0 || (errno != EAGAIN && errno != EWOULDBLOCK))
+            return w == 0 ? -EIO : -errno;
+        r = harness_poll1(fd, POLLOUT, stall_ms);
+        if (r < 0)
+            return r;
+        if (r == 0)
+            break;
+    }
+    return (ssize_t)nsent;
+}
+
+ssize_t
 read_exact(int fd, void *buf, size_t n, int timeout_ms)
 {
     long long deadline = now_ms() + timeout_ms;

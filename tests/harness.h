@@ -127,6 +127,15 @@ int set_nonblocking(int fd, bool on);
 int write_all(int fd, const void *buf, size_t n);
 
 /*
+ * Send without reading until nothing more goes in for stall_ms, or cap bytes
+ * are out: every buffer between us and the peer is then full.  Byte k of
+ * what is sent is ring[k % ring_len], and no send() goes past the ring's
+ * end.  The sends do not block, whatever the fd's mode, which is left as it
+ * is.  Returns how many bytes went in, or -errno.
+ */
+ssize_t send_until_stall(int fd, const void *ring, size_t ring_len, size_t cap, int stall_ms);
+
+/*
  * Read exactly n bytes within timeout_ms in total.  Returns n, fewer on EOF,
  * or -ETIMEDOUT / -errno.
  */

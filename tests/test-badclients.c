@@ -3,7 +3,6 @@
 #include <errno.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
-#include <poll.h>
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdio.h>
@@ -119,24 +118,7 @@ start(struct daemon_proc *dp, struct good *g, int *base)
 static size_t
 fill(int fd, size_t cap)
 {
-    size_t nsent = 0;
-
-    ck_assert_int_eq(set_nonblocking(fd, true), 0);
-    while (nsent < cap) {
-        size_t n = cap - nsent < FILL_CHUNK ? cap - nsent : FILL_CHUNK;
-        ssize_t w = send(fd, fill_pat + nsent % FILL_PERIOD, n, MSG_NOSIGNAL);
-        struct pollfd pfd = {.fd = fd, .events = POLLOUT};
-
-        if (w > 0) {
-            nsent += (size_t)w;
-            continue;
-        }
-        ck_assert_msg(w == -1 && errno == EAGAIN, "send: %s", strerror(errno));
-        if (poll(&pfd, 1, 300) == 0)
-            break;
-    }
-    ck_assert_int_eq(set_nonblocking(fd, false), 0);
-    return nsent;
+    return fill_or_fail(fd, fill_pat, FILL_PERIOD, cap, 300);
 }
 
 static void

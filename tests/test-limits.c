@@ -332,7 +332,7 @@ START_TEST(test_idle_stalled_reader)
     unsigned char *sent = malloc(BP_CHUNK);
     struct daemon_proc dp;
     int fd, base, n;
-    size_t nsent = 0;
+    size_t nsent;
     long long t0;
 
     ck_assert_ptr_nonnull(sent);
@@ -340,19 +340,7 @@ START_TEST(test_idle_stalled_reader)
     start(&dp, idle_ini);
     base = nfds_or_fail(&dp);
     fd = connect_or_fail(AF_INET, dp.dp_tcp_port);
-    ck_assert_int_eq(set_nonblocking(fd, true), 0);
-    while (nsent < cap) {
-        ssize_t w = send(fd, sent, BP_CHUNK, MSG_NOSIGNAL);
-        struct pollfd pfd = {.fd = fd, .events = POLLOUT};
-
-        if (w > 0) {
-            nsent += (size_t)w;
-            continue;
-        }
-        ck_assert_msg(w == -1 && errno == EAGAIN, "send: %s", strerror(errno));
-        if (poll(&pfd, 1, 200) == 0)
-            break;
-    }
+    nsent = fill_or_fail(fd, sent, BP_CHUNK, cap, 200);
     ck_assert_msg(nsent < cap, "%zu bytes went in without a stall", nsent);
     t0 = now_ms();
     ck_assert_int_eq(nfds_or_fail(&dp), base + 1);

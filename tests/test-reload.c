@@ -3,7 +3,6 @@
 #include <check.h>
 #include <errno.h>
 #include <netinet/in.h>
-#include <poll.h>
 #include <pthread.h>
 #include <signal.h>
 #include <stdatomic.h>
@@ -294,25 +293,8 @@ static unsigned char fill_buf[FILL_BUF];
 static size_t
 fill(int fd, size_t cap)
 {
-    size_t nsent = 0;
-
     fill_pattern(fill_buf, FILL_BUF, 3);
-    ck_assert_int_eq(set_nonblocking(fd, true), 0);
-    while (nsent < cap) {
-        size_t off = nsent % FILL_BUF;
-        ssize_t w = send(fd, fill_buf + off, FILL_BUF - off, MSG_NOSIGNAL);
-        struct pollfd pfd = {.fd = fd, .events = POLLOUT};
-
-        if (w > 0) {
-            nsent += (size_t)w;
-            continue;
-        }
-        ck_assert_msg(w == -1 && errno == EAGAIN, "send: %s", strerror(errno));
-        if (poll(&pfd, 1, 300) == 0)
-            break;
-    }
-    ck_assert_int_eq(set_nonblocking(fd, false), 0);
-    return nsent;
+    return fill_or_fail(fd, fill_buf, FILL_BUF, cap, 300);
 }
 
 /*

@@ -24,23 +24,10 @@ static void
 fill(int fd)
 {
     static unsigned char buf[256 << 10];
-    size_t nsent = 0;
 
     fill_pattern(buf, sizeof(buf), 11);
-    ck_assert_int_eq(set_nonblocking(fd, true), 0);
-    while (nsent < (256u << 20)) {
-        ssize_t w = send(fd, buf, sizeof(buf), MSG_NOSIGNAL);
-        struct pollfd pfd = {.fd = fd, .events = POLLOUT};
-
-        if (w > 0) {
-            nsent += (size_t)w;
-            continue;
-        }
-        ck_assert_msg(w == -1 && errno == EAGAIN, "send: %s", strerror(errno));
-        if (poll(&pfd, 1, 300) == 0)
-            return;
-    }
-    ck_abort_msg("256 MiB went in without a stall");
+    ck_assert_msg(fill_or_fail(fd, buf, sizeof(buf), 256u << 20, 300) < (256u << 20),
+                  "256 MiB went in without a stall");
 }
 
 /*

@@ -1,7 +1,6 @@
 /* test-signal.c: SIGTERM and SIGINT stop the daemon without losing what clients sent. */
 #include <check.h>
 #include <errno.h>
-#include <poll.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -24,25 +23,15 @@ static const char quick_ini[] = INI_TCP4_ONLY "[limits]\n"
 /*
  * Send from buf without ever reading until every buffer between us and the
  * daemon is full (no room for 300 ms) or cap bytes are out.  Returns how
- * many bytes were sent; fd is left non-blocking.
+ * many bytes were sent; fd is left non-blocking, for read_back_prefix().
  */
 static size_t
 send_until_full(int fd, const unsigned char *buf, size_t cap)
 {
-    size_t nsent = 0;
+    size_t nsent;
 
     ck_assert_int_eq(set_nonblocking(fd, true), 0);
-    while (nsent < cap) {
-        ssize_t w = send(fd, buf + nsent, cap - nsent, MSG_NOSIGNAL);
-        if (w > 0) {
-            nsent += (size_t)w;
-            continue;
-        }
-        ck_assert_msg(w == -1 && errno == EAGAIN, "send: %s", strerror(errno));
-        struct pollfd pfd = {.fd = fd, .events = POLLOUT};
-        if (poll(&pfd, 1, 300) == 0)
-            break;
-    }
+    nsent = fill_or_fail(fd, buf, cap, cap, 300);
     ck_assert_uint_gt(nsent, 0);
     return nsent;
 }

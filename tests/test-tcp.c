@@ -244,7 +244,7 @@ START_TEST(test_half_close_pending)
     const size_t cap = 8u << 20;
     unsigned char *sent = malloc(cap), *got = malloc(cap);
     struct daemon_proc dp;
-    size_t nsent = 0;
+    size_t nsent;
     ssize_t n;
     long bad;
     int fd;
@@ -254,18 +254,7 @@ START_TEST(test_half_close_pending)
     fill_pattern(sent, cap, 77);
     start_or_fail(&dp, tcp4_ini);
     fd = connect_or_fail(AF_INET, dp.dp_tcp_port);
-    ck_assert_int_eq(set_nonblocking(fd, true), 0);
-    while (nsent < cap) {
-        ssize_t w = send(fd, sent + nsent, cap - nsent, MSG_NOSIGNAL);
-        if (w > 0) {
-            nsent += (size_t)w;
-            continue;
-        }
-        ck_assert_msg(w == -1 && errno == EAGAIN, "send: %s", strerror(errno));
-        struct pollfd pfd = {.fd = fd, .events = POLLOUT};
-        if (poll(&pfd, 1, 300) == 0)
-            break;
-    }
+    nsent = fill_or_fail(fd, sent, cap, cap, 300);
     ck_assert_uint_gt(nsent, 0);
     ck_assert_int_eq(shutdown(fd, SHUT_WR), 0);
     n = read_exact(fd, got, nsent, 30000);
