@@ -34,6 +34,23 @@ connect_or_fail(int family, int port)
     return fd;
 }
 
+/* One short message and its uppercase back within timeout_ms, on a stream. */
+static inline void
+echo_once(int fd, const char *msg, int timeout_ms)
+{
+    size_t len = strlen(msg);
+    char got[256], want[256];
+    ssize_t n;
+
+    ck_assert_uint_lt(len, sizeof(got));
+    ck_assert_int_eq(write_all(fd, msg, len), 0);
+    n = read_exact(fd, got, len, timeout_ms);
+    ck_assert_msg(n == (ssize_t)len, "echo of '%s': %s", msg,
+                  n < 0 ? strerror((int)-n) : "short read or EOF");
+    ref_upper(want, msg, len);
+    ck_assert_mem_eq(got, want, len);
+}
+
 /* send_until_stall(), failing the test on a send error: how many bytes went in. */
 static inline size_t
 fill_or_fail(int fd, const void *ring, size_t ring_len, size_t cap, int stall_ms)

@@ -45,23 +45,6 @@ start(struct daemon_proc *dp, const char *ini)
     ck_assert_int_gt(dp->dp_tcp_port, 0);
 }
 
-/* One short message and its echo, within timeout_ms. */
-static void
-echo_once(int fd, const char *msg, int timeout_ms)
-{
-    size_t len = strlen(msg);
-    char got[256], want[256];
-    ssize_t n;
-
-    ck_assert_uint_lt(len, sizeof(got));
-    ck_assert_int_eq(write_all(fd, msg, len), 0);
-    n = read_exact(fd, got, len, timeout_ms);
-    ck_assert_msg(n == (ssize_t)len, "echo of '%s': %s", msg,
-                  n < 0 ? strerror((int)-n) : "short read or EOF");
-    ref_upper(want, msg, len);
-    ck_assert_mem_eq(got, want, len);
-}
-
 /*
  * Unread bytes in the receive queue of the daemon's end of the connection
  * whose client end is fd, from /proc/net/tcp; -1 when it is not found.
