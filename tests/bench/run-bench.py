@@ -36,6 +36,14 @@ class BenchError(Exception):
     pass
 
 
+class ArgumentParser(argparse.ArgumentParser):
+    """argparse, but a usage error exits 64 (EX_USAGE) like the project's programs."""
+
+    def error(self, message):
+        self.print_usage(sys.stderr)
+        self.exit(64, f"{self.prog}: error: {message}\n")
+
+
 # One load: name, transport, connections, message size, pipeline.
 SCENARIOS = [
     ("tcp-100x64", "100 conns x 64 B", "tcp", 100, 64, 1),
@@ -397,10 +405,13 @@ def build_table(args, results, idle, machine, load_end):
 
 
 def parse_args(argv):
-    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    p.add_argument("--upechod", default=os.environ.get("UPECHOD", "src/upechod"))
-    p.add_argument("--refserver", default=os.environ.get("REFSERVER", "tests/bench/refserver"))
-    p.add_argument("--upecho-bench", default=os.environ.get("UPECHO_BENCH", "src/upecho-bench"))
+    p = ArgumentParser(description=__doc__.split("\n")[0])
+    p.add_argument("--upechod", default=os.environ.get("UPECHOD", "src/upechod"),
+                   help="the daemon (default: $UPECHOD, else src/upechod from a build dir)")
+    p.add_argument("--refserver", default=os.environ.get("REFSERVER", "tests/bench/refserver"),
+                   help="the reference server (default: $REFSERVER, else tests/bench/refserver)")
+    p.add_argument("--upecho-bench", default=os.environ.get("UPECHO_BENCH", "src/upecho-bench"),
+                   help="the load generator (default: $UPECHO_BENCH, else src/upecho-bench)")
     p.add_argument("--output", default="bench-results.md",
                    help="where to write the Markdown table (default: bench-results.md)")
     p.add_argument("--rounds", type=int, default=5, help="A/B rounds per scenario (default 5)")
@@ -408,7 +419,8 @@ def parse_args(argv):
                    help="seconds per upecho-bench run (default 4)")
     p.add_argument("--quick", action="store_true",
                    help="2 rounds of 1 s, 1,000 idle connections: a smoke test, not a measurement")
-    p.add_argument("--idle-connections", type=int, default=10000)
+    p.add_argument("--idle-connections", type=int, default=10000,
+                   help="connections held open for the memory figure (default 10000)")
     p.add_argument("--client-threads", type=int, default=1,
                    help="upecho-bench threads (default 1: the server gets the other core)")
     p.add_argument("--ref-edge", action="store_true",
