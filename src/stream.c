@@ -12,13 +12,21 @@
 #include "stream.h"
 #include "upper.h"
 
+/* Most bytes stream_echo() copies in one step. */
+#define STREAM_ECHO_STEP (64 * 1024)
 /* How long a shutdown waits, after our FIN, for the client to close its side. */
 #define STREAM_LINGER_SEC 2
 
 static void stream_close(struct stream *st);
 
-/* Uppercase every byte of buf in place, chain by chain, without copying. */
-static size_t
+/*
+ * Uppercase every byte of buf in place, chain by chain, without copying.
+ * Only for chains libevent allocated itself, such as a bufferevent's input
+ * read from its socket: memory lent with evbuffer_add_reference() or
+ * chains shared through evbuffer_add_buffer_reference() are not ours to
+ * write, and libevent cannot tell us which chains those are.
+ */
+size_t
 stream_upper(struct evbuffer *buf)
 {
     struct evbuffer_iovec vec[16];
@@ -36,24 +44,56 @@ stream_upper(struct evbuffer *buf)
             len += vec[i].iov_len;
         }
         total += len;
-        if (n <= 16 || len == 0 || evbuffer_ptr_set(buf, &ptr, len, EVBUFFER_PTR_ADD) == -1)
+        /*
+         * With a negative length evbuffer_peek() fills at most the 16
+         * vectors and returns 16 whether or not more chains follow, so 16
+         * means: go on from where these ended.
+         */
+        if (n < 16 || len == 0 || evbuffer_ptr_set(buf, &ptr, len, EVBUFFER_PTR_ADD) == -1)
             break;
     }
     return total;
 }
 
 /*
- * Uppercase everything in `in` and move it to `out`.  The payload is never
- * copied: the chains are changed in place and then moved whole.  Returns
- * the number of bytes moved.
+ * Uppercase everything in `in` and move it to `out`, whatever `in` holds:
+ * the bytes are copied into space reserved at the end of `out` and
+ * uppercased there, so chains that are not ours are never written.  The
+ * read callback's path, stream_upper() on the bufferevent's own input,
+ * needs no copy.  Returns the number of bytes moved; when memory runs out
+ * the rest stays in `in`.
  */
 size_t
 stream_echo(struct evbuffer *in, struct evbuffer *out)
 {
-    size_t n = stream_upper(in);
+    struct evbuffer_iovec v[2];
+    size_t total = 0, len;
 
-    evbuffer_add_buffer(out, in);
-    return n;
+    while ((len = evbuffer_get_length(in)) > 0) {
+        size_t moved = 0;
+        int n;
+
+        /* A bounded step keeps each copy cache-sized and its count within an int. */
+        if (len > STREAM_ECHO_STEP)
+            len = STREAM_ECHO_STEP;
+        if ((n = evbuffer_reserve_space(out, len, v, 2)) <= 0)
+            break;
+        for (int i = 0; i < n; i++) {
+            size_t k = v[i].iov_len < len - moved ? v[i].iov_len : len - moved;
+
+            if (k > 0 && evbuffer_remove(in, v[i].iov_base, k) != (int)k)
+                k = 0;
+            upper_inplace(v[i].iov_base, k);
+            v[i].iov_len = k;
+            moved += k;
+        }
+        if (evbuffer_commit_space(out, v, n) != 0)
+            break;
+        total += moved;
+        if (moved < len)
+            break;
+    }
+    return total;
 }
 
 /*

@@ -28,6 +28,7 @@ struct stream *stream_new(struct server *srv, int fd, enum transport t, const st
 void stream_free(struct stream *st);
 void stream_apply_limits(struct stream *st);
 void stream_shutdown(struct stream *st);
+size_t stream_upper(struct evbuffer *buf);
 size_t stream_echo(struct evbuffer *in, struct evbuffer *out);
 
 #endif

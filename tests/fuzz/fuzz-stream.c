@@ -1,4 +1,4 @@
-/* fuzz-stream.c: libFuzzer target feeding stream_echo() data in arbitrary chunks and chains. */
+/* fuzz-stream.c: libFuzzer target feeding the echo data in arbitrary chunks and chains. */
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -18,6 +18,8 @@
  *   op & 0x80   size is the size byte times 257 (up to 64 KiB), else the byte itself
  *   op & 0x40   synthetic payload: size bytes of a pattern seeded by the op byte
  *   op & 0x20   for echo: freeze the buffers as a socket bufferevent does
+ *   op & 0x10   for echo: the read callback's path, stream_upper() in place
+ *               and the chains moved, unless `in` holds chains lent to it
  *
  * A model of what the input buffer holds is kept alongside; every echo must
  * move exactly that, and at the end everything read back from the output
@@ -32,7 +34,7 @@ enum fuzz_op {
     FUZZ_RESERVE,     /* evbuffer_reserve_space + commit_space, as evbuffer_read does */
     FUZZ_PREPEND_BUF, /* evbuffer_prepend_buffer */
     FUZZ_BUFFER_REF,  /* evbuffer_add_buffer_reference: chains shared with another buffer */
-    FUZZ_ECHO,        /* stream_echo(in, out) */
+    FUZZ_ECHO,        /* stream_echo(in, out), or the read callback's in-place path */
     FUZZ_DRAIN,       /* evbuffer_remove from out, as a socket write would; size 0 = all */
     FUZZ_ADD_BUFFER,  /* one add into a side buffer, moved in with evbuffer_add_buffer */
     FUZZ_DRAIN_SMALL, /* remove from out in steps of a few bytes */
@@ -73,6 +75,7 @@ struct fuzz_state {
     struct fuzz_bytes fz_result;   /* everything read back from fz_out */
     struct fuzz_shared fz_shared[FUZZ_MAX_SHARED];
     size_t fz_nshared;
+    int fz_lent; /* `in` holds chains that are not its own: stream_upper() must not run */
     unsigned char fz_chunk[FUZZ_MAX_CHUNK];
 };
 
@@ -202,10 +205,11 @@ fuzz_add_reference(struct fuzz_state *fz, size_t n)
         fuzz_ref_cleanup(block, n, block);
         return;
     }
+    fz->fz_lent = 1;
     fuzz_append(&fz->fz_pending, fz->fz_chunk, n);
 }
 
-/* Chains shared with a side buffer: what stream_echo does to `in` must not show there. */
+/* Chains shared with a side buffer: what the echo does to `in` must not show there. */
 static void
 fuzz_add_buffer_reference(struct fuzz_state *fz, size_t n)
 {
@@ -221,8 +225,10 @@ fuzz_add_buffer_reference(struct fuzz_state *fz, size_t n)
     fz->fz_nshared++;
     if (evbuffer_add(sh->fs_buf, fz->fz_chunk, n) != 0)
         fuzz_fail("evbuffer_add failed");
-    if (evbuffer_add_buffer_reference(fz->fz_in, sh->fs_buf) == 0)
+    if (evbuffer_add_buffer_reference(fz->fz_in, sh->fs_buf) == 0) {
+        fz->fz_lent = 1;
         fuzz_append(&fz->fz_pending, fz->fz_chunk, n);
+    }
 }
 
 /* Each piece its own chain: an add into an empty side buffer, whose chain then moves. */
@@ -271,10 +277,11 @@ fuzz_reserve_commit(struct fuzz_state *fz, size_t n, size_t fill)
  * Echo, then check: the count returned, `in` empty, and what `out` now
  * holds beyond what was read back.  frozen: the input's end and the
  * output's start are frozen, as they are inside a bufferevent's read
- * callback.
+ * callback.  in_place: as the read callback does, stream_upper() and then
+ * the chains moved whole; only for chains `in` owns.
  */
 static void
-fuzz_echo(struct fuzz_state *fz, int frozen)
+fuzz_echo(struct fuzz_state *fz, int frozen, int in_place)
 {
     size_t n, want = fz->fz_pending.fb_len;
 
@@ -282,15 +289,22 @@ fuzz_echo(struct fuzz_state *fz, int frozen)
         evbuffer_freeze(fz->fz_in, 0);
         evbuffer_freeze(fz->fz_out, 1);
     }
-    n = stream_echo(fz->fz_in, fz->fz_out);
+    if (in_place && !fz->fz_lent) {
+        n = stream_upper(fz->fz_in);
+        if (evbuffer_add_buffer(fz->fz_out, fz->fz_in) != 0)
+            fuzz_fail("evbuffer_add_buffer failed");
+    } else {
+        n = stream_echo(fz->fz_in, fz->fz_out);
+    }
+    fz->fz_lent = 0;
     if (frozen) {
         evbuffer_unfreeze(fz->fz_in, 0);
         evbuffer_unfreeze(fz->fz_out, 1);
     }
     if (n != want)
-        fuzz_fail("stream_echo returned a wrong count");
+        fuzz_fail("the echo returned a wrong count");
     if (evbuffer_get_length(fz->fz_in) != 0)
-        fuzz_fail("stream_echo left bytes in its input");
+        fuzz_fail("the echo left bytes in its input");
     fuzz_reserve(&fz->fz_expected, want);
     if (want > 0)
         fuzz_upper(fz->fz_expected.fb_data + fz->fz_expected.fb_len, fz->fz_pending.fb_data, want);
@@ -379,7 +393,7 @@ fuzz_step(struct fuzz_state *fz, unsigned char op, unsigned char sb)
             fuzz_drain(fz, 1 + sb % 7);
         break;
     default:
-        fuzz_echo(fz, op & 0x20);
+        fuzz_echo(fz, op & 0x20, op & 0x10);
         break;
     }
 }
@@ -405,7 +419,7 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         fuzz_byte(fz, &sb);
         fuzz_step(fz, op, sb);
     }
-    fuzz_echo(fz, 1);
+    fuzz_echo(fz, 1, 0);
     fuzz_drain(fz, 0);
 
     if (fz->fz_result.fb_len != fz->fz_expected.fb_len ||
