@@ -92,6 +92,30 @@ START_TEST(test_equal_reports_first_difference)
 }
 END_TEST
 
+/* A single wrong byte anywhere, in a whole block or in the tail, is found at its offset. */
+START_TEST(test_equal_every_position)
+{
+    enum { LEN = 200 };
+    unsigned char sent[LEN], reply[LEN];
+    size_t where;
+
+    for (size_t i = 0; i < LEN; i++)
+        sent[i] = (unsigned char)('a' + i % 40);
+    upper_copy(reply, sent, LEN);
+    for (size_t pos = 0; pos < LEN; pos++) {
+        for (size_t len = pos + 1; len <= LEN; len += 37) {
+            reply[pos] ^= 0x01;
+            where = LEN;
+            ck_assert_msg(!upper_equal(reply, sent, len, &where), "len %zu: byte %zu missed", len,
+                          pos);
+            ck_assert_uint_eq(where, pos);
+            reply[pos] ^= 0x01;
+            ck_assert(upper_equal(reply, sent, len, NULL));
+        }
+    }
+}
+END_TEST
+
 static Suite *
 upper_suite(void)
 {
@@ -101,6 +125,7 @@ upper_suite(void)
     tcase_add_test(tc, test_all_bytes);
     tcase_add_test(tc, test_lengths_and_alignments);
     tcase_add_test(tc, test_equal_reports_first_difference);
+    tcase_add_test(tc, test_equal_every_position);
     tcase_set_timeout(tc, 120);
     suite_add_tcase(s, tc);
     return s;
