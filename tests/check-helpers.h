@@ -9,6 +9,7 @@
  * library needs no check.
  */
 #include <check.h>
+#include <errno.h>
 #include <string.h>
 
 #include "harness.h"
@@ -88,6 +89,25 @@ expect_nfds(const struct daemon_proc *dp, int want, int timeout_ms)
     int n = wait_nfds_or_fail(dp, want, timeout_ms);
 
     ck_assert_msg(n == want, "daemon holds %d descriptors, %d expected", n, want);
+}
+
+/* manager_open(), failing the test unless NOTIFY_SOCKET now leads to a new manager socket. */
+static inline void
+manager_open_or_fail(struct manager *m, bool abstract)
+{
+    int r = manager_open(m, abstract);
+
+    ck_assert_msg(r == 0, "manager_open: %s", strerror(-r));
+}
+
+/* manager_recv(), failing the test on an error: a datagram's length, or -ETIMEDOUT. */
+static inline ssize_t
+manager_recv_or_fail(struct manager *m, char *buf, size_t size, pid_t *pid, long long timeout_ms)
+{
+    ssize_t n = manager_recv(m, buf, size, pid, timeout_ms);
+
+    ck_assert_msg(n >= 0 || n == -ETIMEDOUT, "NOTIFY_SOCKET: %s", strerror((int)-n));
+    return n;
 }
 
 #endif

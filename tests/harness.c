@@ -7,6 +7,7 @@
 #include <netinet/in.h>
 #include <poll.h>
 #include <signal.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -25,6 +26,9 @@
 /* Open-file limit (soft and hard) for the next daemon started; 0 = inherit ours. */
 static unsigned long harness_child_nofile;
 
+/* See scratch_setup(). */
+static char harness_scratch[64];
+
 long long
 now_ms(void)
 {
@@ -32,6 +36,15 @@ now_ms(void)
 
     clock_gettime(CLOCK_MONOTONIC, &ts);
     return (long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+uint64_t
+now_usec(void)
+{
+    struct timespec ts;
+
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000000u + (uint64_t)ts.tv_nsec / 1000u;
 }
 
 static void
@@ -965,4 +978,117 @@ ref_mismatch(const void *reply, const void *sent, size_t n)
             return (long)i;
     }
     return -1;
+}
+
+void
+scratch_setup(void)
+{
+    snprintf(harness_scratch, sizeof(harness_scratch), "/tmp/upechod-scratch-XXXXXX");
+    if (mkdtemp(harness_scratch) == NULL) {
+        perror("mkdtemp");
+        abort();
+    }
+}
+
+void
+scratch_teardown(void)
+{
+    harness_rm_tree(harness_scratch);
+    harness_scratch[0] = '\0';
+}
+
+const char *
+scratch_dir(void)
+{
+    return harness_scratch;
+}
+
+int
+manager_open(struct manager *m, bool abstract)
+{
+    static unsigned counter;
+    struct sockaddr_un sun = {.sun_family = AF_UNIX};
+    socklen_t len = sizeof(sun);
+    int one = 1, r;
+
+    memset(m, 0, sizeof(*m));
+    m->m_fd = socket(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+    if (m->m_fd == -1)
+        return -errno;
+    if (abstract) {
+        /* The '@' becomes the leading NUL, and the length covers just the name. */
+        snprintf(m->m_addr, sizeof(m->m_addr), "@upechod-test-notify-%ld-%u", (long)getpid(),
+                 counter++);
+        memcpy(sun.sun_path, m->m_addr, strlen(m->m_addr));
+        sun.sun_path[0] = '\0';
+        len = (socklen_t)(offsetof(struct sockaddr_un, sun_path) + strlen(m->m_addr));
+    } else {
+        /* Never a directory in /: without scratch_setup() there is no place for it. */
+        r = harness_scratch[0] == '\0' ? -ENOENT : 0;
+        snprintf(m->m_dir, sizeof(m->m_dir), "%s/XXXXXX", harness_scratch);
+        if (r == 0 && mkdtemp(m->m_dir) == NULL)
+            r = -errno;
+        if (r < 0) {
+            m->m_dir[0] = '\0';
+            manager_close(m);
+            return r;
+        }
+        snprintf(m->m_addr, sizeof(m->m_addr), "%s/notify", m->m_dir);
+        snprintf(sun.sun_path, sizeof(sun.sun_path), "%s", m->m_addr);
+    }
+    if (setsockopt(m->m_fd, SOL_SOCKET, SO_PASSCRED, &one, sizeof(one)) == -1 ||
+        bind(m->m_fd, (struct sockaddr *)&sun, len) == -1 ||
+        setenv("NOTIFY_SOCKET", m->m_addr, 1) == -1) {
+        r = -errno;
+        manager_close(m);
+        return r;
+    }
+    return 0;
+}
+
+void
+manager_close(struct manager *m)
+{
+    if (m->m_fd >= 0)
+        close(m->m_fd);
+    m->m_fd = -1;
+    harness_rm_tree(m->m_dir);
+    m->m_dir[0] = '\0';
+    unsetenv("NOTIFY_SOCKET");
+}
+
+ssize_t
+manager_recv(struct manager *m, char *buf, size_t size, pid_t *pid, long long timeout_ms)
+{
+    union {
+        struct cmsghdr align;
+        char buf[CMSG_SPACE(sizeof(struct ucred))];
+    } control;
+    struct iovec iov = {.iov_base = buf, .iov_len = size - 1};
+    struct msghdr mh = {.msg_iov = &iov, .msg_iovlen = 1};
+    struct cmsghdr *c;
+    ssize_t n;
+    int r = harness_poll1(m->m_fd, POLLIN, timeout_ms);
+
+    if (r < 0)
+        return r;
+    if (r == 0)
+        return -ETIMEDOUT;
+    mh.msg_control = control.buf;
+    mh.msg_controllen = sizeof(control.buf);
+    n = recvmsg(m->m_fd, &mh, MSG_DONTWAIT);
+    if (n < 0)
+        return -errno;
+    buf[n] = '\0';
+    if (pid != NULL)
+        *pid = -1;
+    for (c = CMSG_FIRSTHDR(&mh); c != NULL; c = CMSG_NXTHDR(&mh, c)) {
+        if (c->cmsg_level == SOL_SOCKET && c->cmsg_type == SCM_CREDENTIALS && pid != NULL) {
+            struct ucred uc;
+
+            memcpy(&uc, CMSG_DATA(c), sizeof(uc));
+            *pid = uc.pid;
+        }
+    }
+    return n;
 }

@@ -5,6 +5,7 @@
 #include <limits.h>
 #include <stdbool.h>
 #include <stddef.h>
+#include <stdint.h>
 #include <sys/types.h>
 #include <sys/un.h>
 
@@ -156,6 +157,8 @@ bool under_asan(void);
 
 /* Milliseconds on the monotonic clock. */
 long long now_ms(void);
+/* Microseconds on the monotonic clock, as MONOTONIC_USEC= counts them. */
+uint64_t now_usec(void);
 
 /* Deterministic pseudo-random bytes for payloads; equal seeds give equal bytes. */
 void fill_pattern(void *buf, size_t n, unsigned long long seed);
@@ -167,5 +170,40 @@ void fill_pattern(void *buf, size_t n, unsigned long long seed);
 void ref_upper(void *dst, const void *src, size_t n);
 /* Offset of the first byte of reply that is not the transform of sent, or -1. */
 long ref_mismatch(const void *reply, const void *sent, size_t n);
+
+/*
+ * A directory under /tmp (short, so that socket paths in it fit sun_path)
+ * for one test program's files, made and removed by check's unchecked
+ * fixture: tcase_add_unchecked_fixture(tc, scratch_setup, scratch_teardown).
+ * That runs in the runner process, which a failed assertion does not end,
+ * so the directory goes however the tests went.  Setup aborts if it cannot
+ * make it, as a fixture has no other way to fail.
+ */
+void scratch_setup(void);
+void scratch_teardown(void);
+const char *scratch_dir(void);
+
+/*
+ * The service manager's end of NOTIFY_SOCKET: a datagram socket in a new
+ * directory under scratch_dir(), or at an abstract @name.  SO_PASSCRED has
+ * the kernel attach each sender's pid, which systemd checks against the
+ * main pid (NotifyAccess=main).
+ */
+struct manager {
+    int m_fd;
+    char m_dir[80];  /* the socket's directory, "" for an abstract name */
+    char m_addr[96]; /* what NOTIFY_SOCKET says */
+};
+
+/* Bind a manager socket and point NOTIFY_SOCKET at it.  0 or -errno. */
+int manager_open(struct manager *m, bool abstract);
+/* Close the socket, remove its directory with whatever else went in it, unset NOTIFY_SOCKET. */
+void manager_close(struct manager *m);
+/*
+ * The next datagram within timeout_ms, NUL-terminated in buf, and its
+ * sender's pid in *pid (-1 if unknown; pid may be NULL).  Returns its
+ * length, -ETIMEDOUT, or -errno.
+ */
+ssize_t manager_recv(struct manager *m, char *buf, size_t size, pid_t *pid, long long timeout_ms);
 
 #endif

@@ -1,122 +1,26 @@
 /* test-notify.c: the readiness protocol against a real datagram socket standing in for systemd. */
 #include <check.h>
 #include <errno.h>
-#include <ftw.h>
-#include <inttypes.h>
-#include <poll.h>
-#include <stddef.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/socket.h>
-#include <sys/stat.h>
-#include <sys/un.h>
-#include <time.h>
 #include <unistd.h>
 
+#include "check-helpers.h"
+#include "harness.h"
 #include "notify.h"
-
-/* The service manager's end: a bound datagram socket and what NOTIFY_SOCKET must say. */
-struct manager {
-    int m_fd;
-    char m_dir[80];
-    char m_env[96];
-};
-
-/*
- * Socket files go under one directory that an unchecked fixture makes and
- * removes in the runner process, since a failed assertion ends the test's
- * own process at once.
- */
-static char test_dir[64];
-
-static int
-remove_one(const char *path, const struct stat *st, int type, struct FTW *ftw)
-{
-    remove(path);
-    return 0;
-}
-
-static void
-test_dir_setup(void)
-{
-    snprintf(test_dir, sizeof(test_dir), "/tmp/upechod-notify-XXXXXX");
-    if (mkdtemp(test_dir) == NULL) {
-        perror("mkdtemp");
-        abort();
-    }
-}
-
-static void
-test_dir_teardown(void)
-{
-    nftw(test_dir, remove_one, 8, FTW_DEPTH | FTW_PHYS);
-}
-
-/* Bind the manager's socket, at a path in a temp dir or (abstract) under an @name. */
-static void
-manager_open(struct manager *m, int abstract)
-{
-    static unsigned counter;
-    struct sockaddr_un sun;
-    socklen_t len;
-
-    memset(m, 0, sizeof(*m));
-    memset(&sun, 0, sizeof(sun));
-    sun.sun_family = AF_UNIX;
-    m->m_fd = socket(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC, 0);
-    ck_assert_int_ge(m->m_fd, 0);
-    if (abstract) {
-        snprintf(m->m_env, sizeof(m->m_env), "@upechod-test-notify-%ld-%u", (long)getpid(),
-                 counter++);
-        memcpy(sun.sun_path, m->m_env, strlen(m->m_env));
-        sun.sun_path[0] = '\0';
-        len = (socklen_t)(offsetof(struct sockaddr_un, sun_path) + strlen(m->m_env));
-    } else {
-        snprintf(m->m_dir, sizeof(m->m_dir), "%s/XXXXXX", test_dir);
-        ck_assert_ptr_nonnull(mkdtemp(m->m_dir));
-        snprintf(m->m_env, sizeof(m->m_env), "%s/notify", m->m_dir);
-        snprintf(sun.sun_path, sizeof(sun.sun_path), "%s", m->m_env);
-        len = sizeof(sun);
-    }
-    ck_assert_int_eq(bind(m->m_fd, (struct sockaddr *)&sun, len), 0);
-    ck_assert_int_eq(setenv("NOTIFY_SOCKET", m->m_env, 1), 0);
-}
-
-static void
-manager_close(struct manager *m)
-{
-    close(m->m_fd);
-    if (m->m_dir[0] != '\0') {
-        unlink(m->m_env);
-        rmdir(m->m_dir);
-    }
-    unsetenv("NOTIFY_SOCKET");
-}
 
 /* Receive one datagram within a second and check it is exactly want. */
 static void
 manager_expect(struct manager *m, const char *want)
 {
-    struct pollfd pfd = {.fd = m->m_fd, .events = POLLIN};
     char buf[8192];
-    ssize_t n;
+    ssize_t n = manager_recv_or_fail(m, buf, sizeof(buf), NULL, 1000);
 
-    ck_assert_int_eq(poll(&pfd, 1, 1000), 1);
-    n = recv(m->m_fd, buf, sizeof(buf) - 1, MSG_DONTWAIT);
-    ck_assert_int_ge(n, 0);
-    buf[n] = '\0';
+    ck_assert_msg(n >= 0, "no '%s' within 1 s", want);
     ck_assert_int_eq((size_t)n, strlen(buf));
     ck_assert_str_eq(buf, want);
-}
-
-static uint64_t
-monotonic_usec(void)
-{
-    struct timespec ts;
-
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (uint64_t)ts.tv_sec * 1000000u + (uint64_t)ts.tv_nsec / 1000u;
 }
 
 /* Every message the daemon sends, byte for byte, to a manager at m. */
@@ -124,7 +28,6 @@ static void
 check_messages(struct manager *m)
 {
     struct notify *n = notify_new();
-    struct pollfd pfd = {.fd = m->m_fd, .events = POLLIN};
     char buf[256], *end;
     uint64_t before, after, stamp;
     ssize_t len;
@@ -143,13 +46,11 @@ check_messages(struct manager *m)
     ck_assert_int_eq(notify_send(n, "EXTEND_TIMEOUT_USEC=%u", 5000000u), 0);
     manager_expect(m, "EXTEND_TIMEOUT_USEC=5000000");
 
-    before = monotonic_usec();
+    before = now_usec();
     ck_assert_int_eq(notify_reloading(n), 0);
-    after = monotonic_usec();
-    ck_assert_int_eq(poll(&pfd, 1, 1000), 1);
-    len = recv(m->m_fd, buf, sizeof(buf) - 1, MSG_DONTWAIT);
+    after = now_usec();
+    len = manager_recv_or_fail(m, buf, sizeof(buf), NULL, 1000);
     ck_assert_int_gt(len, 0);
-    buf[len] = '\0';
     ck_assert_msg(strncmp(buf, "RELOADING=1\nMONOTONIC_USEC=", 27) == 0, "got '%s'", buf);
     ck_assert(buf[27] >= '1' && buf[27] <= '9');
     stamp = strtoull(buf + 27, &end, 10);
@@ -184,7 +85,7 @@ START_TEST(test_path_socket)
 {
     struct manager m;
 
-    manager_open(&m, 0);
+    manager_open_or_fail(&m, false);
     check_messages(&m);
     manager_close(&m);
 }
@@ -194,7 +95,7 @@ START_TEST(test_abstract_socket)
 {
     struct manager m;
 
-    manager_open(&m, 1);
+    manager_open_or_fail(&m, true);
     check_messages(&m);
     manager_close(&m);
 }
@@ -225,11 +126,11 @@ START_TEST(test_no_listener)
     struct manager m;
     struct notify *n;
 
-    manager_open(&m, 0);
+    manager_open_or_fail(&m, false);
     n = notify_new();
     ck_assert_ptr_nonnull(n);
     close(m.m_fd);
-    unlink(m.m_env);
+    unlink(m.m_addr);
     ck_assert_int_eq(notify_ready(n, NULL), -ENOENT);
     m.m_fd = -1;
     notify_free(n);
@@ -247,7 +148,7 @@ START_TEST(test_full_queue_does_not_block)
     struct notify *n;
     int r = 0, sent = 0;
 
-    manager_open(&m, 0);
+    manager_open_or_fail(&m, false);
     n = notify_new();
     ck_assert_ptr_nonnull(n);
     while (sent < 100000 && (r = notify_watchdog(n)) == 0)
@@ -269,7 +170,7 @@ START_TEST(test_too_long)
     ck_assert_ptr_nonnull(big);
     memset(big, 'x', 9999);
     big[9999] = '\0';
-    manager_open(&m, 0);
+    manager_open_or_fail(&m, false);
     n = notify_new();
     ck_assert_ptr_nonnull(n);
     ck_assert_int_eq(notify_status(n, "%s", big), -EMSGSIZE);
@@ -322,7 +223,7 @@ notify_suite(void)
     Suite *s = suite_create("notify");
     TCase *tc = tcase_create("protocol");
 
-    tcase_add_unchecked_fixture(tc, test_dir_setup, test_dir_teardown);
+    tcase_add_unchecked_fixture(tc, scratch_setup, scratch_teardown);
     tcase_add_test(tc, test_unset_is_noop);
     tcase_add_test(tc, test_path_socket);
     tcase_add_test(tc, test_abstract_socket);

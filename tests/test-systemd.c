@@ -3,10 +3,8 @@
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
-#include <ftw.h>
 #include <arpa/inet.h>
 #include <netinet/in.h>
-#include <poll.h>
 #include <signal.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -15,10 +13,9 @@
 #include <sys/prctl.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
-#include <sys/un.h>
-#include <time.h>
 #include <unistd.h>
 
+#include "check-helpers.h"
 #include "harness.h"
 
 /* Bound on waiting for READY=1: the ASan build starts slowly on a busy machine. */
@@ -28,108 +25,6 @@
 static const char serve_all_ini[] = INI_ALL "path = @DIR@/upechod.sock\n";
 
 static const char tcp_only_ini[] = INI_TCP4_ONLY;
-
-/*
- * The service manager's end of NOTIFY_SOCKET.  SO_PASSCRED makes the kernel
- * attach the sender's pid, which systemd checks against the main pid
- * (NotifyAccess=main): a message from any other process would be ignored.
- */
-struct manager {
-    int m_fd;
-    char m_dir[80];
-    char m_path[96];
-};
-
-/*
- * Every test's files live under one directory that an unchecked fixture
- * makes and removes in the runner process: a failed assertion ends the
- * test's own process at once, with no chance to clean up.
- */
-static char test_dir[64];
-
-static int
-remove_one(const char *path, const struct stat *st, int type, struct FTW *ftw)
-{
-    remove(path);
-    return 0;
-}
-
-static void
-test_dir_setup(void)
-{
-    snprintf(test_dir, sizeof(test_dir), "/tmp/upechod-sd-XXXXXX");
-    if (mkdtemp(test_dir) == NULL) {
-        perror("mkdtemp");
-        abort();
-    }
-}
-
-static void
-test_dir_teardown(void)
-{
-    nftw(test_dir, remove_one, 8, FTW_DEPTH | FTW_PHYS);
-}
-
-static void
-manager_open(struct manager *m)
-{
-    struct sockaddr_un sun = {.sun_family = AF_UNIX};
-    int one = 1;
-
-    snprintf(m->m_dir, sizeof(m->m_dir), "%s/XXXXXX", test_dir);
-    ck_assert_ptr_nonnull(mkdtemp(m->m_dir));
-    snprintf(m->m_path, sizeof(m->m_path), "%s/notify", m->m_dir);
-    snprintf(sun.sun_path, sizeof(sun.sun_path), "%s", m->m_path);
-    m->m_fd = socket(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC, 0);
-    ck_assert_int_ge(m->m_fd, 0);
-    ck_assert_int_eq(setsockopt(m->m_fd, SOL_SOCKET, SO_PASSCRED, &one, sizeof(one)), 0);
-    ck_assert_int_eq(bind(m->m_fd, (struct sockaddr *)&sun, sizeof(sun)), 0);
-    ck_assert_int_eq(setenv("NOTIFY_SOCKET", m->m_path, 1), 0);
-}
-
-/* Close the socket and remove the directory with everything a test put in it. */
-static void
-manager_close(struct manager *m)
-{
-    close(m->m_fd);
-    nftw(m->m_dir, remove_one, 8, FTW_DEPTH | FTW_PHYS);
-    unsetenv("NOTIFY_SOCKET");
-}
-
-/* The next datagram within timeout_ms, with its sender's pid: its length, or -ETIMEDOUT. */
-static ssize_t
-manager_recv(struct manager *m, char *buf, size_t size, pid_t *pid, long long timeout_ms)
-{
-    union {
-        struct cmsghdr align;
-        char buf[CMSG_SPACE(sizeof(struct ucred))];
-    } control;
-    struct iovec iov = {.iov_base = buf, .iov_len = size - 1};
-    struct msghdr mh = {.msg_iov = &iov, .msg_iovlen = 1};
-    struct pollfd pfd = {.fd = m->m_fd, .events = POLLIN};
-    struct cmsghdr *c;
-    ssize_t n;
-
-    if (timeout_ms < 0)
-        timeout_ms = 0;
-    if (poll(&pfd, 1, (int)timeout_ms) != 1)
-        return -ETIMEDOUT;
-    mh.msg_control = control.buf;
-    mh.msg_controllen = sizeof(control.buf);
-    n = recvmsg(m->m_fd, &mh, MSG_DONTWAIT);
-    ck_assert_int_ge(n, 0);
-    buf[n] = '\0';
-    *pid = -1;
-    for (c = CMSG_FIRSTHDR(&mh); c != NULL; c = CMSG_NXTHDR(&mh, c)) {
-        if (c->cmsg_level == SOL_SOCKET && c->cmsg_type == SCM_CREDENTIALS) {
-            struct ucred uc;
-
-            memcpy(&uc, CMSG_DATA(c), sizeof(uc));
-            *pid = uc.pid;
-        }
-    }
-    return n;
-}
 
 /* Periodic messages that may come at any time: a bare status line or a watchdog ping. */
 static int
@@ -152,7 +47,7 @@ manager_expect(struct manager *m, pid_t pid, const char *prefix, char *out, size
     ssize_t n;
 
     for (;;) {
-        n = manager_recv(m, out, size, &from, deadline - now_ms());
+        n = manager_recv_or_fail(m, out, size, &from, deadline - now_ms());
         ck_assert_msg(n >= 0, "no '%s' from the daemon within %d ms", prefix, timeout_ms);
         ck_assert_msg(from == pid, "'%s' came from pid %ld, not the daemon's %ld", out, (long)from,
                       (long)pid);
@@ -240,15 +135,6 @@ stop_expect_stopping(struct manager *m, struct daemon_proc *dp)
     ck_assert_int_eq(status, 0);
 }
 
-static uint64_t
-monotonic_usec(void)
-{
-    struct timespec ts;
-
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (uint64_t)ts.tv_sec * 1000000u + (uint64_t)ts.tv_nsec / 1000u;
-}
-
 /*
  * READY=1 means every listener is bound: the first thing done on receiving
  * it is to connect, and that must work on each transport.
@@ -260,7 +146,7 @@ START_TEST(test_ready_after_bind)
     char msg[4096], path[108];
     int tcp, udp;
 
-    manager_open(&m);
+    manager_open_or_fail(&m, false);
     spawn(&dp, serve_all_ini);
     manager_expect(&m, dp.dp_pid, "READY=1", msg, sizeof(msg), READY_TIMEOUT_MS);
     tcp = log_listen(&dp, "tcp", NULL, 0);
@@ -287,15 +173,15 @@ START_TEST(test_reload)
     int tcp;
     FILE *f;
 
-    manager_open(&m);
+    manager_open_or_fail(&m, false);
     spawn(&dp, tcp_only_ini);
     manager_expect(&m, dp.dp_pid, "READY=1", msg, sizeof(msg), READY_TIMEOUT_MS);
     tcp = log_listen(&dp, "tcp", NULL, 0);
 
-    before = monotonic_usec();
+    before = now_usec();
     ck_assert_int_eq(daemon_signal(&dp, SIGHUP), 0);
     manager_expect(&m, dp.dp_pid, "RELOADING=1\n", msg, sizeof(msg), MSG_TIMEOUT_MS);
-    after = monotonic_usec();
+    after = now_usec();
     p = strstr(msg, "\nMONOTONIC_USEC=");
     ck_assert_msg(p != NULL, "no MONOTONIC_USEC in '%s'", msg);
     stamp = strtoull(p + 16, &end, 10);
@@ -331,11 +217,11 @@ START_TEST(test_status)
     pid_t from;
     int got = 0;
 
-    manager_open(&m);
+    manager_open_or_fail(&m, false);
     spawn(&dp, tcp_only_ini);
     manager_expect(&m, dp.dp_pid, "READY=1", msg, sizeof(msg), READY_TIMEOUT_MS);
     deadline = now_ms() + 10000;
-    while (!got && manager_recv(&m, msg, sizeof(msg), &from, deadline - now_ms()) >= 0)
+    while (!got && manager_recv_or_fail(&m, msg, sizeof(msg), &from, deadline - now_ms()) >= 0)
         got = strncmp(msg, "STATUS=", 7) == 0 && strlen(msg) > 7 && from == dp.dp_pid;
     ck_assert_msg(got, "no STATUS= line within 10 s of READY=1");
 
@@ -360,7 +246,7 @@ START_TEST(test_watchdog)
 
     unsetenv("WATCHDOG_PID");
     ck_assert_int_eq(setenv("WATCHDOG_USEC", "1000000", 1), 0);
-    manager_open(&m);
+    manager_open_or_fail(&m, false);
     spawn(&dp, tcp_only_ini);
     unsetenv("WATCHDOG_USEC");
     manager_expect(&m, dp.dp_pid, "READY=1", msg, sizeof(msg), READY_TIMEOUT_MS);
@@ -368,7 +254,7 @@ START_TEST(test_watchdog)
     last = now_ms();
     end = last + 3000;
     while (now_ms() < end) {
-        if (manager_recv(&m, msg, sizeof(msg), &from, end - now_ms()) < 0)
+        if (manager_recv_or_fail(&m, msg, sizeof(msg), &from, end - now_ms()) < 0)
             break;
         if (strcmp(msg, "WATCHDOG=1") != 0)
             continue;
@@ -399,14 +285,14 @@ START_TEST(test_watchdog_other_pid)
 
     ck_assert_int_eq(setenv("WATCHDOG_USEC", "200000", 1), 0);
     ck_assert_int_eq(setenv("WATCHDOG_PID", "1", 1), 0);
-    manager_open(&m);
+    manager_open_or_fail(&m, false);
     spawn(&dp, tcp_only_ini);
     unsetenv("WATCHDOG_USEC");
     unsetenv("WATCHDOG_PID");
     manager_expect(&m, dp.dp_pid, "READY=1", msg, sizeof(msg), READY_TIMEOUT_MS);
 
     end = now_ms() + 1000;
-    while (manager_recv(&m, msg, sizeof(msg), &from, end - now_ms()) >= 0)
+    while (manager_recv_or_fail(&m, msg, sizeof(msg), &from, end - now_ms()) >= 0)
         ck_assert_msg(strcmp(msg, "WATCHDOG=1") != 0, "pinged a watchdog of pid 1");
 
     stop_expect_stopping(&m, &dp);
@@ -544,7 +430,7 @@ START_TEST(test_socket_activation)
     ck_assert_int_eq(getsockname(busy_udp, (struct sockaddr *)&sin, &slen), 0);
     busy_uport = ntohs(sin.sin_port);
 
-    manager_open(&m);
+    manager_open_or_fail(&m, false);
     snprintf(dp.dp_dir, sizeof(dp.dp_dir), "%s", m.m_dir);
     snprintf(dp.dp_config, sizeof(dp.dp_config), "%s/upechod.ini", m.m_dir);
     snprintf(dp.dp_log, sizeof(dp.dp_log), "%s/upechod.log", m.m_dir);
@@ -650,7 +536,7 @@ systemd_suite(void)
     TCase *tc = tcase_create("notify");
     TCase *ta = tcase_create("activation");
 
-    tcase_add_unchecked_fixture(tc, test_dir_setup, test_dir_teardown);
+    tcase_add_unchecked_fixture(tc, scratch_setup, scratch_teardown);
     tcase_set_timeout(tc, 60);
     tcase_add_test(tc, test_ready_after_bind);
     tcase_add_test(tc, test_reload);
@@ -658,7 +544,7 @@ systemd_suite(void)
     tcase_add_test(tc, test_watchdog);
     tcase_add_test(tc, test_watchdog_other_pid);
     suite_add_tcase(s, tc);
-    tcase_add_unchecked_fixture(ta, test_dir_setup, test_dir_teardown);
+    tcase_add_unchecked_fixture(ta, scratch_setup, scratch_teardown);
     tcase_set_timeout(ta, 60);
     tcase_add_test(ta, test_socket_activation);
     suite_add_tcase(s, ta);
