@@ -157,6 +157,22 @@ server_accept_failed(struct server *srv, int err)
     }
 }
 
+/*
+ * Every stream shares one idle timeout, so let libevent keep them in one
+ * queue (a "common timeout") instead of its heap: re-arming after each
+ * read becomes O(1) rather than O(log connections).
+ */
+static void
+server_set_idle_timeout(struct server *srv)
+{
+    struct timeval tv = {.tv_sec = srv->srv_conf.cf_idle_timeout, .tv_usec = 0};
+
+    srv->srv_idle_tv = NULL;
+    if (tv.tv_sec > 0 &&
+        (srv->srv_idle_tv = event_base_init_common_timeout(srv->srv_base, &tv)) == NULL)
+        log_warn("cannot set up a shared idle timeout; connections will never time out");
+}
+
 /* Raise the soft open-file limit to the hard one; warn when max_connections cannot fit. */
 static void
 server_raise_nofile(const struct upechod_config *cf)
@@ -397,6 +413,7 @@ server_reload(struct server *srv)
         server_reconcile(srv, nc, 0);
     srv->srv_conf = *nc;
     free(nc);
+    server_set_idle_timeout(srv);
     server_raise_nofile(&srv->srv_conf);
     TAILQ_FOREACH(st, &srv->srv_streams, st_entry)
     stream_apply_limits(st);
@@ -484,6 +501,7 @@ server_new(const struct upechod_config *conf, const char *conf_path)
     srv->srv_ratelimit = udp_ratelimit_new();
     if (srv->srv_base == NULL || srv->srv_udp_batch == NULL || srv->srv_ratelimit == NULL)
         goto fail;
+    server_set_idle_timeout(srv);
     srv->srv_sigint = evsignal_new(srv->srv_base, SIGINT, server_signal_cb, srv);
     srv->srv_sigterm = evsignal_new(srv->srv_base, SIGTERM, server_signal_cb, srv);
     srv->srv_sighup = evsignal_new(srv->srv_base, SIGHUP, server_signal_cb, srv);

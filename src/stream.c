@@ -261,14 +261,11 @@ void
 stream_apply_limits(struct stream *st)
 {
     const struct upechod_config *cf = &st->st_srv->srv_conf;
-    struct timeval tv = {.tv_sec = cf->cf_idle_timeout, .tv_usec = 0};
+    const struct timeval *idle = st->st_srv->srv_idle_tv;
 
     if (!st->st_closing)
         bufferevent_setwatermark(st->st_bev, EV_WRITE, cf->cf_max_pending_output / 2, 0);
-    if (cf->cf_idle_timeout > 0)
-        bufferevent_set_timeouts(st->st_bev, &tv, &tv);
-    else
-        bufferevent_set_timeouts(st->st_bev, NULL, NULL);
+    bufferevent_set_timeouts(st->st_bev, idle, idle);
     if (!st->st_closing)
         stream_check_pressure(st);
 }
