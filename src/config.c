@@ -488,7 +488,7 @@ static int
 config_set(struct config_parser *p, int id, const char *v)
 {
     struct upechod_config *cf = p->p_cf;
-    unsigned long long n;
+    unsigned long long n = 0;
     int rc;
 
     switch (id) {
