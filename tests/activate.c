@@ -10,6 +10,7 @@
 
 #include "activation.h"
 #include "addr.h"
+#include "harness.h"
 
 #define ACTIVATE_MAX 16
 /* Where sockets wait while fds 3.. are cleared for them. */
@@ -104,7 +105,6 @@ main(int argc, char **argv)
     char text[ACTIVATE_MAX][ADDR_STRLEN + 8];
     int high[ACTIVATE_MAX];
     const char *report = NULL, *names = NULL;
-    char buf[32];
     size_t n = 0;
     int i = 1;
 
@@ -135,14 +135,7 @@ main(int argc, char **argv)
         }
         close(high[k]);
     }
-    snprintf(buf, sizeof(buf), "%ld", (long)getpid());
-    setenv("LISTEN_PID", buf, 1);
-    snprintf(buf, sizeof(buf), "%zu", n);
-    setenv("LISTEN_FDS", buf, 1);
-    if (names != NULL)
-        setenv("LISTEN_FDNAMES", names, 1);
-    else
-        unsetenv("LISTEN_FDNAMES");
+    listen_env_set(getpid(), n, names);
     if (report != NULL && activate_report(report, text, n) == -1) {
         fprintf(stderr, "activate: %s: %s\n", report, strerror(errno));
         return 73;

@@ -14,6 +14,7 @@
 #include <unistd.h>
 
 #include "activation.h"
+#include "harness.h"
 
 /*
  * Each case runs in a forked child, because it has to own fds 3, 4, 5...,
@@ -122,21 +123,6 @@ passed_install(const struct passed *p)
         close(high[i]);
     }
     return NULL;
-}
-
-static void
-set_listen_env(pid_t pid, size_t n, const char *names)
-{
-    char buf[32];
-
-    snprintf(buf, sizeof(buf), "%ld", (long)pid);
-    setenv("LISTEN_PID", buf, 1);
-    snprintf(buf, sizeof(buf), "%zu", n);
-    setenv("LISTEN_FDS", buf, 1);
-    if (names != NULL)
-        setenv("LISTEN_FDNAMES", names, 1);
-    else
-        unsetenv("LISTEN_FDNAMES");
 }
 
 static const char *
@@ -260,7 +246,7 @@ case_tcp_udp_unix(void)
         EXPECT(p.p_fd[i] >= 0, "socket %zu: %s", i, strerror(errno));
     if ((err = passed_install(&p)) != NULL)
         return err;
-    set_listen_env(getpid(), 3, "tcp:udp:upechod.socket");
+    listen_env_set(getpid(), 3, "tcp:udp:upechod.socket");
 
     r = activation_collect(&fds, &n);
     EXPECT(r == 0, "collect: %s", strerror(-r));
@@ -296,7 +282,7 @@ case_ipv6(void)
     EXPECT(p.p_fd[1] >= 0, "udp6: %s", strerror(errno));
     if ((err = passed_install(&p)) != NULL)
         return err;
-    set_listen_env(getpid(), 2, NULL);
+    listen_env_set(getpid(), 2, NULL);
 
     r = activation_collect(&fds, &n);
     EXPECT(r == 0, "collect: %s", strerror(-r));
@@ -330,7 +316,7 @@ case_names(void)
     strcpy(names + 300, "::");
     memset(longname, 'n', 255);
     longname[255] = '\0';
-    set_listen_env(getpid(), 3, names);
+    listen_env_set(getpid(), 3, names);
 
     r = activation_collect(&fds, &n);
     EXPECT(r == 0, "collect: %s", strerror(-r));
@@ -354,7 +340,7 @@ case_other_pid(void)
     EXPECT(p.p_fd[0] >= 0, "socket: %s", strerror(errno));
     if ((err = passed_install(&p)) != NULL)
         return err;
-    set_listen_env(getppid(), 1, "tcp");
+    listen_env_set(getppid(), 1, "tcp");
 
     EXPECT(activation_collect(&fds, &n) == 0, "collect failed");
     EXPECT(n == 0 && fds == NULL, "collected %zu sockets of another process", n);
@@ -372,7 +358,7 @@ case_zero_fds(void)
     struct activated_fd *fds;
     size_t n = 99;
 
-    set_listen_env(getpid(), 0, NULL);
+    listen_env_set(getpid(), 0, NULL);
     EXPECT(activation_collect(&fds, &n) == 0, "collect failed");
     EXPECT(n == 0 && fds == NULL, "collected %zu of LISTEN_FDS=0", n);
     return expect_env_unset();
@@ -417,7 +403,7 @@ expect_refused(int fd, const char *what)
     passed_add(&p, fd);
     if ((err = passed_install(&p)) != NULL)
         return err;
-    set_listen_env(getpid(), 2, "good:bad");
+    listen_env_set(getpid(), 2, "good:bad");
     EXPECT(activation_collect(&fds, &n) == -EINVAL, "%s accepted", what);
     EXPECT(n == 0 && fds == NULL, "%s: sockets returned with the error", what);
     EXPECT(fcntl(ACTIVATION_FD_START + 1, F_GETFD) != -1, "%s: fd closed on error", what);
@@ -466,7 +452,7 @@ case_closed_fd(void)
 
     close(ACTIVATION_FD_START);
     close(ACTIVATION_FD_START + 1);
-    set_listen_env(getpid(), 2, NULL);
+    listen_env_set(getpid(), 2, NULL);
     EXPECT(activation_collect(&fds, &n) == -EINVAL, "closed fds accepted");
     return NULL;
 }
