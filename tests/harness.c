@@ -192,6 +192,19 @@ harness_write_config(const char *path, const char *text, const char *dir)
     return 0;
 }
 
+int
+daemon_write_config(const struct daemon_proc *dp, const char *ini_text)
+{
+    char tmp[sizeof(dp->dp_config) + 8];
+    int r;
+
+    snprintf(tmp, sizeof(tmp), "%s.new", dp->dp_config);
+    r = harness_write_config(tmp, ini_text, dp->dp_dir);
+    if (r == 0 && rename(tmp, dp->dp_config) == -1)
+        r = -errno;
+    return r;
+}
+
 static int
 harness_status(int wstatus)
 {

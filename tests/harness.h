@@ -86,6 +86,13 @@ int daemon_wait(struct daemon_proc *dp, int timeout_ms, int *status);
  */
 int daemon_stop(struct daemon_proc *dp);
 
+/*
+ * Replace the daemon's configuration file with ini_text, "@DIR@" standing
+ * for dp_dir as for daemon_start(), by a rename: a SIGHUP that comes
+ * meanwhile reads the old file or the new one, never half of one.  0 or -errno.
+ */
+int daemon_write_config(const struct daemon_proc *dp, const char *ini_text);
+
 /* Whether the daemon's output so far contains needle. */
 bool daemon_log_contains(const struct daemon_proc *dp, const char *needle);
 /* How many times needle occurs in the daemon's output so far, or -errno. */

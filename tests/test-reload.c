@@ -50,27 +50,6 @@ static const char tight_ini[] = INI_UNIX_ONLY "path = @DIR@/s.sock\n"
                                               "max_pending_output = 4K\n"
                                               "idle_timeout = 1\n";
 
-/* Replace the daemon's configuration file, "@DIR@" standing for its temp dir. */
-static void
-rewrite_config(const struct daemon_proc *dp, const char *text)
-{
-    char tmp[PATH_MAX + 8];
-    const char *p = text, *q;
-    FILE *f;
-
-    snprintf(tmp, sizeof(tmp), "%s.new", dp->dp_config);
-    f = fopen(tmp, "we");
-    ck_assert_ptr_nonnull(f);
-    while ((q = strstr(p, "@DIR@")) != NULL) {
-        fwrite(p, 1, (size_t)(q - p), f);
-        fputs(dp->dp_dir, f);
-        p = q + 5;
-    }
-    fputs(p, f);
-    ck_assert_int_eq(fclose(f), 0);
-    ck_assert_int_eq(rename(tmp, dp->dp_config), 0);
-}
-
 /* Wait until needle has appeared n times in the daemon's log. */
 static void
 wait_log(const struct daemon_proc *dp, const char *needle, int n)
@@ -224,7 +203,7 @@ START_TEST(test_reload_listeners)
     cl.cl_port = p1;
     ck_assert_int_eq(pthread_create(&th, NULL, connect_loop_run, &cl), 0);
 
-    rewrite_config(&dp, moved_ini);
+    ck_assert_int_eq(daemon_write_config(&dp, moved_ini), 0);
     reload(&dp, "configuration reloaded", 1);
     p2 = log_port(&dp, "127.0.0.2");
     ck_assert_msg(p2 > 0, "the log names no listener on 127.0.0.2");
@@ -237,7 +216,7 @@ START_TEST(test_reload_listeners)
                   r >= 0 ? "a connection" : strerror(-r));
     echo_all(fd, NLIVE, "after the first reload");
 
-    rewrite_config(&dp, broken_ini);
+    ck_assert_int_eq(daemon_write_config(&dp, broken_ini), 0);
     reload(&dp, "reload failed", 1);
     snprintf(want, sizeof(want), "%s:6: ", dp.dp_config);
     ck_assert_msg(daemon_log_contains(&dp, want), "no '%s' in the log", want);
@@ -247,7 +226,7 @@ START_TEST(test_reload_listeners)
     serves("127.0.0.1", p1);
     echo_all(fd, NLIVE, "after the broken reload");
 
-    rewrite_config(&dp, moved_ini);
+    ck_assert_int_eq(daemon_write_config(&dp, moved_ini), 0);
     reload(&dp, "configuration reloaded", 2);
     ck_assert_int_eq(daemon_log_count(&dp, "listening on tcp 127.0.0.2:"), 1);
     ck_assert_int_eq(daemon_log_count(&dp, "listening on tcp 127.0.0.1:"), 1);
@@ -309,7 +288,7 @@ START_TEST(test_reload_limits_existing)
     ck_assert_msg(before > (16u << 20), "only %zu bytes in with max_pending_output = 16M", before);
     ck_assert_int_eq(read_exact(idle, got, 1, 0), -ETIMEDOUT);
 
-    rewrite_config(&dp, tight_ini);
+    ck_assert_int_eq(daemon_write_config(&dp, tight_ini), 0);
     reload(&dp, "configuration reloaded", 1);
     t0 = now_ms();
     after = fill(b, 64u << 20);

@@ -171,7 +171,6 @@ START_TEST(test_reload)
     uint64_t before, after, stamp;
     const char *p;
     int tcp;
-    FILE *f;
 
     manager_open_or_fail(&m, false);
     spawn(&dp, tcp_only_ini);
@@ -192,10 +191,7 @@ START_TEST(test_reload)
     check_echo_all(tcp, 0, NULL);
 
     /* A broken file is a failed reload, which still ends in READY=1: the old one runs on. */
-    f = fopen(dp.dp_config, "we");
-    ck_assert_ptr_nonnull(f);
-    fputs("[tcp]\nlisten = not an address\n", f);
-    fclose(f);
+    ck_assert_int_eq(daemon_write_config(&dp, "[tcp]\nlisten = not an address\n"), 0);
     ck_assert_int_eq(daemon_signal(&dp, SIGHUP), 0);
     manager_expect(&m, dp.dp_pid, "RELOADING=1\n", msg, sizeof(msg), MSG_TIMEOUT_MS);
     manager_expect(&m, dp.dp_pid, "READY=1", msg, sizeof(msg), MSG_TIMEOUT_MS);
@@ -442,10 +438,7 @@ START_TEST(test_socket_activation)
              "[tcp]\nlisten = 127.0.0.1:%d\n[udp]\nlisten = 127.0.0.1:%d\n"
              "[unix]\nenabled = yes\npath = %s\n",
              busy_tport, busy_uport, cfg_path);
-    f = fopen(dp.dp_config, "we");
-    ck_assert_ptr_nonnull(f);
-    fputs(ini, f);
-    fclose(f);
+    ck_assert_int_eq(daemon_write_config(&dp, ini), 0);
     logfd = open(dp.dp_log, O_WRONLY | O_CREAT | O_TRUNC | O_APPEND | O_CLOEXEC, 0600);
     ck_assert_int_ge(logfd, 0);
 
