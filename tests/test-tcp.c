@@ -33,35 +33,34 @@ check_simple_echo(int fd)
     ck_assert_int_eq(read_eof(fd, 5000), 0);
 }
 
-START_TEST(test_echo_ipv4)
+/* The daemon started on ini names its listener in the log, and echoes over family. */
+static void
+check_listener(const char *ini, const char *logged, int family)
 {
     struct daemon_proc dp;
     int fd;
 
-    start_or_fail(&dp, tcp4_ini);
-    ck_assert(daemon_log_contains(&dp, "listening on tcp 127.0.0.1:"));
-    fd = connect_or_fail(AF_INET, dp.dp_tcp_port);
+    start_or_fail(&dp, ini);
+    ck_assert(daemon_log_contains(&dp, logged));
+    fd = connect_or_fail(family, family == AF_INET6 ? dp.dp_tcp6_port : dp.dp_tcp_port);
     check_simple_echo(fd);
     close(fd);
     ck_assert_int_eq(daemon_stop(&dp), 0);
+}
+
+START_TEST(test_echo_ipv4)
+{
+    check_listener(tcp4_ini, "listening on tcp 127.0.0.1:", AF_INET);
 }
 END_TEST
 
 START_TEST(test_echo_ipv6)
 {
-    struct daemon_proc dp;
-    int fd;
-
     if (!ipv6_available()) {
         fprintf(stderr, "test_echo_ipv6: no ::1 here, skipped\n");
         return;
     }
-    start_or_fail(&dp, tcp6_ini);
-    ck_assert(daemon_log_contains(&dp, "listening on tcp [::1]:"));
-    fd = connect_or_fail(AF_INET6, dp.dp_tcp6_port);
-    check_simple_echo(fd);
-    close(fd);
-    ck_assert_int_eq(daemon_stop(&dp), 0);
+    check_listener(tcp6_ini, "listening on tcp [::1]:", AF_INET6);
 }
 END_TEST
 
