@@ -43,6 +43,17 @@ usage(FILE *f)
           f);
 }
 
+/* The finite, non-negative number s begins with; *end gets what follows it (a suffix). */
+static int
+parse_number(const char *s, double *v, char **end)
+{
+    errno = 0;
+    *v = strtod(s, end);
+    if (*end == s || errno != 0 || !(*v >= 0) || !isfinite(*v))
+        return -EINVAL;
+    return 0;
+}
+
 /* A count with an optional k (1000) or M (1000000) suffix; -EINVAL if malformed. */
 static int
 parse_count(const char *s, double scale_k, uint64_t max, uint64_t *out)
@@ -50,9 +61,7 @@ parse_count(const char *s, double scale_k, uint64_t max, uint64_t *out)
     char *end;
     double v;
 
-    errno = 0;
-    v = strtod(s, &end);
-    if (end == s || errno != 0 || !(v >= 0))
+    if (parse_number(s, &v, &end) < 0)
         return -EINVAL;
     if (*end == 'k' || *end == 'K')
         v *= scale_k, end++;
@@ -71,9 +80,7 @@ parse_seconds(const char *s, double *out)
     char *end;
     double v;
 
-    errno = 0;
-    v = strtod(s, &end);
-    if (end == s || errno != 0 || !(v > 0) || !isfinite(v))
+    if (parse_number(s, &v, &end) < 0 || v == 0)
         return -EINVAL;
     if (strcmp(end, "ms") == 0)
         v /= 1000.0;
@@ -102,9 +109,7 @@ parse_rate(const char *s, double *out)
     char *end;
     double v;
 
-    errno = 0;
-    v = strtod(s, &end);
-    if (end == s || errno != 0 || !(v > 0) || !isfinite(v))
+    if (parse_number(s, &v, &end) < 0 || v == 0)
         return -EINVAL;
     if (*end == 'k' || *end == 'K')
         v *= 1e3, end++;
