@@ -1016,21 +1016,6 @@ scratch_dir(void)
     return harness_scratch;
 }
 
-void
-listen_env_set(pid_t pid, size_t n, const char *names)
-{
-    char buf[32];
-
-    snprintf(buf, sizeof(buf), "%ld", (long)pid);
-    setenv("LISTEN_PID", buf, 1);
-    snprintf(buf, sizeof(buf), "%zu", n);
-    setenv("LISTEN_FDS", buf, 1);
-    if (names != NULL)
-        setenv("LISTEN_FDNAMES", names, 1);
-    else
-        unsetenv("LISTEN_FDNAMES");
-}
-
 int
 manager_open(struct manager *m, bool abstract)
 {
@@ -1119,4 +1104,19 @@ manager_recv(struct manager *m, char *buf, size_t size, pid_t *pid, long long ti
         }
     }
     return n;
+}
+
+void
+listen_env_set(pid_t pid, size_t n, const char *names)
+{
+    char buf[32];
+
+    snprintf(buf, sizeof(buf), "%ld", (long)pid);
+    setenv("LISTEN_PID", buf, 1);
+    snprintf(buf, sizeof(buf), "%zu", n);
+    setenv("LISTEN_FDS", buf, 1);
+    if (names != NULL)
+        setenv("LISTEN_FDNAMES", names, 1);
+    else
+        unsetenv("LISTEN_FDNAMES");
 }

@@ -202,13 +202,6 @@ struct manager {
     char m_addr[96]; /* what NOTIFY_SOCKET says */
 };
 
-/*
- * The rest of socket activation, as systemd does it for the process pid
- * that will find n sockets at fds 3 on: LISTEN_PID, LISTEN_FDS, and
- * LISTEN_FDNAMES (unset when names is NULL).
- */
-void listen_env_set(pid_t pid, size_t n, const char *names);
-
 /* Bind a manager socket and point NOTIFY_SOCKET at it.  0 or -errno. */
 int manager_open(struct manager *m, bool abstract);
 /* Close the socket, remove its directory with whatever else went in it, unset NOTIFY_SOCKET. */
@@ -219,5 +212,12 @@ void manager_close(struct manager *m);
  * length, -ETIMEDOUT, or -errno.
  */
 ssize_t manager_recv(struct manager *m, char *buf, size_t size, pid_t *pid, long long timeout_ms);
+
+/*
+ * Socket activation's environment, as systemd sets it for the process pid
+ * that will find n sockets at fds 3 on: LISTEN_PID, LISTEN_FDS, and
+ * LISTEN_FDNAMES (unset when names is NULL).
+ */
+void listen_env_set(pid_t pid, size_t n, const char *names);
 
 #endif
