@@ -155,25 +155,6 @@ soak_error(struct soak *sk, size_t i, const char *fmt, ...)
     fputc('\n', stderr);
 }
 
-/* Open descriptors of the daemon, from /proc. */
-static long
-soak_daemon_fds(const struct daemon_proc *dp)
-{
-    char path[64];
-    struct dirent *de;
-    long n = 0;
-    DIR *d;
-
-    snprintf(path, sizeof(path), "/proc/%d/fd", (int)dp->dp_pid);
-    if ((d = opendir(path)) == NULL)
-        return -errno;
-    while ((de = readdir(d)) != NULL)
-        if (de->d_name[0] != '.')
-            n++;
-    closedir(d);
-    return n;
-}
-
 /*
  * TcpExt ListenDrops: handshakes the kernel dropped because an accept queue
  * was full.  Counted for the whole network namespace, so only reported.
@@ -487,7 +468,7 @@ soak_sample(struct soak *sk, const struct daemon_proc *dp, long long ms)
     ss = &sk->sk_samples[sk->sk_nsamples++];
     ss->ss_ms = ms;
     ss->ss_rss_kib = daemon_rss_kib(dp);
-    ss->ss_fds = soak_daemon_fds(dp);
+    ss->ss_fds = daemon_nfds(dp);
     ck_assert_msg(ss->ss_rss_kib > 0, "daemon RSS: %s", strerror((int)-ss->ss_rss_kib));
     printf("soak: %6.1f s  daemon RSS %ld KiB, %ld fds; %llu connections, %llu echoes, "
            "%llu errors; %zu open, %zu of them idle\n",
@@ -581,7 +562,7 @@ START_TEST(test_soak_churn)
     r = daemon_start(&dp, ini);
     ck_assert_msg(r == 0, "daemon_start: %s", strerror(-r));
     ck_assert_int_gt(dp.dp_tcp_port, 0);
-    fds_before = soak_daemon_fds(&dp);
+    fds_before = daemon_nfds(&dp);
 
     sk = malloc(sizeof(*sk));
     ck_assert_ptr_nonnull(sk);
@@ -650,7 +631,7 @@ START_TEST(test_soak_churn)
 
     /* Every connection is closed: the daemon must give its descriptors back. */
     for (long long until = now_ms() + 10000; now_ms() < until;) {
-        fds_after = soak_daemon_fds(&dp);
+        fds_after = daemon_nfds(&dp);
         if (fds_after <= fds_before)
             break;
         usleep(100 * 1000);
