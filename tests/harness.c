@@ -380,9 +380,12 @@ harness_parse_listen(struct daemon_proc *dp, const char *line, size_t len)
         *slot = port;
 }
 
-/* Parse the log; true once it holds a line ending in "ready". */
-static bool
-harness_scan_log(struct daemon_proc *dp)
+/*
+ * Parse the log; true once it holds a line ending in "ready", and then the
+ * listening lines have filled in dp's ports and unix path.
+ */
+bool
+daemon_scan_log(struct daemon_proc *dp)
 {
     char *log = harness_slurp(dp->dp_log, NULL);
     bool ready = false;
@@ -435,7 +438,7 @@ daemon_start_args(struct daemon_proc *dp, const char *ini_text, const char *cons
         return r;
     deadline = now_ms() + HARNESS_READY_TIMEOUT_MS;
     for (;;) {
-        if (harness_scan_log(dp))
+        if (daemon_scan_log(dp))
             return 0;
         if (harness_reap(dp, false)) {
             fprintf(stderr, "harness: upechod exited with status %d before it was ready:\n",

@@ -95,6 +95,7 @@ int daemon_write_config(const struct daemon_proc *dp, const char *ini_text);
 
 /* Whether the daemon's output so far contains needle. */
 bool daemon_log_contains(const struct daemon_proc *dp, const char *needle);
+bool daemon_scan_log(struct daemon_proc *dp);
 /* How many times needle occurs in the daemon's output so far, or -errno. */
 int daemon_log_count(const struct daemon_proc *dp, const char *needle);
 /* Copy the daemon's output to our stderr, for the test log. */

@@ -58,34 +58,6 @@ manager_expect(struct manager *m, pid_t pid, const char *prefix, char *out, size
                   prefix);
 }
 
-/* The first "listening on KIND ADDRESS" of the daemon's log: the port, or the path for unix. */
-static int
-log_listen(const struct daemon_proc *dp, const char *kind, char *path, size_t size)
-{
-    char line[1024], needle[64];
-    FILE *f = fopen(dp->dp_log, "re");
-    int port = 0;
-
-    ck_assert_ptr_nonnull(f);
-    snprintf(needle, sizeof(needle), "listening on %s ", kind);
-    while (port == 0 && fgets(line, sizeof(line), f) != NULL) {
-        char *p = strstr(line, needle), *colon;
-
-        if (p == NULL)
-            continue;
-        p += strlen(needle);
-        p[strcspn(p, " \n")] = '\0';
-        if (path != NULL) {
-            snprintf(path, size, "%s", p);
-            port = 1;
-        } else if ((colon = strrchr(p, ':')) != NULL) {
-            port = atoi(colon + 1);
-        }
-    }
-    fclose(f);
-    return port;
-}
-
 /* Send text on a connected socket and expect its uppercase back. */
 static void
 check_echo(int fd, const char *what)
@@ -143,18 +115,16 @@ START_TEST(test_ready_after_bind)
 {
     struct daemon_proc dp;
     struct manager m;
-    char msg[4096], path[108];
-    int tcp, udp;
+    char msg[4096];
 
     manager_open_or_fail(&m, false);
     spawn(&dp, serve_all_ini);
     manager_expect(&m, dp.dp_pid, "READY=1", msg, sizeof(msg), READY_TIMEOUT_MS);
-    tcp = log_listen(&dp, "tcp", NULL, 0);
-    udp = log_listen(&dp, "udp", NULL, 0);
-    ck_assert_int_eq(log_listen(&dp, "unix", path, sizeof(path)), 1);
-    ck_assert_int_gt(tcp, 0);
-    ck_assert_int_gt(udp, 0);
-    check_echo_all(tcp, udp, path);
+    ck_assert_msg(daemon_scan_log(&dp), "READY=1 came before the log said ready");
+    ck_assert_int_gt(dp.dp_tcp_port, 0);
+    ck_assert_int_gt(dp.dp_udp_port, 0);
+    ck_assert_str_ne(dp.dp_unix_path, "");
+    check_echo_all(dp.dp_tcp_port, dp.dp_udp_port, dp.dp_unix_path);
 
     stop_expect_stopping(&m, &dp);
     daemon_stop(&dp);
@@ -175,7 +145,8 @@ START_TEST(test_reload)
     manager_open_or_fail(&m, false);
     spawn(&dp, tcp_only_ini);
     manager_expect(&m, dp.dp_pid, "READY=1", msg, sizeof(msg), READY_TIMEOUT_MS);
-    tcp = log_listen(&dp, "tcp", NULL, 0);
+    ck_assert_msg(daemon_scan_log(&dp), "READY=1 came before the log said ready");
+    tcp = dp.dp_tcp_port;
 
     before = now_usec();
     ck_assert_int_eq(daemon_signal(&dp, SIGHUP), 0);
