@@ -8,11 +8,13 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <ini.h>
 
 #include "config.h"
+#include "upechod-build.h"
 
 /* Largest file config_parse_file() reads: a real one is a few kilobytes. */
 #define CONFIG_FILE_MAX (1024 * 1024)
@@ -923,4 +925,24 @@ config_parse_file(struct upechod_config *cf, const char *path, config_error_fn e
     }
     free(buf);
     return rc;
+}
+
+/*
+ * Load what upechod runs on: `path`, or with NULL the installed default
+ * file when it exists, else the built-in defaults (cf_file is then "").
+ * Returns as config_parse_file() does.  At start-up and on every reload the
+ * same choice is made, so a default file created later is picked up.
+ */
+int
+config_load(struct upechod_config *cf, const char *path, config_error_fn err, void *arg)
+{
+    struct stat st;
+
+    if (path == NULL && stat(UPECHOD_DEFAULT_CONFIG, &st) == 0)
+        path = UPECHOD_DEFAULT_CONFIG;
+    if (path == NULL) {
+        config_defaults(cf);
+        return 0;
+    }
+    return config_parse_file(cf, path, err, arg);
 }

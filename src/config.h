@@ -75,6 +75,7 @@ void config_defaults(struct upechod_config *cf);
  * cf is filled either way, but only a return of 0 makes it fit to use.
  */
 int config_parse_file(struct upechod_config *cf, const char *path, config_error_fn err, void *arg);
+int config_load(struct upechod_config *cf, const char *path, config_error_fn err, void *arg);
 int config_parse_string(struct upechod_config *cf, const char *name, const char *text,
                         config_error_fn err, void *arg);
 

@@ -4,7 +4,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/stat.h>
 
 #include "config.h"
 #include "log.h"
@@ -53,7 +52,6 @@ main(int argc, char **argv)
     struct server *srv;
     const char *path = NULL;
     int test = 0, ch, rc;
-    struct stat st;
 
     while ((ch = getopt_long(argc, argv, "c:tVh", longopts, NULL)) != -1) {
         switch (ch) {
@@ -85,19 +83,12 @@ main(int argc, char **argv)
         fprintf(stderr, "upechod: out of memory\n");
         return 1;
     }
-    if (path == NULL && stat(UPECHOD_DEFAULT_CONFIG, &st) == 0)
-        path = UPECHOD_DEFAULT_CONFIG;
-    if (path != NULL) {
-        rc = config_parse_file(cf, path, main_config_error, NULL);
-        if (rc != 0) {
-            if (rc > 0)
-                fprintf(stderr, "upechod: %s: %d error%s, not starting\n", path, rc,
-                        rc == 1 ? "" : "s");
-            free(cf);
-            return EX_CONFIG;
-        }
-    } else {
-        config_defaults(cf);
+    if ((rc = config_load(cf, path, main_config_error, NULL)) != 0) {
+        if (rc > 0)
+            fprintf(stderr, "upechod: %s: %d error%s, not starting\n", cf->cf_file, rc,
+                    rc == 1 ? "" : "s");
+        free(cf);
+        return EX_CONFIG;
     }
     if (test) {
         printf("configuration OK\n");
@@ -106,10 +97,11 @@ main(int argc, char **argv)
     }
 
     log_set_level(cf->cf_log_level);
-    if (path == NULL)
+    if (cf->cf_file[0] == '\0')
         log_info("no configuration file at %s; running on built-in defaults",
                  UPECHOD_DEFAULT_CONFIG);
-    if ((srv = server_new(cf, path)) == NULL) {
+    /* What SIGHUP re-reads: the same file, or the same search when there was none. */
+    if ((srv = server_new(cf, cf->cf_file)) == NULL) {
         log_error("cannot set up the event loop: out of memory");
         free(cf);
         return 1;

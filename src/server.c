@@ -150,9 +150,13 @@ server_accept_failed(struct server *srv, int err)
             evtimer_add(srv->srv_nofd_timer, &tv);
     }
     if (server_nofd_may_log(srv)) {
-        log_warn("cannot accept connections: %s (%llu failures since the last report)%s",
-                 strerror(err), (unsigned long long)srv->srv_nofd_count,
-                 starved ? "; pausing accepts and retrying every 50 ms" : "");
+        if (starved)
+            log_warn("cannot accept connections: %s (%llu failures since the last report); "
+                     "pausing accepts and retrying every %d ms",
+                     strerror(err), (unsigned long long)srv->srv_nofd_count, SERVER_NOFD_RETRY_MS);
+        else
+            log_warn("cannot accept connections: %s (%llu failures since the last report)",
+                     strerror(err), (unsigned long long)srv->srv_nofd_count);
         srv->srv_nofd_count = 0;
     }
 }
@@ -234,6 +238,23 @@ server_listen_one(struct server *srv, const struct upechod_config *cf, enum tran
     return 0;
 }
 
+/* Stop listening on ls; connections accepted from it go on. */
+static void
+server_close_listener(struct server *srv, struct listener *ls)
+{
+    TAILQ_REMOVE(&srv->srv_listeners, ls, ls_entry);
+    listener_free(ls);
+}
+
+static void
+server_close_listeners(struct server *srv)
+{
+    struct listener *ls;
+
+    while ((ls = TAILQ_FIRST(&srv->srv_listeners)) != NULL)
+        server_close_listener(srv, ls);
+}
+
 struct server_want {
     enum transport sw_transport;
     const struct addr *sw_addr;
@@ -297,8 +318,7 @@ server_reconcile(struct server *srv, const struct upechod_config *cf, int fatal)
         if (ls->ls_mark)
             continue;
         log_info("no longer listening on %s %s", transport_name(ls->ls_transport), ls->ls_name);
-        TAILQ_REMOVE(&srv->srv_listeners, ls, ls_entry);
-        listener_free(ls);
+        server_close_listener(srv, ls);
     }
 
     for (size_t i = 0; i < nwant; i++) {
@@ -337,23 +357,19 @@ server_adopt(struct server *srv, struct activated_fd *fds, size_t n)
     return 0;
 }
 
-static void
-server_status(struct server *srv, const char *state)
-{
-    const struct server_stats *s = &srv->srv_stats;
-
-    notify_status(srv->srv_notify,
-                  "%s: %zu connections open, %llu accepted, %llu bytes echoed, "
-                  "%llu datagrams echoed, %llu dropped",
-                  state, srv->srv_nstreams, (unsigned long long)s->st_accepted,
-                  (unsigned long long)s->st_bytes_out, (unsigned long long)s->st_dgrams_out,
-                  (unsigned long long)s->st_dgrams_dropped);
-}
-
+/* The service manager's STATUS= line, refreshed every SERVER_STATUS_SEC. */
 static void
 server_status_cb(evutil_socket_t fd, short what, void *arg)
 {
-    server_status(arg, "serving");
+    struct server *srv = arg;
+    const struct server_stats *s = &srv->srv_stats;
+
+    notify_status(srv->srv_notify,
+                  "serving: %zu connections open, %llu accepted, %llu bytes echoed, "
+                  "%llu datagrams echoed, %llu dropped",
+                  srv->srv_nstreams, (unsigned long long)s->st_accepted,
+                  (unsigned long long)s->st_bytes_out, (unsigned long long)s->st_dgrams_out,
+                  (unsigned long long)s->st_dgrams_dropped);
 }
 
 static void
@@ -380,7 +396,6 @@ server_reload(struct server *srv)
 {
     struct upechod_config *nc = malloc(sizeof(*nc));
     struct stream *st;
-    struct stat sb;
     int rc;
 
     notify_reloading(srv->srv_notify);
@@ -389,14 +404,8 @@ server_reload(struct server *srv)
         notify_ready(srv->srv_notify, "reload failed: out of memory");
         return;
     }
-    if (srv->srv_conf_path[0] != '\0')
-        rc = config_parse_file(nc, srv->srv_conf_path, server_reload_error, NULL);
-    else if (stat(UPECHOD_DEFAULT_CONFIG, &sb) == 0)
-        rc = config_parse_file(nc, UPECHOD_DEFAULT_CONFIG, server_reload_error, NULL);
-    else {
-        config_defaults(nc);
-        rc = 0;
-    }
+    rc = config_load(nc, srv->srv_conf_path[0] != '\0' ? srv->srv_conf_path : NULL,
+                     server_reload_error, NULL);
     if (rc != 0) {
         log_error("reload failed: %s is not valid; still running the previous configuration",
                   nc->cf_file[0] ? nc->cf_file : srv->srv_conf_path);
@@ -441,16 +450,11 @@ static void
 server_shutdown(struct server *srv, int sig)
 {
     struct timeval tv = {.tv_sec = srv->srv_conf.cf_shutdown_timeout, .tv_usec = 0};
-    struct listener *ls;
     struct stream *st, *next;
 
     srv->srv_stopping = 1;
-    srv->srv_paused |= SERVER_PAUSE_STOP;
     notify_stopping(srv->srv_notify);
-    while ((ls = TAILQ_FIRST(&srv->srv_listeners)) != NULL) {
-        TAILQ_REMOVE(&srv->srv_listeners, ls, ls_entry);
-        listener_free(ls);
-    }
+    server_close_listeners(srv);
     log_info("SIG%s received: stopping, %zu connections to finish", sigabbrev_np(sig),
              srv->srv_nstreams);
     for (st = TAILQ_FIRST(&srv->srv_streams); st != NULL; st = next) {
@@ -587,17 +591,13 @@ server_run(struct server *srv)
 void
 server_free(struct server *srv)
 {
-    struct listener *ls;
     struct stream *st;
 
     if (srv == NULL)
         return;
     while ((st = TAILQ_FIRST(&srv->srv_streams)) != NULL)
         stream_free(st);
-    while ((ls = TAILQ_FIRST(&srv->srv_listeners)) != NULL) {
-        TAILQ_REMOVE(&srv->srv_listeners, ls, ls_entry);
-        listener_free(ls);
-    }
+    server_close_listeners(srv);
     if (srv->srv_watchdog_timer != NULL)
         event_free(srv->srv_watchdog_timer);
     if (srv->srv_status_timer != NULL)

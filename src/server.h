@@ -39,7 +39,6 @@ struct server_stats {
 /* Why the server is not accepting right now; a bit set, accepting when zero. */
 #define SERVER_PAUSE_FULL 0x1 /* max_connections reached */
 #define SERVER_PAUSE_NOFD 0x2 /* accept(2) ran out of descriptors */
-#define SERVER_PAUSE_STOP 0x4 /* shutting down */
 
 struct server {
     struct event_base *srv_base;
