@@ -49,7 +49,7 @@ server_update_accepting(struct server *srv)
     struct listener *ls;
 
     TAILQ_FOREACH(ls, &srv->srv_listeners, ls_entry)
-    listener_set_accepting(ls, srv->srv_paused == 0);
+        listener_set_accepting(ls, srv->srv_paused == 0);
 }
 
 static void
@@ -202,8 +202,7 @@ server_find(struct server *srv, enum transport t, const struct addr *a, const ch
 {
     struct listener *ls;
 
-    TAILQ_FOREACH(ls, &srv->srv_listeners, ls_entry)
-    {
+    TAILQ_FOREACH(ls, &srv->srv_listeners, ls_entry) {
         if (ls->ls_transport != t || ls->ls_activated)
             continue;
         if (t == TRANSPORT_UNIX ? strcmp(ls->ls_path, path) == 0 : addr_equal(&ls->ls_conf_addr, a))
@@ -290,7 +289,7 @@ server_reconcile(struct server *srv, const struct upechod_config *cf, int fatal)
         want[nwant++] = (struct server_want){TRANSPORT_UNIX, NULL, cf->cf_unix_path, 0};
 
     TAILQ_FOREACH(ls, &srv->srv_listeners, ls_entry)
-    ls->ls_mark = ls->ls_activated;
+        ls->ls_mark = ls->ls_activated;
 
     for (size_t i = 0; i < nwant; i++) {
         ls = server_find(srv, want[i].sw_transport, want[i].sw_addr, want[i].sw_text);
@@ -425,7 +424,7 @@ server_reload(struct server *srv)
     server_set_idle_timeout(srv);
     server_raise_nofile(&srv->srv_conf);
     TAILQ_FOREACH(st, &srv->srv_streams, st_entry)
-    stream_apply_limits(st);
+        stream_apply_limits(st);
     server_pause(srv, SERVER_PAUSE_FULL, srv->srv_nstreams >= srv->srv_conf.cf_max_connections);
     log_info("configuration reloaded");
     notify_ready(srv->srv_notify, "configuration reloaded");
