@@ -105,6 +105,10 @@ struct config_parser {
     int p_section;       /* index into config_sections, SECTION_NONE or SECTION_BAD */
     char p_prev_key[64]; /* last key since the header, "" if none: continuation lines */
     int p_prev_line;
+    bool p_continued;          /* the line inih is handling continues the list key p_list_id */
+    int p_list_id;             /* the key the last key line set, -1 if it was rejected */
+    int p_open_line;           /* a list line that ended in a comma, 0 if none */
+    int p_open_id;             /* its key */
     int p_key_line[KEY_COUNT]; /* where each key was given, 0 if not */
     bool p_key_bad[KEY_COUNT]; /* its value was rejected, so cross-key checks skip it */
 };
@@ -330,7 +334,9 @@ config_size(struct config_parser *p, int id, const char *v, size_t *out)
 /*
  * A comma-separated list of HOST:PORT.  The list replaces the previous one
  * only when every item is good, so that a bad item does not also show up as
- * an empty list in config_validate().
+ * an empty list in config_validate().  An indented line after it
+ * (p_continued) adds to the list, and only to a list whose lines were all
+ * good; a line may end in a comma when such a line follows it.
  */
 static int
 config_listen(struct config_parser *p, int id, const char *v, struct addr *addrs,
@@ -342,6 +348,12 @@ config_listen(struct config_parser *p, int id, const char *v, struct addr *addrs
     size_t n = 0;
     int bad = 0;
     const char *s = v;
+
+    if (p->p_continued) {
+        n = *naddrs;
+        memcpy(a, addrs, n * sizeof(a[0]));
+        memcpy(t, texts, n * sizeof(t[0]));
+    }
 
     while (isspace((unsigned char)*s))
         s++;
@@ -397,14 +409,16 @@ config_listen(struct config_parser *p, int id, const char *v, struct addr *addrs
         if (*end == '\0')
             break;
         s = end + 1;
-        /* A comma must be followed by another address. */
+        /* A comma must be followed by another address, here or on the next line. */
         if (*s == '\0') {
-            config_bad(p, id, "empty address in the list (a stray comma?)");
-            bad = 1;
+            p->p_open_line = p->p_lineno;
+            p->p_open_id = id;
         }
     }
     if (bad)
         return -EINVAL;
+    if (p->p_continued && p->p_key_bad[id])
+        return 0;
     memcpy(addrs, a, n * sizeof(a[0]));
     memcpy(texts, t, n * sizeof(t[0]));
     *naddrs = n;
@@ -580,6 +594,14 @@ config_handler(void *user, const char *section, const char *name, const char *va
         if (config_keys[id].k_section == p->p_section && strcmp(config_keys[id].k_name, name) == 0)
             break;
     }
+    if (p->p_continued) {
+        /* A list's next line; nothing more to say if its key line was rejected. */
+        if (id == p->p_list_id && config_set(p, id, value) != 0)
+            p->p_key_bad[id] = true;
+        p->p_continued = false;
+        return 1;
+    }
+    p->p_list_id = -1;
     if (id == KEY_COUNT) {
         config_report(p, p->p_lineno, sec, name, "unknown key; [%s] knows %s", sec,
                       config_known(known, sizeof(known), p->p_section));
@@ -590,9 +612,35 @@ config_handler(void *user, const char *section, const char *name, const char *va
         return 1;
     }
     p->p_key_line[id] = p->p_lineno;
+    p->p_list_id = id;
     if (config_set(p, id, value) != 0)
         p->p_key_bad[id] = true;
     return 1;
+}
+
+/* Whether key `name` of section `section` is a list that may go on over indented lines. */
+static bool
+config_is_list(int section, const char *name)
+{
+    return (section == config_keys[KEY_TCP_LISTEN].k_section ||
+            section == config_keys[KEY_UDP_LISTEN].k_section) &&
+           strcmp(name, "listen") == 0;
+}
+
+/* A list line ended in a comma and no indented line went on with it. */
+static void
+config_close_list(struct config_parser *p)
+{
+    int id = p->p_open_id;
+
+    if (p->p_open_line == 0)
+        return;
+    config_report(p, p->p_open_line, config_sections[config_keys[id].k_section],
+                  config_keys[id].k_name,
+                  "the list ends with a comma; continue it on an indented next line, "
+                  "or remove the comma");
+    p->p_key_bad[id] = true;
+    p->p_open_line = 0;
 }
 
 /*
@@ -612,15 +660,33 @@ config_classify(struct config_parser *p, char *line)
     if (*s == '\0' || *s == ';' || *s == '#')
         goto blank;
 
-    /* inih continues the previous key's value on an indented line. */
+    /*
+     * inih continues the previous key's value on an indented line: a listen
+     * list may go on that way, any other value must fit on its line.
+     */
     if (s > line && p->p_prev_key[0] != '\0') {
+        if (p->p_section >= 0 && config_is_list(p->p_section, p->p_prev_key)) {
+            /* Cut an inline comment as inih does on key lines; hand it " items". */
+            for (e = s; *e != '\0' && !(was_space && *e == ';'); e++)
+                was_space = isspace((unsigned char)*e);
+            while (e > s && isspace((unsigned char)e[-1]))
+                e--;
+            *e = '\0';
+            p->p_continued = true;
+            p->p_open_line = 0;
+            memmove(line + 1, s, (size_t)(e - s) + 1);
+            line[0] = ' ';
+            strcat(line, "\n");
+            return;
+        }
         if (p->p_section >= 0)
             config_report(p, p->p_lineno, config_sections[p->p_section], p->p_prev_key,
-                          "continuation lines are not supported; put the whole value on "
-                          "line %d, or remove the leading whitespace",
+                          "only a [tcp] or [udp] listen list goes on over indented lines; "
+                          "put the whole value on line %d, or remove the leading whitespace",
                           p->p_prev_line);
         goto blank;
     }
+    config_close_list(p);
 
     if (*s == '[') {
         char *name = s + 1, *close = strchr(s, ']'), *rest;
@@ -840,6 +906,7 @@ config_parse_buffer(struct upechod_config *cf, const char *name, const char *tex
     /* The reader let through only lines inih accepts; this is a safety net. */
     if (rc > 0)
         config_report(&p, rc, NULL, NULL, "cannot parse this line");
+    config_close_list(&p);
 
     config_validate(&p);
     return p.p_nerrors;

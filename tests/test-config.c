@@ -274,6 +274,62 @@ START_TEST(test_config_listen)
 }
 END_TEST
 
+/*
+ * A listen list goes on over indented lines, each adding its items, with or
+ * without a comma at the end of the line before; comments and blank lines
+ * may come between.  Lifts the line-length limit on long lists.
+ */
+START_TEST(test_config_listen_lines)
+{
+    parse_ok("[tcp]\nlisten = 127.0.0.1:1,\n  [::1]:2 ; the second\n\n; a note\n"
+             "\t*:3, 127.0.0.2:4\n[udp]\nlisten =\n    127.0.0.1:5\n    127.0.0.1:6\n");
+    ck_assert_uint_eq(cf.cf_tcp_nlisten, 4);
+    ck_assert_str_eq(cf.cf_tcp_listen_text[0], "127.0.0.1:1");
+    ck_assert_str_eq(cf.cf_tcp_listen_text[1], "[::1]:2");
+    ck_assert_str_eq(cf.cf_tcp_listen_text[2], "*:3");
+    ck_assert_str_eq(cf.cf_tcp_listen_text[3], "127.0.0.2:4");
+    for (int i = 0; i < 4; i++)
+        ck_assert_int_eq(addr_port((struct sockaddr *)&cf.cf_tcp_listen[i].a_ss), i + 1);
+    ck_assert_uint_eq(cf.cf_udp_nlisten, 2);
+    ck_assert_str_eq(cf.cf_udp_listen_text[1], "127.0.0.1:6");
+
+    /* CONFIG_MAX_LISTEN IPv6 addresses, more than one line could hold. */
+    {
+        char text[4096];
+        size_t off = (size_t)snprintf(text, sizeof(text), "[tcp]\nlisten =\n");
+
+        for (int i = 1; i <= CONFIG_MAX_LISTEN; i++)
+            off += (size_t)snprintf(text + off, sizeof(text) - off, "  [2001:db8::%x]:9090%s\n", i,
+                                    i < CONFIG_MAX_LISTEN ? "," : "");
+        parse_ok(text);
+        ck_assert_uint_eq(cf.cf_tcp_nlisten, CONFIG_MAX_LISTEN);
+        ck_assert_str_eq(cf.cf_tcp_listen_text[CONFIG_MAX_LISTEN - 1], "[2001:db8::20]:9090");
+    }
+
+    /* Across lines, as within one: duplicates, the count, bad items by their own line. */
+    parse_bad("[tcp]\nlisten = *:1\n  *:1\n", "t.ini:3: [tcp] listen: \"*:1\" is listed twice");
+    ck_assert_uint_eq(cf.cf_tcp_nlisten, 1);
+    parse_bad("[tcp]\nlisten = *:1,\n  nowhere\n",
+              "t.ini:3: [tcp] listen: \"nowhere\": expected HOST:PORT");
+    parse_bad("[tcp]\nlisten = *:1,\n  *:2,\n[udp]\n",
+              "t.ini:3: [tcp] listen: the list ends with a comma; continue it on an indented next "
+              "line, or remove the comma");
+    /* A list whose first line was bad takes nothing from the lines after it. */
+    parse_bad("[tcp]\nlisten = *:1, nowhere\n  *:2\n",
+              "t.ini:2: [tcp] listen: \"nowhere\": expected HOST:PORT");
+    ck_assert_str_eq(cf.cf_tcp_listen_text[0], "127.0.0.1:9090");
+    ck_assert_uint_eq(cf.cf_tcp_nlisten, 1);
+    /* A listen given twice: the second and its lines are reported once, not merged. */
+    parse_bad("[tcp]\nlisten = *:1\nlisten = *:2\n  *:3\n",
+              "t.ini:3: [tcp] listen: given twice, first on line 2");
+    ck_assert_uint_eq(cf.cf_tcp_nlisten, 1);
+    /* A header ends the list: an indented line after it is a key of the new section. */
+    parse_ok("[tcp]\nlisten = *:1\n[udp]\n  listen = *:2\n");
+    ck_assert_uint_eq(cf.cf_tcp_nlisten, 1);
+    ck_assert_str_eq(cf.cf_udp_listen_text[0], "*:2");
+}
+END_TEST
+
 START_TEST(test_config_values)
 {
     parse_ok("[tcp]\nbacklog = 1\n[unix]\nbacklog = 65535\nenabled = on\n"
@@ -393,7 +449,11 @@ START_TEST(test_config_bad_values)
         {"[tcp]\nlisten = *:1,,*:2\n",
          "t.ini:2: [tcp] listen: empty address in the list (a stray comma?)"},
         {"[tcp]\nlisten = *:1,\n",
-         "t.ini:2: [tcp] listen: empty address in the list (a stray comma?)"},
+         "t.ini:2: [tcp] listen: the list ends with a comma; continue it on an indented next "
+         "line, or remove the comma"},
+        {"[tcp]\nlisten = *:1,\n\n[udp]\n",
+         "t.ini:2: [tcp] listen: the list ends with a comma; continue it on an indented next "
+         "line, or remove the comma"},
         {"[udp]\nrate_limit = 1000001\n",
          "t.ini:2: [udp] rate_limit: must be a whole number from 0 to 1000000, got \"1000001\""},
         {"[unix]\npath = run/upechod.sock\n",
@@ -524,16 +584,14 @@ START_TEST(test_config_syntax)
     parse_bad("[tcp] backlog = 5\n", "t.ini:1: [tcp]: unexpected text \"backlog = 5\" after ']'");
     parse_bad("[Tcp]\n", "t.ini:1: [Tcp]: unknown section; known sections are tcp, udp, unix, "
                          "log, limits, server");
-    /* inih would take an indented line as more of the value above it. */
-    parse_bad("[tcp]\nlisten = *:1\n  *:2\n",
-              "t.ini:3: [tcp] listen: continuation lines are not supported; put the whole value "
-              "on line 2, or remove the leading whitespace");
-    ck_assert_str_eq(cf.cf_tcp_listen_text[0], "*:1");
-    ck_assert_uint_eq(cf.cf_tcp_nlisten, 1);
+    /* inih would take an indented line as more of the value above it: only lists go on. */
     parse_bad("[tcp]\nenabled = yes\n\n\tbacklog = 5\n",
-              "t.ini:4: [tcp] enabled: continuation lines are not supported; put the whole value "
-              "on line 2, or remove the leading whitespace");
+              "t.ini:4: [tcp] enabled: only a [tcp] or [udp] listen list goes on over indented "
+              "lines; put the whole value on line 2, or remove the leading whitespace");
     ck_assert_int_eq(cf.cf_tcp_backlog, 1024);
+    parse_bad("[unix]\npath = /run/a\n  b.sock\n",
+              "t.ini:3: [unix] path: only a [tcp] or [udp] listen list goes on over indented "
+              "lines; put the whole value on line 2, or remove the leading whitespace");
     /* Indentation is harmless where there is no key to continue, and for comments. */
     parse_ok("  [tcp]\n  backlog = 6\n  ; comment\n    \n[udp]\n rate_limit = 3\n");
     ck_assert_int_eq(cf.cf_tcp_backlog, 6);
@@ -730,6 +788,7 @@ config_suite(void)
     tcase_add_test(tc, test_config_values);
     tcase_add_test(tc, test_config_sizes);
     tcase_add_test(tc, test_config_bad_values);
+    tcase_add_test(tc, test_config_listen_lines);
     tcase_add_test(tc, test_config_bad_keeps_default);
     tcase_add_test(tc, test_config_listen_limits);
     tcase_add_test(tc, test_config_syntax);
