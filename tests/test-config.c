@@ -218,6 +218,17 @@ START_TEST(test_config_bools)
 }
 END_TEST
 
+/* The [tcp] listen list parsed: exactly these texts, item i on port i + 1. */
+static void
+check_tcp_list(const char *const *want, size_t n)
+{
+    ck_assert_uint_eq(cf.cf_tcp_nlisten, n);
+    for (size_t i = 0; i < n; i++) {
+        ck_assert_str_eq(cf.cf_tcp_listen_text[i], want[i]);
+        ck_assert_int_eq(addr_port((struct sockaddr *)&cf.cf_tcp_listen[i].a_ss), (int)i + 1);
+    }
+}
+
 START_TEST(test_config_listen)
 {
     const struct sockaddr_in6 *sin6;
@@ -245,13 +256,7 @@ START_TEST(test_config_listen)
 
     /* Several, with whitespace around the items, trimmed in the stored text. */
     parse_ok("[tcp]\nlisten =  127.0.0.1:1 ,[::1]:2,\t*:3 , localhost:4 ; comment\n");
-    ck_assert_uint_eq(cf.cf_tcp_nlisten, 4);
-    ck_assert_str_eq(cf.cf_tcp_listen_text[0], "127.0.0.1:1");
-    ck_assert_str_eq(cf.cf_tcp_listen_text[1], "[::1]:2");
-    ck_assert_str_eq(cf.cf_tcp_listen_text[2], "*:3");
-    ck_assert_str_eq(cf.cf_tcp_listen_text[3], "localhost:4");
-    for (int i = 0; i < 4; i++)
-        ck_assert_int_eq(addr_port((struct sockaddr *)&cf.cf_tcp_listen[i].a_ss), i + 1);
+    check_tcp_list((const char *const[]){"127.0.0.1:1", "[::1]:2", "*:3", "localhost:4"}, 4);
     /* The same port on different protocols or addresses is fine. */
     parse_ok("[tcp]\nlisten = 127.0.0.1:5, [::1]:5\n[udp]\nlisten = 127.0.0.1:5\n");
     ck_assert_uint_eq(cf.cf_tcp_nlisten, 2);
@@ -283,13 +288,7 @@ START_TEST(test_config_listen_lines)
 {
     parse_ok("[tcp]\nlisten = 127.0.0.1:1,\n  [::1]:2 ; the second\n\n; a note\n"
              "\t*:3, 127.0.0.2:4\n[udp]\nlisten =\n    127.0.0.1:5\n    127.0.0.1:6\n");
-    ck_assert_uint_eq(cf.cf_tcp_nlisten, 4);
-    ck_assert_str_eq(cf.cf_tcp_listen_text[0], "127.0.0.1:1");
-    ck_assert_str_eq(cf.cf_tcp_listen_text[1], "[::1]:2");
-    ck_assert_str_eq(cf.cf_tcp_listen_text[2], "*:3");
-    ck_assert_str_eq(cf.cf_tcp_listen_text[3], "127.0.0.2:4");
-    for (int i = 0; i < 4; i++)
-        ck_assert_int_eq(addr_port((struct sockaddr *)&cf.cf_tcp_listen[i].a_ss), i + 1);
+    check_tcp_list((const char *const[]){"127.0.0.1:1", "[::1]:2", "*:3", "127.0.0.2:4"}, 4);
     ck_assert_uint_eq(cf.cf_udp_nlisten, 2);
     ck_assert_str_eq(cf.cf_udp_listen_text[1], "127.0.0.1:6");
 
