@@ -349,7 +349,8 @@ config_listen(struct config_parser *p, int id, const char *v, struct addr *addrs
     int bad = 0;
     const char *s = v;
 
-    if (p->p_continued) {
+    /* A list's next line adds to what its lines gave so far, if they were all good. */
+    if (p->p_continued && !p->p_key_bad[id]) {
         n = *naddrs;
         memcpy(a, addrs, n * sizeof(a[0]));
         memcpy(t, texts, n * sizeof(t[0]));

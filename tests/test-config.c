@@ -314,7 +314,7 @@ START_TEST(test_config_listen_lines)
               "t.ini:3: [tcp] listen: the list ends with a comma; continue it on an indented next "
               "line, or remove the comma");
     /* A list whose first line was bad takes nothing from the lines after it. */
-    parse_bad("[tcp]\nlisten = *:1, nowhere\n  *:2\n",
+    parse_bad("[tcp]\nlisten = *:1, nowhere\n  *:2, 127.0.0.1:9090\n",
               "t.ini:2: [tcp] listen: \"nowhere\": expected HOST:PORT");
     ck_assert_str_eq(cf.cf_tcp_listen_text[0], "127.0.0.1:9090");
     ck_assert_uint_eq(cf.cf_tcp_nlisten, 1);
