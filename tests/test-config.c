@@ -294,7 +294,7 @@ START_TEST(test_config_listen_lines)
 
     /* CONFIG_MAX_LISTEN IPv6 addresses, more than one line could hold. */
     {
-        char text[4096];
+        char text[4096], msg[128];
         size_t off = (size_t)snprintf(text, sizeof(text), "[tcp]\nlisten =\n");
 
         for (int i = 1; i <= CONFIG_MAX_LISTEN; i++)
@@ -303,9 +303,14 @@ START_TEST(test_config_listen_lines)
         parse_ok(text);
         ck_assert_uint_eq(cf.cf_tcp_nlisten, CONFIG_MAX_LISTEN);
         ck_assert_str_eq(cf.cf_tcp_listen_text[CONFIG_MAX_LISTEN - 1], "[2001:db8::20]:9090");
+        /* One more, on line 3 + CONFIG_MAX_LISTEN, is one too many. */
+        snprintf(text + off - 1, sizeof(text) - off + 1, ",\n  [2001:db8::ff]:9090\n");
+        snprintf(msg, sizeof(msg), "t.ini:%d: [tcp] listen: more than %d addresses",
+                 3 + CONFIG_MAX_LISTEN, CONFIG_MAX_LISTEN);
+        parse_bad(text, msg);
     }
 
-    /* Across lines, as within one: duplicates, the count, bad items by their own line. */
+    /* Across lines, as within one: duplicates, and bad items named on their own line. */
     parse_bad("[tcp]\nlisten = *:1\n  *:1\n", "t.ini:3: [tcp] listen: \"*:1\" is listed twice");
     ck_assert_uint_eq(cf.cf_tcp_nlisten, 1);
     parse_bad("[tcp]\nlisten = *:1,\n  nowhere\n",
