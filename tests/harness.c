@@ -778,10 +778,10 @@ udp_socket_for(int port)
 }
 
 int
-tcp_listen_any(int family, int *port)
+tcp_listen_on(int family, int port, int *bound)
 {
     struct sockaddr_storage ss;
-    socklen_t len = harness_loopback(family, *port, &ss);
+    socklen_t len = harness_loopback(family, port, &ss);
     int fd = socket(family, SOCK_STREAM | SOCK_CLOEXEC, 0);
     int r;
 
@@ -793,8 +793,8 @@ tcp_listen_any(int family, int *port)
         close(fd);
         return r;
     }
-    *port = family == AF_INET6 ? ntohs(((struct sockaddr_in6 *)&ss)->sin6_port)
-                               : ntohs(((struct sockaddr_in *)&ss)->sin_port);
+    *bound = family == AF_INET6 ? ntohs(((struct sockaddr_in6 *)&ss)->sin6_port)
+                                : ntohs(((struct sockaddr_in *)&ss)->sin_port);
     return fd;
 }
 

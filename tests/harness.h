@@ -124,8 +124,8 @@ int unix_connect(const char *path);
 /* A UDP socket connect()ed to the loopback port, so plain send()/recv() work. */
 int udp_socket_for(int port);
 int udp_socket_family(int family, int port);
-/* A TCP listener on loopback port 0 (or port), for address-in-use tests; *port gets the port. */
-int tcp_listen_any(int family, int *port);
+/* A TCP listener on loopback `port` (0: a free one), for address-in-use tests; *bound gets it. */
+int tcp_listen_on(int family, int port, int *bound);
 
 /* Whether ::1 can be bound here; IPv6 tests skip when it cannot. */
 bool ipv6_available(void);

@@ -171,7 +171,7 @@ START_TEST(test_tcp_address_in_use)
     struct daemon_proc dp;
     char ini[512], addr[64];
     int port = 0, status = -1;
-    int lfd = tcp_listen_any(AF_INET, &port);
+    int lfd = tcp_listen_on(AF_INET, 0, &port);
 
     ck_assert_int_ge(lfd, 0);
     snprintf(addr, sizeof(addr), "127.0.0.1:%d", port);

@@ -47,7 +47,7 @@ static int
 free_privileged_port(void)
 {
     for (int port = 900; port < 1000; port++) {
-        int p = port, fd = tcp_listen_any(AF_INET, &p);
+        int bound, fd = tcp_listen_on(AF_INET, port, &bound);
 
         if (fd >= 0) {
             close(fd);

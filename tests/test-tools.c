@@ -280,7 +280,7 @@ START_TEST(test_upecho_unreachable)
     struct run r;
     char target[64];
     const char *argv[] = {env_path("UPECHO"), "-t", "2", "-m", "x", target, NULL};
-    int port = 0, fd = tcp_listen_any(AF_INET, &port);
+    int port, fd = tcp_listen_on(AF_INET, 0, &port);
 
     ck_assert_int_ge(fd, 0);
     close(fd);
@@ -640,7 +640,7 @@ START_TEST(test_bench_refused)
     char target[64];
     const char *argv[] = {
         env_path("UPECHO_BENCH"), "-c", "5", "-d", "1", "-q", "--json", target, NULL};
-    int port = 0, fd = tcp_listen_any(AF_INET, &port);
+    int port, fd = tcp_listen_on(AF_INET, 0, &port);
 
     ck_assert_int_ge(fd, 0);
     close(fd);
@@ -676,10 +676,10 @@ START_TEST(test_bench_silent)
                           NULL};
     struct sockaddr_in sin = {.sin_family = AF_INET};
     socklen_t len = sizeof(sin);
-    int port = 0, fd;
+    int port, fd;
 
     if (_i == 0) {
-        fd = tcp_listen_any(AF_INET, &port);
+        fd = tcp_listen_on(AF_INET, 0, &port);
         ck_assert_int_ge(fd, 0);
     } else {
         fd = socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
