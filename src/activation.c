@@ -11,21 +11,7 @@
 #include "activation.h"
 #include "addr.h"
 #include "log.h"
-
-/* Parse a decimal number that fills the whole string; returns 0 or -EINVAL. */
-static int
-activation_parse_ulong(const char *s, unsigned long *v)
-{
-    char *end;
-
-    if (s[0] < '0' || s[0] > '9')
-        return -EINVAL;
-    errno = 0;
-    *v = strtoul(s, &end, 10);
-    if (errno != 0 || *end != '\0')
-        return -EINVAL;
-    return 0;
-}
+#include "number.h"
 
 static const char *
 activation_type_name(int domain, int type)
@@ -169,7 +155,7 @@ activation_collect(struct activated_fd **out, size_t *n)
 {
     const char *pid_e, *fds_e, *names_e;
     char *names = NULL;
-    unsigned long pid, nfds;
+    unsigned long long pid, nfds;
     struct activated_fd *fds = NULL;
     int r = 0;
 
@@ -179,18 +165,18 @@ activation_collect(struct activated_fd **out, size_t *n)
     pid_e = getenv("LISTEN_PID");
     if (pid_e == NULL)
         return 0;
-    if (activation_parse_ulong(pid_e, &pid) < 0) {
+    if (number_parse(pid_e, 10, &pid) < 0) {
         log_error("socket activation: LISTEN_PID=%s is not a process ID", pid_e);
         return -EINVAL;
     }
-    if (pid != (unsigned long)getpid())
+    if (pid != (unsigned long long)getpid())
         return 0;
 
     fds_e = getenv("LISTEN_FDS");
     if (fds_e == NULL) {
         nfds = 0;
-    } else if (activation_parse_ulong(fds_e, &nfds) < 0 ||
-               nfds > (unsigned long)(INT_MAX - ACTIVATION_FD_START)) {
+    } else if (number_parse(fds_e, 10, &nfds) < 0 ||
+               nfds > (unsigned long long)(INT_MAX - ACTIVATION_FD_START)) {
         log_error("socket activation: LISTEN_FDS=%s is not a count of descriptors", fds_e);
         r = -EINVAL;
     }

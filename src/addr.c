@@ -11,19 +11,15 @@
 #include <sys/un.h>
 
 #include "addr.h"
+#include "number.h"
 
 /* Parse a decimal port 0-65535; returns it or -1. */
 static int
 addr_parse_port(const char *s)
 {
-    char *end;
-    long v;
+    unsigned long long v;
 
-    if (*s < '0' || *s > '9')
-        return -1;
-    errno = 0;
-    v = strtol(s, &end, 10);
-    if (errno != 0 || *end != '\0' || v < 0 || v > 65535)
+    if (number_parse(s, 10, &v) < 0 || v > 65535)
         return -1;
     return (int)v;
 }

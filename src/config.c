@@ -14,6 +14,7 @@
 #include <ini.h>
 
 #include "config.h"
+#include "number.h"
 #include "upechod-build.h"
 
 /* Largest file config_parse_file() reads: a real one is a few kilobytes. */
@@ -223,28 +224,6 @@ config_report(struct config_parser *p, int line, const char *section, const char
     config_report((p), (p)->p_lineno, config_sections[config_keys[id].k_section],                  \
                   config_keys[id].k_name, __VA_ARGS__)
 
-/* Parse digits only (no sign, no spaces); 0, -EINVAL or -ERANGE. */
-static int
-config_ull(const char *s, int base, unsigned long long *out)
-{
-    unsigned long long v = 0;
-
-    if (*s == '\0')
-        return -EINVAL;
-    for (; *s != '\0'; s++) {
-        unsigned d;
-
-        if (*s < '0' || *s >= '0' + base)
-            return -EINVAL;
-        d = (unsigned)(*s - '0');
-        if (v > (ULLONG_MAX - d) / (unsigned)base)
-            return -ERANGE;
-        v = v * (unsigned)base + d;
-    }
-    *out = v;
-    return 0;
-}
-
 static int
 config_bool(struct config_parser *p, int id, const char *v, bool *out)
 {
@@ -274,7 +253,7 @@ config_number(struct config_parser *p, int id, const char *v, unsigned long long
 {
     char q[1024];
 
-    if (config_ull(v, 10, out) == 0 && *out >= min && *out <= max)
+    if (number_parse(v, 10, out) == 0 && *out >= min && *out <= max)
         return 0;
     config_bad(p, id, "must be a whole number%s%s from %llu to %llu, got %s", unit ? " of " : "",
                unit ? unit : "", min, max, config_quote(q, sizeof(q), v));
@@ -312,7 +291,7 @@ config_size(struct config_parser *p, int id, const char *v, size_t *out)
     if (n < sizeof(digits)) {
         memcpy(digits, v, n);
         digits[n] = '\0';
-        rc = config_ull(digits, 10, &num);
+        rc = number_parse(digits, 10, &num);
     }
     if (rc == 0 && (num > (SIZE_MAX >> shift)))
         rc = -ERANGE;
@@ -432,7 +411,7 @@ config_mode(struct config_parser *p, int id, const char *v, mode_t *out)
     unsigned long long m;
     char q[1024];
 
-    if (config_ull(v, 8, &m) == 0 && m <= 07777) {
+    if (number_parse(v, 8, &m) == 0 && m <= 07777) {
         *out = (mode_t)m;
         return 0;
     }

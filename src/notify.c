@@ -13,6 +13,7 @@
 
 #include "log.h"
 #include "notify.h"
+#include "number.h"
 
 /* Longest message we send; the protocol's messages are a few short lines. */
 #define NOTIFY_MSG_MAX 4096
@@ -159,22 +160,11 @@ notify_watchdog_usec(void)
     const char *e = getenv("WATCHDOG_USEC");
     const char *p = getenv("WATCHDOG_PID");
     unsigned long long usec, pid;
-    char *end;
 
-    if (e == NULL || e[0] < '0' || e[0] > '9')
+    if (e == NULL || number_parse(e, 10, &usec) < 0)
         return 0;
-    errno = 0;
-    usec = strtoull(e, &end, 10);
-    if (errno != 0 || *end != '\0')
+    if (p != NULL && (number_parse(p, 10, &pid) < 0 || pid != (unsigned long long)getpid()))
         return 0;
-    if (p != NULL) {
-        if (p[0] < '0' || p[0] > '9')
-            return 0;
-        errno = 0;
-        pid = strtoull(p, &end, 10);
-        if (errno != 0 || *end != '\0' || pid != (unsigned long long)getpid())
-            return 0;
-    }
     return (uint64_t)usec;
 }
 
