@@ -16,6 +16,7 @@
 #include "log.h"
 #include "notify.h"
 #include "privs.h"
+#include "ratelimit.h"
 #include "server.h"
 #include "stream.h"
 #include "udp.h"
@@ -501,7 +502,7 @@ server_new(const struct upechod_config *conf, const char *conf_path)
     snprintf(srv->srv_conf_path, sizeof(srv->srv_conf_path), "%s", conf_path ? conf_path : "");
     srv->srv_base = event_base_new();
     srv->srv_udp_batch = udp_batch_new();
-    srv->srv_ratelimit = udp_ratelimit_new();
+    srv->srv_ratelimit = ratelimit_new();
     if (srv->srv_base == NULL || srv->srv_udp_batch == NULL || srv->srv_ratelimit == NULL)
         goto fail;
     server_set_idle_timeout(srv);
@@ -612,7 +613,7 @@ server_free(struct server *srv)
     if (srv->srv_sigint != NULL)
         event_free(srv->srv_sigint);
     notify_free(srv->srv_notify);
-    udp_ratelimit_free(srv->srv_ratelimit);
+    ratelimit_free(srv->srv_ratelimit);
     udp_batch_free(srv->srv_udp_batch);
     if (srv->srv_base != NULL)
         event_base_free(srv->srv_base);
