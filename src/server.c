@@ -337,6 +337,7 @@ server_adopt(struct server *srv, struct activated_fd *fds, size_t n)
         struct activated_fd *af = &fds[i];
         enum transport t;
         struct listener *ls;
+        const char *what = "";
 
         if (af->af_type == SOCK_DGRAM)
             t = TRANSPORT_UDP;
@@ -344,10 +345,12 @@ server_adopt(struct server *srv, struct activated_fd *fds, size_t n)
             t = TRANSPORT_UNIX;
         else
             t = TRANSPORT_TCP;
-        if ((ls = listener_new_fd(srv, af->af_fd, t)) == NULL) {
-            log_error("cannot serve socket %s passed by the service manager: out of memory",
-                      af->af_name);
-            return -ENOMEM;
+        if ((ls = listener_new_fd(srv, af->af_fd, t, &what)) == NULL) {
+            int err = errno;
+
+            log_error("cannot serve socket %s passed by the service manager: %s: %s", af->af_name,
+                      what, strerror(err));
+            return -err;
         }
         TAILQ_INSERT_TAIL(&srv->srv_listeners, ls, ls_entry);
         log_info("listening on %s %s (socket %s from the service manager)", transport_name(t),
