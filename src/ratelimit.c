@@ -128,6 +128,20 @@ ratelimit_free(struct ratelimit *rl)
     free(rl);
 }
 
+/* The slot sa's address hashes to: the family and the address, not the port. */
+size_t
+ratelimit_slot(const struct ratelimit *rl, const struct sockaddr *sa)
+{
+    uint8_t key[17] = {0};
+
+    key[0] = (uint8_t)sa->sa_family;
+    if (sa->sa_family == AF_INET)
+        memcpy(key + 1, &((const struct sockaddr_in *)sa)->sin_addr, 4);
+    else if (sa->sa_family == AF_INET6)
+        memcpy(key + 1, &((const struct sockaddr_in6 *)sa)->sin6_addr, 16);
+    return (size_t)(ratelimit_siphash(rl->rl_key, key, sizeof(key)) % RATELIMIT_SLOTS);
+}
+
 /*
  * May a datagram from sa be answered at now_ms (a monotonic clock in ms,
  * the caller's, so that tests can drive it)?  `rate` replies a second per
@@ -137,18 +151,12 @@ ratelimit_free(struct ratelimit *rl)
 int
 ratelimit_allow(struct ratelimit *rl, const struct sockaddr *sa, unsigned rate, uint64_t now_ms)
 {
-    uint8_t key[17] = {0};
     struct ratelimit_slot *s;
     uint64_t refill;
 
     if (rate == 0)
         return 1;
-    key[0] = (uint8_t)sa->sa_family;
-    if (sa->sa_family == AF_INET)
-        memcpy(key + 1, &((const struct sockaddr_in *)sa)->sin_addr, 4);
-    else if (sa->sa_family == AF_INET6)
-        memcpy(key + 1, &((const struct sockaddr_in6 *)sa)->sin6_addr, 16);
-    s = &rl->rl_slots[ratelimit_siphash(rl->rl_key, key, sizeof(key)) % RATELIMIT_SLOTS];
+    s = &rl->rl_slots[ratelimit_slot(rl, sa)];
     if (now_ms > s->rs_last_ms) {
         /*
          * Whole tokens earned since rs_last_ms; the clock moves on only by

@@ -2,6 +2,7 @@
 #ifndef UPECHOD_RATELIMIT_H
 #define UPECHOD_RATELIMIT_H
 
+#include <stddef.h>
 #include <stdint.h>
 #include <sys/socket.h>
 
@@ -15,6 +16,7 @@ struct ratelimit *ratelimit_new_key(const uint8_t key[16]);
 void ratelimit_free(struct ratelimit *rl);
 int ratelimit_allow(struct ratelimit *rl, const struct sockaddr *sa, unsigned rate,
                     uint64_t now_ms);
+size_t ratelimit_slot(const struct ratelimit *rl, const struct sockaddr *sa);
 uint64_t ratelimit_siphash(const uint8_t key[16], const void *data, size_t len);
 
 #endif
