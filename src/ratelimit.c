@@ -128,35 +128,43 @@ ratelimit_free(struct ratelimit *rl)
     free(rl);
 }
 
-/* The slot sa's address hashes to: the family and the address, not the port. */
+/* The slot sa hashes to: the family and the address, and the port if by_port. */
 size_t
-ratelimit_slot(const struct ratelimit *rl, const struct sockaddr *sa)
+ratelimit_slot(const struct ratelimit *rl, const struct sockaddr *sa, int by_port)
 {
-    uint8_t key[17] = {0};
+    uint8_t key[19] = {0};
 
     key[0] = (uint8_t)sa->sa_family;
-    if (sa->sa_family == AF_INET)
+    if (sa->sa_family == AF_INET) {
         memcpy(key + 1, &((const struct sockaddr_in *)sa)->sin_addr, 4);
-    else if (sa->sa_family == AF_INET6)
+        if (by_port)
+            memcpy(key + 17, &((const struct sockaddr_in *)sa)->sin_port, 2);
+    } else if (sa->sa_family == AF_INET6) {
         memcpy(key + 1, &((const struct sockaddr_in6 *)sa)->sin6_addr, 16);
+        if (by_port)
+            memcpy(key + 17, &((const struct sockaddr_in6 *)sa)->sin6_port, 2);
+    }
     return (size_t)(ratelimit_siphash(rl->rl_key, key, sizeof(key)) % RATELIMIT_SLOTS);
 }
 
 /*
  * May a datagram from sa be answered at now_ms (a monotonic clock in ms,
  * the caller's, so that tests can drive it)?  `rate` replies a second per
- * source address, with a burst of one second's worth; ports are ignored,
- * since whoever forges the address picks those too.  Returns 1 to answer.
+ * source address, with a burst of one second's worth.  Ports are ignored
+ * unless by_port, since whoever forges the address picks those too; a
+ * table counts either by address or by address and port, never both.
+ * Returns 1 to answer.
  */
 int
-ratelimit_allow(struct ratelimit *rl, const struct sockaddr *sa, unsigned rate, uint64_t now_ms)
+ratelimit_allow(struct ratelimit *rl, const struct sockaddr *sa, int by_port, unsigned rate,
+                uint64_t now_ms)
 {
     struct ratelimit_slot *s;
     uint64_t refill;
 
     if (rate == 0)
         return 1;
-    s = &rl->rl_slots[ratelimit_slot(rl, sa)];
+    s = &rl->rl_slots[ratelimit_slot(rl, sa, by_port)];
     if (now_ms > s->rs_last_ms) {
         /*
          * Whole tokens earned since rs_last_ms; the clock moves on only by

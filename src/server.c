@@ -506,7 +506,9 @@ server_new(const struct upechod_config *conf, const char *conf_path)
     srv->srv_base = event_base_new();
     srv->srv_udp_batch = udp_batch_new();
     srv->srv_ratelimit = ratelimit_new();
-    if (srv->srv_base == NULL || srv->srv_udp_batch == NULL || srv->srv_ratelimit == NULL)
+    srv->srv_portlimit = ratelimit_new();
+    if (srv->srv_base == NULL || srv->srv_udp_batch == NULL || srv->srv_ratelimit == NULL ||
+        srv->srv_portlimit == NULL)
         goto fail;
     server_set_idle_timeout(srv);
     srv->srv_sigint = evsignal_new(srv->srv_base, SIGINT, server_signal_cb, srv);
@@ -617,6 +619,7 @@ server_free(struct server *srv)
         event_free(srv->srv_sigint);
     notify_free(srv->srv_notify);
     ratelimit_free(srv->srv_ratelimit);
+    ratelimit_free(srv->srv_portlimit);
     udp_batch_free(srv->srv_udp_batch);
     if (srv->srv_base != NULL)
         event_base_free(srv->srv_base);

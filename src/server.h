@@ -56,7 +56,8 @@ struct server {
     int srv_paused; /* SERVER_PAUSE_* bits */
 
     struct udp_batch *srv_udp_batch; /* one scratch area for every UDP socket */
-    struct ratelimit *srv_ratelimit;
+    struct ratelimit *srv_ratelimit; /* rate_limit, by source address */
+    struct ratelimit *srv_portlimit; /* rate_limit_per_port, by address and port */
     struct notify *srv_notify;
 
     struct event *srv_sigint;

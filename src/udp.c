@@ -192,7 +192,17 @@ udp_should_answer(struct server *srv, const struct sockaddr *sa, uint64_t now_ms
         return UDP_DROP_PRIVILEGED;
     if (udp_is_loop(srv, port))
         return UDP_DROP_LOOP;
-    if (!ratelimit_allow(srv->srv_ratelimit, sa, srv->srv_conf.cf_udp_rate_limit, now_ms))
+    /*
+     * A loop between two servers (remote ones, or on other ports) is a
+     * single source address and port answering as fast as the round trip
+     * allows.  Once rate_limit_per_port x round trip is below one, no
+     * datagram can go round for long: the bucket empties and each drop
+     * takes one datagram out of the loop for good.  A load test from one
+     * host spreads over many sockets, each far below the limit.
+     */
+    if (!ratelimit_allow(srv->srv_portlimit, sa, 1, srv->srv_conf.cf_udp_rate_limit_per_port,
+                         now_ms) ||
+        !ratelimit_allow(srv->srv_ratelimit, sa, 0, srv->srv_conf.cf_udp_rate_limit, now_ms))
         return UDP_DROP_RATELIMIT;
     return UDP_ANSWER;
 }

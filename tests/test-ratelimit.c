@@ -34,7 +34,7 @@ allowed(struct ratelimit *rl, const struct sockaddr *sa, unsigned rate, uint64_t
     int got = 0;
 
     for (int i = 0; i < n; i++)
-        got += ratelimit_allow(rl, sa, rate, now);
+        got += ratelimit_allow(rl, sa, 0, rate, now);
     return got;
 }
 
@@ -81,7 +81,7 @@ START_TEST(test_no_lost_fractions)
 
     ck_assert_int_eq(allowed(rl, SA(a), 3, T0, 10), 3);
     for (uint64_t t = T0 + 7; t <= T0 + 10000; t += 7)
-        got += ratelimit_allow(rl, SA(a), 3, t);
+        got += ratelimit_allow(rl, SA(a), 0, 3, t);
     ck_assert_msg(got >= 29 && got <= 30, "%d answered in 10 s at 3/s", got);
     ratelimit_free(rl);
 }
@@ -95,15 +95,15 @@ START_TEST(test_evicted_slot_no_burst)
 {
     struct ratelimit *rl = ratelimit_new_key(test_key);
     struct sockaddr_in victim = v4(0xc0000201), other;
-    size_t slot = ratelimit_slot(rl, SA(victim));
+    size_t slot = ratelimit_slot(rl, SA(victim), 0);
     uint32_t i;
 
     for (i = 1; i < 10000000; i++) {
         other = v4(0x0a000000 + i);
-        if (ratelimit_slot(rl, SA(other)) == slot)
+        if (ratelimit_slot(rl, SA(other), 0) == slot)
             break;
     }
-    ck_assert_msg(ratelimit_slot(rl, SA(other)) == slot, "no colliding address found");
+    ck_assert_msg(ratelimit_slot(rl, SA(other), 0) == slot, "no colliding address found");
     ck_assert_int_eq(allowed(rl, SA(victim), 5, T0, 10), 5);
     ck_assert_int_eq(allowed(rl, SA(other), 5, T0, 10), 0);
     ck_assert_int_eq(allowed(rl, SA(victim), 5, T0, 10), 0);
@@ -128,14 +128,41 @@ START_TEST(test_interleaved_sources)
     for (int i = 0; i < 1000; i++) {
         uint64_t now = T0 + (uint64_t)i; /* 1000 datagrams in one second */
 
-        got += ratelimit_allow(rl, SA(victim), 1, now);
+        got += ratelimit_allow(rl, SA(victim), 0, 1, now);
         for (int j = 0; j < 50; j++) {
             struct sockaddr_in s = v4(spoof++);
 
-            ratelimit_allow(rl, SA(s), 1, now);
+            ratelimit_allow(rl, SA(s), 0, 1, now);
         }
     }
     ck_assert_msg(got >= 1 && got <= 2, "victim answered %d times in 1000 at rate 1", got);
+    ratelimit_free(rl);
+}
+END_TEST
+
+/*
+ * By address and port (rate_limit_per_port): each socket of a host has a
+ * bucket of its own, so a loop partner (one address and port) is held to
+ * the rate while a load test's many sockets are not.
+ */
+START_TEST(test_by_port)
+{
+    struct ratelimit *rl = ratelimit_new();
+    struct sockaddr_in a = v4(0x7f000001), b = v4(0x7f000001);
+    int got_a = 0, got_b = 0;
+
+    b.sin_port = htons(40001);
+    for (int i = 0; i < 100; i++) {
+        got_a += ratelimit_allow(rl, SA(a), 1, 10, T0);
+        got_b += ratelimit_allow(rl, SA(b), 1, 10, T0);
+    }
+    ck_assert_int_eq(got_a, 10);
+    ck_assert_int_eq(got_b, 10);
+    /* A loop: one datagram going round every 50 us dies once the burst is spent. */
+    got_a = 0;
+    for (uint64_t us = 0; us < 2000000; us += 50)
+        got_a += ratelimit_allow(rl, SA(a), 1, 10, T0 + 1000 + us / 1000);
+    ck_assert_msg(got_a <= 10 + 20, "%d answers in 2 s at 10/s", got_a);
     ratelimit_free(rl);
 }
 END_TEST
@@ -151,7 +178,7 @@ START_TEST(test_keyed)
     for (uint32_t i = 0; i < 1000; i++) {
         struct sockaddr_in s = v4(0x0a000000 + i);
 
-        same += ratelimit_slot(a, SA(s)) == ratelimit_slot(b, SA(s));
+        same += ratelimit_slot(a, SA(s), 0) == ratelimit_slot(b, SA(s), 0);
     }
     /* By chance about 1000 / RATELIMIT_SLOTS agree. */
     ck_assert_msg(same < 20, "%d of 1000 addresses in the same slot under two keys", same);
@@ -171,6 +198,7 @@ ratelimit_suite(void)
     tcase_add_test(tc, test_no_lost_fractions);
     tcase_add_test(tc, test_evicted_slot_no_burst);
     tcase_add_test(tc, test_interleaved_sources);
+    tcase_add_test(tc, test_by_port);
     tcase_add_test(tc, test_keyed);
     suite_add_tcase(s, tc);
     return s;
