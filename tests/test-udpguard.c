@@ -379,6 +379,37 @@ START_TEST(test_loop_own_port)
 END_TEST
 
 /*
+ * Two daemons on different ports, one datagram forged from the second to
+ * the first: with the defaults they answer each other until the per-port
+ * rate limit empties and the datagram drops out of the loop.
+ */
+START_TEST(test_loop_two_daemons)
+{
+    struct daemon_proc a, b;
+    long long a0, b0, a1, b1;
+
+    if (!raw_or_skip("test_loop_two_daemons"))
+        return;
+    start_or_fail(&a, guard_ini);
+    start_or_fail(&b, guard_ini);
+    spoof_udp("127.0.0.1", b.dp_udp_port, a.dp_udp_port, "ping pong");
+    /* The loop runs until the burst (a second's worth) is spent, then stops. */
+    usleep(1500 * 1000);
+    a0 = daemon_cpu_ticks(&a);
+    b0 = daemon_cpu_ticks(&b);
+    usleep(1000 * 1000);
+    a1 = daemon_cpu_ticks(&a);
+    b1 = daemon_cpu_ticks(&b);
+    fprintf(stderr, "udpguard: two daemons, one forged datagram: %lld and %lld ticks in 1 s\n",
+            a1 - a0, b1 - b0);
+    ck_assert_msg(a1 - a0 < 30 && b1 - b0 < 30, "%lld and %lld ticks in 1 s: still looping",
+                  a1 - a0, b1 - b0);
+    ck_assert_int_eq(daemon_stop(&b), 0);
+    ck_assert_int_eq(daemon_stop(&a), 0);
+}
+END_TEST
+
+/*
  * drop_privileged_source_ports = no still does not answer echo-like
  * services' ports (7 echo here): that is a loop with the other service.
  */
@@ -420,9 +451,12 @@ START_TEST(test_udp_port_in_use)
     ck_assert_msg(status != 0, "the second daemon exited %d", status);
     snprintf(want, sizeof(want), "cannot listen on udp 127.0.0.1:%d: bind: Address already in use",
              first.dp_udp_port);
+    /* The log may reach the file a moment after the exit. */
+    for (long long end = now_ms() + 5000; !daemon_log_contains(&second, want) && now_ms() < end;)
+        usleep(10 * 1000);
     if (!daemon_log_contains(&second, want))
         daemon_dump_log(&second);
-    ck_assert(daemon_log_contains(&second, want));
+    ck_assert_msg(daemon_log_contains(&second, want), "no '%s' in the log", want);
     daemon_stop(&second);
     ck_assert_int_eq(daemon_stop(&first), 0);
 }
@@ -439,6 +473,7 @@ udpguard_suite(void)
     tcase_add_test(tc, test_guard_off);
     tcase_add_test(tc, test_rate_limit);
     tcase_add_test(tc, test_loop_own_port);
+    tcase_add_test(tc, test_loop_two_daemons);
     tcase_add_test(tc, test_loop_echo_port);
     tcase_add_test(tc, test_udp_port_in_use);
     suite_add_tcase(s, tc);
