@@ -40,6 +40,7 @@ enum config_key_id {
     KEY_UDP_LISTEN,
     KEY_UDP_DROP_PRIVILEGED,
     KEY_UDP_RATE_LIMIT,
+    KEY_UDP_RATE_LIMIT_PER_PORT,
     KEY_UNIX_ENABLED,
     KEY_UNIX_PATH,
     KEY_UNIX_MODE,
@@ -73,6 +74,7 @@ static const struct config_key config_keys[KEY_COUNT] = {
     [KEY_UDP_LISTEN] = {1, "listen", "127.0.0.1:7777"},
     [KEY_UDP_DROP_PRIVILEGED] = {1, "drop_privileged_source_ports", "yes"},
     [KEY_UDP_RATE_LIMIT] = {1, "rate_limit", "0"},
+    [KEY_UDP_RATE_LIMIT_PER_PORT] = {1, "rate_limit_per_port", "10000"},
     [KEY_UNIX_ENABLED] = {2, "enabled", "no"},
     [KEY_UNIX_PATH] = {2, "path", "/run/upechod/upechod.sock"},
     [KEY_UNIX_MODE] = {2, "mode", "0660"},
@@ -507,6 +509,10 @@ config_set(struct config_parser *p, int id, const char *v)
     case KEY_UDP_RATE_LIMIT:
         if ((rc = config_number(p, id, v, 0, CONFIG_RATE_LIMIT_MAX, NULL, &n)) == 0)
             cf->cf_udp_rate_limit = (unsigned)n;
+        return rc;
+    case KEY_UDP_RATE_LIMIT_PER_PORT:
+        if ((rc = config_number(p, id, v, 0, CONFIG_RATE_LIMIT_MAX, NULL, &n)) == 0)
+            cf->cf_udp_rate_limit_per_port = (unsigned)n;
         return rc;
     case KEY_UNIX_ENABLED:
         return config_bool(p, id, v, &cf->cf_unix_enabled);

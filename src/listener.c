@@ -113,8 +113,13 @@ listener_new_inet(struct server *srv, enum transport t, const struct addr *a, in
     fd = socket(sa->sa_family, type | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
     if (fd == -1)
         return NULL;
-    /* Restarts must not wait out TIME_WAIT; UDP gets it for symmetry. */
-    setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
+    /*
+     * Restarts must not wait out TIME_WAIT.  TCP only: on a UDP socket
+     * SO_REUSEADDR lets another process bind the same address and take
+     * a share of the datagrams; a second daemon must get EADDRINUSE.
+     */
+    if (t == TRANSPORT_TCP)
+        setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
     /* [::]:port and *:port are separate entries of the config, so keep them separate here. */
     if (sa->sa_family == AF_INET6)
         setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &one, sizeof(one));
@@ -250,17 +255,38 @@ fail:
     return NULL;
 }
 
-/* Serve an already bound (and, for streams, listening) socket passed in by systemd. */
+/*
+ * Serve an already bound (and, for streams, listening) socket passed in by
+ * systemd.  A datagram socket gets the same preparation as one we bind
+ * (destination addresses, receive buffer): a wildcard ListenDatagram=
+ * must answer from the address the client wrote to.  Returns NULL with
+ * errno set and *what naming the step that failed.
+ */
 struct listener *
-listener_new_fd(struct server *srv, int fd, enum transport t)
+listener_new_fd(struct server *srv, int fd, enum transport t, const char **what)
 {
-    struct listener *ls = listener_alloc(srv, t, fd);
+    struct listener *ls;
 
-    if (ls == NULL)
+    if (t == TRANSPORT_UDP) {
+        struct sockaddr_storage ss;
+        socklen_t len = sizeof(ss);
+
+        *what = "getsockname";
+        if (getsockname(fd, (struct sockaddr *)&ss, &len) == -1)
+            return NULL;
+        *what = "setsockopt";
+        if (udp_prepare_socket(fd, (struct sockaddr *)&ss) == -1)
+            return NULL;
+    }
+    *what = "out of memory";
+    if ((ls = listener_alloc(srv, t, fd)) == NULL) {
+        errno = ENOMEM;
         return NULL;
+    }
     ls->ls_activated = 1;
     if (listener_attach(ls) != 0) {
         free(ls);
+        errno = ENOMEM;
         return NULL;
     }
     return ls;

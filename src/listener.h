@@ -30,7 +30,7 @@ struct listener *listener_new_inet(struct server *srv, enum transport t, const s
                                    int backlog, const char **what);
 struct listener *listener_new_unix(struct server *srv, const char *path, mode_t mode, int backlog,
                                    const char **what);
-struct listener *listener_new_fd(struct server *srv, int fd, enum transport t);
+struct listener *listener_new_fd(struct server *srv, int fd, enum transport t, const char **what);
 void listener_free(struct listener *ls);
 int listener_set_backlog(struct listener *ls, int backlog);
 void listener_set_accepting(struct listener *ls, int on);

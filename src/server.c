@@ -16,6 +16,7 @@
 #include "log.h"
 #include "notify.h"
 #include "privs.h"
+#include "ratelimit.h"
 #include "server.h"
 #include "stream.h"
 #include "udp.h"
@@ -336,6 +337,7 @@ server_adopt(struct server *srv, struct activated_fd *fds, size_t n)
         struct activated_fd *af = &fds[i];
         enum transport t;
         struct listener *ls;
+        const char *what = "";
 
         if (af->af_type == SOCK_DGRAM)
             t = TRANSPORT_UDP;
@@ -343,10 +345,12 @@ server_adopt(struct server *srv, struct activated_fd *fds, size_t n)
             t = TRANSPORT_UNIX;
         else
             t = TRANSPORT_TCP;
-        if ((ls = listener_new_fd(srv, af->af_fd, t)) == NULL) {
-            log_error("cannot serve socket %s passed by the service manager: out of memory",
-                      af->af_name);
-            return -ENOMEM;
+        if ((ls = listener_new_fd(srv, af->af_fd, t, &what)) == NULL) {
+            int err = errno;
+
+            log_error("cannot serve socket %s passed by the service manager: %s: %s", af->af_name,
+                      what, strerror(err));
+            return -err;
         }
         TAILQ_INSERT_TAIL(&srv->srv_listeners, ls, ls_entry);
         log_info("listening on %s %s (socket %s from the service manager)", transport_name(t),
@@ -501,8 +505,10 @@ server_new(const struct upechod_config *conf, const char *conf_path)
     snprintf(srv->srv_conf_path, sizeof(srv->srv_conf_path), "%s", conf_path ? conf_path : "");
     srv->srv_base = event_base_new();
     srv->srv_udp_batch = udp_batch_new();
-    srv->srv_ratelimit = udp_ratelimit_new();
-    if (srv->srv_base == NULL || srv->srv_udp_batch == NULL || srv->srv_ratelimit == NULL)
+    srv->srv_ratelimit = ratelimit_new();
+    srv->srv_portlimit = ratelimit_new();
+    if (srv->srv_base == NULL || srv->srv_udp_batch == NULL || srv->srv_ratelimit == NULL ||
+        srv->srv_portlimit == NULL)
         goto fail;
     server_set_idle_timeout(srv);
     srv->srv_sigint = evsignal_new(srv->srv_base, SIGINT, server_signal_cb, srv);
@@ -612,7 +618,8 @@ server_free(struct server *srv)
     if (srv->srv_sigint != NULL)
         event_free(srv->srv_sigint);
     notify_free(srv->srv_notify);
-    udp_ratelimit_free(srv->srv_ratelimit);
+    ratelimit_free(srv->srv_ratelimit);
+    ratelimit_free(srv->srv_portlimit);
     udp_batch_free(srv->srv_udp_batch);
     if (srv->srv_base != NULL)
         event_base_free(srv->srv_base);

@@ -12,7 +12,7 @@
 struct listener;
 struct stream;
 struct udp_batch;
-struct udp_ratelimit;
+struct ratelimit;
 struct notify;
 
 /* The three ways a client reaches upechod; shared by logs and statistics. */
@@ -31,7 +31,12 @@ struct server_stats {
     uint64_t st_bytes_out;       /* stream bytes queued back */
     uint64_t st_dgrams_in;       /* datagrams received */
     uint64_t st_dgrams_out;      /* datagrams answered */
-    uint64_t st_dgrams_dropped;  /* datagrams not answered (guard, rate limit, send failure) */
+    uint64_t st_dgrams_dropped;  /* datagrams not answered, all reasons (the five below) */
+    uint64_t st_drop_privileged; /* from a source port below 1024 */
+    uint64_t st_drop_loop;       /* from our own UDP port or an echo-like service's: a loop */
+    uint64_t st_drop_ratelimit;  /* over rate_limit for their source address */
+    uint64_t st_drop_sendfail;   /* answer refused by the kernel (full, unreachable) */
+    uint64_t st_drop_truncated;  /* larger than the receive buffer */
     uint64_t st_accept_failures; /* accept(2) failures for lack of descriptors or memory */
     uint64_t st_timeouts;        /* streams closed by idle_timeout */
 };
@@ -51,7 +56,8 @@ struct server {
     int srv_paused; /* SERVER_PAUSE_* bits */
 
     struct udp_batch *srv_udp_batch; /* one scratch area for every UDP socket */
-    struct udp_ratelimit *srv_ratelimit;
+    struct ratelimit *srv_ratelimit; /* rate_limit, by source address */
+    struct ratelimit *srv_portlimit; /* rate_limit_per_port, by address and port */
     struct notify *srv_notify;
 
     struct event *srv_sigint;

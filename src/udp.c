@@ -8,7 +8,9 @@
 
 #include <event2/event.h>
 
+#include "listener.h"
 #include "log.h"
+#include "ratelimit.h"
 #include "udp.h"
 #include "upper.h"
 
@@ -17,8 +19,6 @@
 #define UDP_ROUNDS 4
 /* Largest UDP payload over IPv6 (IPv4 stops at 65507); one byte more detects truncation. */
 #define UDP_BUFSIZE 65536
-/* Source addresses the rate limiter remembers; a fixed table, so spoofing cannot grow it. */
-#define UDP_RATELIMIT_SLOTS 4096
 /* Receive buffer asked for on each UDP socket. */
 #define UDP_RCVBUF (4 * 1024 * 1024)
 
@@ -35,17 +35,9 @@ struct udp {
     struct server *u_srv;
     struct event *u_ev;
     int u_fd;
-};
-
-struct udp_ratelimit_slot {
-    unsigned char rs_addr[16];
-    uint8_t rs_family;
-    uint32_t rs_tokens;
-    uint64_t rs_last_ms;
-};
-
-struct udp_ratelimit {
-    struct udp_ratelimit_slot rl_slots[UDP_RATELIMIT_SLOTS];
+    int u_port;                /* the port bound, host order; for the loop guard */
+    uint64_t u_loop_logged_ms; /* when a loop drop was last logged */
+    uint64_t u_loop_unlogged;  /* loop drops since */
 };
 
 /* The scratch space every UDP socket shares; the loop is single-threaded. */
@@ -59,60 +51,6 @@ void
 udp_batch_free(struct udp_batch *b)
 {
     free(b);
-}
-
-struct udp_ratelimit *
-udp_ratelimit_new(void)
-{
-    return calloc(1, sizeof(struct udp_ratelimit));
-}
-
-void
-udp_ratelimit_free(struct udp_ratelimit *rl)
-{
-    free(rl);
-}
-
-/*
- * A token bucket per source address (ports ignored: a spoofer picks those),
- * `rate` replies a second with a burst of one second's worth.  Addresses
- * hash into a fixed table; a collision simply restarts the slot's bucket, so
- * memory stays constant whatever the sources.  Returns 1 to answer.
- */
-int
-udp_ratelimit_allow(struct udp_ratelimit *rl, const struct sockaddr *sa, unsigned rate,
-                    uint64_t now_ms)
-{
-    unsigned char key[16] = {0};
-    struct udp_ratelimit_slot *s;
-    uint32_t h = 2166136261u;
-    uint64_t refill;
-
-    if (rate == 0)
-        return 1;
-    if (sa->sa_family == AF_INET)
-        memcpy(key, &((const struct sockaddr_in *)sa)->sin_addr, 4);
-    else if (sa->sa_family == AF_INET6)
-        memcpy(key, &((const struct sockaddr_in6 *)sa)->sin6_addr, 16);
-    for (size_t i = 0; i < sizeof(key); i++)
-        h = (h ^ key[i]) * 16777619u;
-    h ^= sa->sa_family;
-    s = &rl->rl_slots[h % UDP_RATELIMIT_SLOTS];
-    if (s->rs_family != sa->sa_family || memcmp(s->rs_addr, key, sizeof(key)) != 0) {
-        memcpy(s->rs_addr, key, sizeof(key));
-        s->rs_family = (uint8_t)sa->sa_family;
-        s->rs_tokens = rate;
-        s->rs_last_ms = now_ms;
-    }
-    refill = (now_ms - s->rs_last_ms) * rate / 1000;
-    if (refill > 0) {
-        s->rs_tokens = (uint32_t)(s->rs_tokens + refill > rate ? rate : s->rs_tokens + refill);
-        s->rs_last_ms = now_ms;
-    }
-    if (s->rs_tokens == 0)
-        return 0;
-    s->rs_tokens--;
-    return 1;
 }
 
 /*
@@ -182,8 +120,66 @@ udp_now_ms(void)
     return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
 }
 
-/* Decide whether a datagram from sa gets an answer (reflection guard and rate limit). */
+/* Why a datagram goes unanswered; UDP_ANSWER when it does not. */
+enum udp_verdict {
+    UDP_ANSWER,
+    UDP_DROP_PRIVILEGED,
+    UDP_DROP_LOOP,
+    UDP_DROP_RATELIMIT,
+};
+
+/*
+ * Source ports of services that answer whatever datagram reaches them:
+ * echo 7, daytime 13, qotd 17, chargen 19, time 37, DNS 53 (an error
+ * reply), NTP 123, SNMP 161.  Answering one starts a loop with it; all are
+ * below 1024, so this matters when drop_privileged_source_ports is off.
+ * Port 0 is no one's: only a forged datagram comes from it.
+ */
 static int
+udp_echoish_port(int port)
+{
+    switch (port) {
+    case 0:
+    case 7:
+    case 13:
+    case 17:
+    case 19:
+    case 37:
+    case 53:
+    case 123:
+    case 161:
+        return 1;
+    }
+    return 0;
+}
+
+/*
+ * A datagram from one of our own UDP ports is our own reply coming back,
+ * or another echo server's on the same port: answering it would loop
+ * forever.  As FreeBSD inetd's check_loop(), compare the source port with
+ * the port of every UDP socket we serve, whatever the source address.  For
+ * a socket bound to a specific address, comparing the address too would
+ * miss a wildcard one (any local address is ours) and another upechod on
+ * the same port elsewhere, whose loop with us is just as endless; a client
+ * whose source port is exactly one of ours loses little.  A few compares:
+ * one per UDP socket.
+ */
+static int
+udp_is_loop(const struct server *srv, int port)
+{
+    const struct listener *ls;
+
+    if (udp_echoish_port(port))
+        return 1;
+    TAILQ_FOREACH(ls, &srv->srv_listeners, ls_entry) {
+        if (ls->ls_udp != NULL && ls->ls_udp->u_port == port)
+            return 1;
+    }
+    return 0;
+}
+
+/* Decide whether a datagram from sa gets an answer (reflection guard, loop guard, rate limit). */
+static enum udp_verdict
 udp_should_answer(struct server *srv, const struct sockaddr *sa, uint64_t now_ms)
 {
     int port = addr_port(sa);
@@ -193,8 +189,57 @@ udp_should_answer(struct server *srv, const struct sockaddr *sa, uint64_t now_ms
      * privileged port is the classic reflection loop (CERT CA-1996-01).
      */
     if (srv->srv_conf.cf_udp_drop_privileged && port >= 0 && port < 1024)
-        return 0;
-    return udp_ratelimit_allow(srv->srv_ratelimit, sa, srv->srv_conf.cf_udp_rate_limit, now_ms);
+        return UDP_DROP_PRIVILEGED;
+    if (udp_is_loop(srv, port))
+        return UDP_DROP_LOOP;
+    /*
+     * A loop between two servers (remote ones, or on other ports) is a
+     * single source address and port answering as fast as the round trip
+     * allows.  Once rate_limit_per_port x round trip is below one, no
+     * datagram can go round for long: the bucket empties and each drop
+     * takes one datagram out of the loop for good.  A load test from one
+     * host spreads over many sockets, each far below the limit.
+     */
+    if (!ratelimit_allow(srv->srv_portlimit, sa, 1, srv->srv_conf.cf_udp_rate_limit_per_port,
+                         now_ms) ||
+        !ratelimit_allow(srv->srv_ratelimit, sa, 0, srv->srv_conf.cf_udp_rate_limit, now_ms))
+        return UDP_DROP_RATELIMIT;
+    return UDP_ANSWER;
+}
+
+/* Count a datagram that goes unanswered, by reason; a loop is also logged, once a second at most.
+ */
+static void
+udp_count_drop(struct udp *u, enum udp_verdict v, const struct msghdr *mh, uint64_t now_ms)
+{
+    struct server_stats *st = &u->u_srv->srv_stats;
+    char from[ADDR_STRLEN];
+
+    st->st_dgrams_dropped++;
+    switch (v) {
+    case UDP_DROP_PRIVILEGED:
+        st->st_drop_privileged++;
+        break;
+    case UDP_DROP_RATELIMIT:
+        st->st_drop_ratelimit++;
+        break;
+    case UDP_DROP_LOOP:
+        st->st_drop_loop++;
+        if (now_ms - u->u_loop_logged_ms < 1000 && u->u_loop_logged_ms != 0) {
+            u->u_loop_unlogged++;
+            break;
+        }
+        addr_format((const struct sockaddr *)mh->msg_name, mh->msg_namelen, from, sizeof(from));
+        log_warn("udp: not answering %s: its port is upechod's own or an echo-like service's, "
+                 "and answering would start an endless loop (%llu more such datagrams since "
+                 "the last line)",
+                 from, (unsigned long long)u->u_loop_unlogged);
+        u->u_loop_logged_ms = now_ms;
+        u->u_loop_unlogged = 0;
+        break;
+    case UDP_ANSWER:
+        break;
+    }
 }
 
 /* Send the prepared replies, dropping (and counting) what the kernel will not take now. */
@@ -217,11 +262,13 @@ udp_send_batch(struct udp *u, struct mmsghdr *msgs, int n)
         if (sent == -1 && (errno == EAGAIN || errno == EWOULDBLOCK || errno == ENOBUFS)) {
             /* UDP promises nothing; waiting here would stall every other client. */
             srv->srv_stats.st_dgrams_dropped += (uint64_t)(n - off);
+            srv->srv_stats.st_drop_sendfail += (uint64_t)(n - off);
             return;
         }
         /* This one datagram cannot go (unreachable, refused, ...): skip it. */
         log_debug("udp: sendmmsg: %s", strerror(errno));
         srv->srv_stats.st_dgrams_dropped++;
+        srv->srv_stats.st_drop_sendfail++;
         off++;
     }
 }
@@ -262,10 +309,16 @@ udp_read_cb(evutil_socket_t fd, short what, void *arg)
         for (int i = 0; i < n; i++) {
             struct msghdr *mh = &b->ub_msgs[i].msg_hdr;
             size_t len = b->ub_msgs[i].msg_len;
+            enum udp_verdict v;
 
-            if ((mh->msg_flags & MSG_TRUNC) ||
-                !udp_should_answer(srv, (struct sockaddr *)mh->msg_name, now_ms)) {
+            if (mh->msg_flags & MSG_TRUNC) {
                 srv->srv_stats.st_dgrams_dropped++;
+                srv->srv_stats.st_drop_truncated++;
+                continue;
+            }
+            v = udp_should_answer(srv, (struct sockaddr *)mh->msg_name, now_ms);
+            if (v != UDP_ANSWER) {
+                udp_count_drop(u, v, mh, now_ms);
                 continue;
             }
             /* Same buffer, same length: a reply is never larger than its request. */
@@ -289,11 +342,17 @@ struct udp *
 udp_new(struct server *srv, int fd)
 {
     struct udp *u = calloc(1, sizeof(*u));
+    struct sockaddr_storage ss;
+    socklen_t len = sizeof(ss);
 
     if (u == NULL)
         return NULL;
     u->u_srv = srv;
     u->u_fd = fd;
+    if (getsockname(fd, (struct sockaddr *)&ss, &len) == 0)
+        u->u_port = addr_port((struct sockaddr *)&ss);
+    else
+        u->u_port = -1;
     u->u_ev = event_new(srv->srv_base, fd, EV_READ | EV_PERSIST, udp_read_cb, u);
     if (u->u_ev == NULL || event_add(u->u_ev, NULL) == -1) {
         if (u->u_ev != NULL)

@@ -100,6 +100,7 @@ assert_config_eq(const struct upechod_config *a, const struct upechod_config *b)
     }
     ck_assert_int_eq(a->cf_udp_drop_privileged, b->cf_udp_drop_privileged);
     ck_assert_uint_eq(a->cf_udp_rate_limit, b->cf_udp_rate_limit);
+    ck_assert_uint_eq(a->cf_udp_rate_limit_per_port, b->cf_udp_rate_limit_per_port);
     ck_assert_int_eq(a->cf_unix_enabled, b->cf_unix_enabled);
     ck_assert_str_eq(a->cf_unix_path, b->cf_unix_path);
     ck_assert_uint_eq(a->cf_unix_mode, b->cf_unix_mode);
@@ -142,6 +143,7 @@ START_TEST(test_config_defaults)
     ck_assert_int_eq(addr_port((struct sockaddr *)&cf.cf_udp_listen[0].a_ss), 7777);
     ck_assert(cf.cf_udp_drop_privileged);
     ck_assert_uint_eq(cf.cf_udp_rate_limit, 0);
+    ck_assert_uint_eq(cf.cf_udp_rate_limit_per_port, 10000);
     ck_assert(!cf.cf_unix_enabled);
     ck_assert_str_eq(cf.cf_unix_path, "/run/upechod/upechod.sock");
     ck_assert_uint_eq(cf.cf_unix_mode, 0660);
@@ -460,6 +462,9 @@ START_TEST(test_config_bad_values)
          "line, or remove the comma"},
         {"[udp]\nrate_limit = 1000001\n",
          "t.ini:2: [udp] rate_limit: must be a whole number from 0 to 1000000, got \"1000001\""},
+        {"[udp]\nrate_limit_per_port = -1\n",
+         "t.ini:2: [udp] rate_limit_per_port: must be a whole number from 0 to 1000000, got "
+         "\"-1\""},
         {"[unix]\npath = run/upechod.sock\n",
          "t.ini:2: [unix] path: must be an absolute path (starting with /), got "
          "\"run/upechod.sock\""},
