@@ -123,6 +123,7 @@ END_TEST
  */
 START_TEST(test_unknown_user)
 {
+    static const char *const check_args[] = {"-t", NULL};
     struct daemon_proc dp;
     int status = -1;
 
@@ -131,7 +132,20 @@ START_TEST(test_unknown_user)
     if (status != 78)
         daemon_dump_log(&dp);
     ck_assert_int_eq(status, 78);
-    ck_assert(daemon_log_contains(&dp, "cannot switch to user upechod-no-such-user: no such user"));
+    /* Found while validating, before anything is bound: FILE:LINE names it. */
+    ck_assert(daemon_log_contains(
+        &dp, "upechod.ini:6: [server] user: \"upechod-no-such-user\": no such user"));
+    ck_assert(!daemon_log_contains(&dp, "listening on"));
+    ck_assert(!daemon_log_contains(&dp, " ready\n"));
+    daemon_stop(&dp);
+
+    /* upechod -t says the same and exits 78 too. */
+    ck_assert_int_eq(daemon_spawn(&dp, unknown_ini, check_args), 0);
+    ck_assert_int_eq(daemon_wait(&dp, 10000, &status), 0);
+    ck_assert_int_eq(status, 78);
+    ck_assert(daemon_log_contains(
+        &dp, "upechod.ini:6: [server] user: \"upechod-no-such-user\": no such user"));
+    ck_assert(!daemon_log_contains(&dp, "configuration OK"));
     ck_assert(!daemon_log_contains(&dp, " ready\n"));
     daemon_stop(&dp);
 }
