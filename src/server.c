@@ -219,9 +219,24 @@ server_listen_one(struct server *srv, const struct upechod_config *cf, enum tran
     struct listener *ls;
     const char *what = "";
 
-    if (t == TRANSPORT_UNIX)
-        ls = listener_new_unix(srv, cf->cf_unix_path, cf->cf_unix_mode, cf->cf_unix_backlog, &what);
-    else
+    if (t == TRANSPORT_UNIX) {
+        uid_t uid = (uid_t)-1;
+        gid_t gid = (gid_t)-1;
+
+        /*
+         * Still root, about to become user: give the socket to user and
+         * group, so that mode's group bits mean them and the unlink at exit
+         * is allowed.  Later (a reload) we already are that user.
+         */
+        if (cf->cf_user[0] != '\0' && geteuid() == 0 &&
+            privs_lookup(cf->cf_user, cf->cf_group, &uid, &gid) != 0) {
+            log_error("cannot listen on unix %s: no such user or group %s:%s", text, cf->cf_user,
+                      cf->cf_group);
+            return -ENOENT;
+        }
+        ls = listener_new_unix(srv, cf->cf_unix_path, cf->cf_unix_mode, uid, gid,
+                               cf->cf_unix_backlog, &what);
+    } else
         ls = listener_new_inet(srv, t, a, t == TRANSPORT_TCP ? cf->cf_tcp_backlog : 0, &what);
     if (ls == NULL) {
         int err = errno;
@@ -295,8 +310,15 @@ server_reconcile(struct server *srv, const struct upechod_config *cf, int fatal)
         ls = server_find(srv, want[i].sw_transport, want[i].sw_addr, want[i].sw_text);
         if (ls != NULL) {
             ls->ls_mark = 1;
-            if (ls->ls_transport == TRANSPORT_UNIX && chmod(ls->ls_path, cf->cf_unix_mode) == -1)
-                log_warn("cannot chmod %s: %s", ls->ls_path, strerror(errno));
+            /*
+             * Never chmod a path: whatever now sits there (a symlink to
+             * another file, say) would get the mode.  The mode is set
+             * through the umask when the socket is created, and only then.
+             */
+            if (ls->ls_transport == TRANSPORT_UNIX &&
+                cf->cf_unix_mode != srv->srv_conf.cf_unix_mode)
+                log_warn("reload: [unix] mode applies when the socket is created: at the next "
+                         "start, or when path changes");
             listener_set_backlog(ls, ls->ls_transport == TRANSPORT_UNIX ? cf->cf_unix_backlog
                                                                         : cf->cf_tcp_backlog);
             continue;
