@@ -47,8 +47,8 @@ listener_accept_cb(struct evconnlistener *evl, evutil_socket_t fd, struct sockad
         /* Echo replies are small and latency-bound: never wait for Nagle. */
         setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
     }
-    if (stream_new(ls->ls_srv, fd, ls->ls_transport, sa, (socklen_t)salen) == NULL)
-        close(fd);
+    /* stream_new() takes the fd, and closes it when it fails. */
+    stream_new(ls->ls_srv, fd, ls->ls_transport, sa, (socklen_t)salen);
 }
 
 /* accept(2) failed for a reason other than a transient one. */
