@@ -362,6 +362,37 @@ START_TEST(test_owned_by_user)
 }
 END_TEST
 
+/*
+ * A socket path with control bytes (an escape sequence, a newline) reaches
+ * the log escaped as \\xHH: no raw control byte, no forged second line.
+ */
+START_TEST(test_control_bytes_escaped)
+{
+    char dir[256], path[300], want[320], ini[1024], buf[8192];
+    struct daemon_proc dp;
+    ssize_t n;
+    int fd;
+
+    make_dir(dir, sizeof(dir));
+    snprintf(path, sizeof(path), "%s/a\x1b[31mb\x7f.sock", dir);
+    snprintf(want, sizeof(want), "listening on unix %s/a\\x1b[31mb\\x7f.sock\n", dir);
+    unix_ini_for(ini, sizeof(ini), path, "0600");
+    start_or_fail(&dp, ini);
+    check_echo(path);
+    ck_assert_msg(daemon_log_contains(&dp, want), "no %s in the log", want);
+    fd = open(dp.dp_log, O_RDONLY | O_CLOEXEC);
+    ck_assert_int_ge(fd, 0);
+    n = read(fd, buf, sizeof(buf));
+    close(fd);
+    ck_assert_int_gt(n, 0);
+    for (ssize_t i = 0; i < n; i++)
+        ck_assert_msg(buf[i] == '\n' || ((unsigned char)buf[i] >= 0x20 && buf[i] != 0x7f),
+                      "raw byte 0x%02x in the log at %zd", (unsigned char)buf[i], i);
+    ck_assert_int_eq(daemon_stop(&dp), 0);
+    rmdir(dir);
+}
+END_TEST
+
 static Suite *
 unix_suite(void)
 {
@@ -377,6 +408,7 @@ unix_suite(void)
     tcase_add_test(tc, test_symlink_swap_on_reload);
     tcase_add_test(tc, test_live_full_backlog_refused);
     tcase_add_test(tc, test_owned_by_user);
+    tcase_add_test(tc, test_control_bytes_escaped);
     suite_add_tcase(s, tc);
     return s;
 }
