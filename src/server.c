@@ -25,6 +25,8 @@
 #define SERVER_NOFD_RETRY_MS 50
 /* How often the service manager's STATUS= line is refreshed. */
 #define SERVER_STATUS_SEC 5
+/* Shortest interval between watchdog pings, whatever WATCHDOG_USEC says. */
+#define SERVER_WATCHDOG_MIN_USEC 10000
 /* Descriptors kept for listeners, logs and the like, beyond one per connection. */
 #define SERVER_FD_RESERVE 64
 /* ls_mark during server_reconcile(): to close, to keep, or bound by this round. */
@@ -660,6 +662,9 @@ server_start(struct server *srv)
         log_error("cannot switch to user %s: %s: %s", srv->srv_conf.cf_user, what, strerror(-rc));
         return rc == -ENOENT ? SERVER_ECONFIG : rc;
     }
+    if (geteuid() == 0 && srv->srv_conf.cf_user[0] == '\0')
+        log_warn("running as root: [server] user is empty; set it (to nobody, say) to drop "
+                 "root once the sockets are bound");
 
     if (evsignal_add(srv->srv_sigint, NULL) == -1 || evsignal_add(srv->srv_sigterm, NULL) == -1 ||
         evsignal_add(srv->srv_sighup, NULL) == -1)
@@ -669,8 +674,16 @@ server_start(struct server *srv)
 
         event_add(srv->srv_status_timer, &tv);
         if ((wd = notify_watchdog_usec()) > 0) {
-            tv.tv_sec = (time_t)(wd / 2 / 1000000);
-            tv.tv_usec = (suseconds_t)(wd / 2 % 1000000);
+            /*
+             * Ping at half the period, but never faster than
+             * SERVER_WATCHDOG_MIN_USEC: WATCHDOG_USEC=1 would otherwise
+             * make a zero-interval timer, a busy loop.
+             */
+            wd /= 2;
+            if (wd < SERVER_WATCHDOG_MIN_USEC)
+                wd = SERVER_WATCHDOG_MIN_USEC;
+            tv.tv_sec = (time_t)(wd / 1000000);
+            tv.tv_usec = (suseconds_t)(wd % 1000000);
             event_add(srv->srv_watchdog_timer, &tv);
         }
     }

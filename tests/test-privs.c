@@ -99,6 +99,7 @@ START_TEST(test_runs_as_nobody)
     proc_status(dp.dp_pid, "CapEff", got, sizeof(got));
     ck_assert_str_eq(got, "0000000000000000");
     ck_assert(daemon_log_contains(&dp, "running as user nobody"));
+    ck_assert(!daemon_log_contains(&dp, "running as root"));
 
     fd = tcp_connect(AF_INET, port);
     ck_assert_msg(fd >= 0, "tcp_connect: %s", strerror(-fd));
@@ -151,6 +152,19 @@ START_TEST(test_unknown_user)
 }
 END_TEST
 
+/* Started as root with no user to become: it serves, but says so. */
+START_TEST(test_root_warned)
+{
+    struct daemon_proc dp;
+
+    if (geteuid() != 0)
+        return;
+    start_or_fail(&dp, INI_TCP4_ONLY);
+    ck_assert(daemon_log_contains(&dp, "warning: running as root: [server] user is empty"));
+    ck_assert_int_eq(daemon_stop(&dp), 0);
+}
+END_TEST
+
 static Suite *
 privs_suite(void)
 {
@@ -159,6 +173,7 @@ privs_suite(void)
 
     tcase_add_test(tc, test_runs_as_nobody);
     tcase_add_test(tc, test_unknown_user);
+    tcase_add_test(tc, test_root_warned);
     suite_add_tcase(s, tc);
     return s;
 }

@@ -241,6 +241,42 @@ START_TEST(test_watchdog)
 }
 END_TEST
 
+/*
+ * WATCHDOG_USEC=1 would make a zero-interval timer, a busy loop: the
+ * interval is clamped to 10 ms, so a second brings about 100 pings.
+ */
+START_TEST(test_watchdog_tiny)
+{
+    struct daemon_proc dp;
+    struct manager m;
+    char msg[4096];
+    long long end;
+    pid_t from;
+    int pings = 0;
+
+    unsetenv("WATCHDOG_PID");
+    ck_assert_int_eq(setenv("WATCHDOG_USEC", "1", 1), 0);
+    manager_open_or_fail(&m, false);
+    spawn(&dp, tcp_only_ini);
+    unsetenv("WATCHDOG_USEC");
+    manager_expect(&m, dp.dp_pid, "READY=1", msg, sizeof(msg), READY_TIMEOUT_MS);
+
+    end = now_ms() + 1000;
+    while (now_ms() < end) {
+        if (manager_recv_or_fail(&m, msg, sizeof(msg), &from, end - now_ms()) < 0)
+            break;
+        if (strcmp(msg, "WATCHDOG=1") == 0)
+            pings++;
+    }
+    fprintf(stderr, "systemd: %d pings in 1 s at WATCHDOG_USEC=1\n", pings);
+    ck_assert_msg(pings >= 5 && pings <= 200, "%d pings in 1 s at WATCHDOG_USEC=1", pings);
+
+    stop_expect_stopping(&m, &dp);
+    daemon_stop(&dp);
+    manager_close(&m);
+}
+END_TEST
+
 /* A watchdog meant for another process (WATCHDOG_PID) is not ours to ping. */
 START_TEST(test_watchdog_other_pid)
 {
@@ -506,6 +542,7 @@ systemd_suite(void)
     tcase_add_test(tc, test_reload);
     tcase_add_test(tc, test_status);
     tcase_add_test(tc, test_watchdog);
+    tcase_add_test(tc, test_watchdog_tiny);
     tcase_add_test(tc, test_watchdog_other_pid);
     suite_add_tcase(s, tc);
     tcase_add_unchecked_fixture(ta, scratch_setup, scratch_teardown);
