@@ -168,6 +168,25 @@ START_TEST(test_reload)
     manager_expect(&m, dp.dp_pid, "READY=1", msg, sizeof(msg), MSG_TIMEOUT_MS);
     check_echo_all(tcp, 0, NULL);
 
+    /* A new address that cannot be bound fails the reload whole, and STATUS= says so. */
+    {
+        char ini[256];
+        int held, held_port = 0;
+
+        held = tcp_listen_on(AF_INET, 0, &held_port);
+        ck_assert_int_ge(held, 0);
+        snprintf(ini, sizeof(ini), "[tcp]\nlisten = 127.0.0.1:%d\n[udp]\nenabled = no\n",
+                 held_port);
+        ck_assert_int_eq(daemon_write_config(&dp, ini), 0);
+        ck_assert_int_eq(daemon_signal(&dp, SIGHUP), 0);
+        manager_expect(&m, dp.dp_pid, "RELOADING=1\n", msg, sizeof(msg), MSG_TIMEOUT_MS);
+        manager_expect(&m, dp.dp_pid, "READY=1", msg, sizeof(msg), MSG_TIMEOUT_MS);
+        ck_assert_msg(strstr(msg, "STATUS=reload failed: cannot listen") != NULL,
+                      "READY=1 without a failed STATUS=: '%s'", msg);
+        check_echo_all(tcp, 0, NULL);
+        close(held);
+    }
+
     stop_expect_stopping(&m, &dp);
     daemon_stop(&dp);
     manager_close(&m);
