@@ -47,8 +47,8 @@ listener_accept_cb(struct evconnlistener *evl, evutil_socket_t fd, struct sockad
         /* Echo replies are small and latency-bound: never wait for Nagle. */
         setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
     }
-    if (stream_new(ls->ls_srv, fd, ls->ls_transport, sa, (socklen_t)salen) == NULL)
-        close(fd);
+    /* stream_new() takes the fd, and closes it when it fails. */
+    stream_new(ls->ls_srv, fd, ls->ls_transport, sa, (socklen_t)salen);
 }
 
 /* accept(2) failed for a reason other than a transient one. */
@@ -176,11 +176,18 @@ listener_unix_clear(const char *path, const char **what)
     memset(&sun, 0, sizeof(sun));
     sun.sun_family = AF_UNIX;
     memcpy(sun.sun_path, path, strlen(path));
-    if ((fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0)) == -1) {
+    /*
+     * Non-blocking: a live listener whose backlog is full would otherwise
+     * hold start-up (or a reload) in connect(2).  EAGAIN means just that:
+     * someone listens there.
+     */
+    if ((fd = socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0)) == -1) {
         *what = "socket";
         return -errno;
     }
     rc = connect(fd, (struct sockaddr *)&sun, sizeof(sun));
+    if (rc == -1 && (errno == EAGAIN || errno == EINPROGRESS))
+        rc = 0;
     close(fd);
     if (rc == 0) {
         *what = "another process is listening on this socket";
@@ -198,13 +205,66 @@ listener_unix_clear(const char *path, const char **what)
     return 0;
 }
 
-/* Bind an AF_UNIX stream socket at path with the given file mode. */
+/*
+ * Remove the AF_UNIX file at path if it still is the socket we created
+ * (lstat: a symlink put in its place is not followed).  0, or -1 with errno.
+ */
+static int
+listener_unix_unlink(const struct listener *ls, const char *path)
+{
+    struct stat st;
+
+    if (ls->ls_ino == 0 || lstat(path, &st) == -1 || st.st_dev != ls->ls_dev ||
+        st.st_ino != ls->ls_ino)
+        return 0;
+    return unlink(path);
+}
+
+/*
+ * The socket file just bound at path: check through an O_PATH descriptor,
+ * which never follows a symlink, that it is a socket, note its identity,
+ * and hand it to uid:gid (when not -1) through that same descriptor.  So
+ * whatever is swapped in at the path meanwhile, no other file is ever
+ * chowned, and no file's mode is ever changed after the fact: the mode
+ * comes from the umask at bind time, as systemd does it.
+ */
+static int
+listener_unix_own(struct listener *ls, const char *path, uid_t uid, gid_t gid, const char **what)
+{
+    struct stat st;
+    int pfd, err = 0;
+
+    *what = "open";
+    if ((pfd = open(path, O_PATH | O_NOFOLLOW | O_CLOEXEC)) == -1)
+        return -errno;
+    *what = "stat";
+    if (fstat(pfd, &st) == -1) {
+        err = -errno;
+    } else if (!S_ISSOCK(st.st_mode)) {
+        *what = "the path was replaced by something that is not a socket";
+        err = -EEXIST;
+    } else {
+        ls->ls_dev = st.st_dev;
+        ls->ls_ino = st.st_ino;
+        *what = "chown";
+        if ((uid != (uid_t)-1 || gid != (gid_t)-1) &&
+            fchownat(pfd, "", uid, gid, AT_EMPTY_PATH | AT_SYMLINK_NOFOLLOW) == -1)
+            err = -errno;
+    }
+    close(pfd);
+    return err;
+}
+
+/*
+ * Bind an AF_UNIX stream socket at path with the given file mode, owned by
+ * uid:gid (-1: left as created).
+ */
 struct listener *
-listener_new_unix(struct server *srv, const char *path, mode_t mode, int backlog, const char **what)
+listener_new_unix(struct server *srv, const char *path, mode_t mode, uid_t uid, gid_t gid,
+                  int backlog, const char **what)
 {
     struct sockaddr_un sun;
     struct listener *ls;
-    struct stat st;
     mode_t omask;
     int fd, rc, err;
 
@@ -219,6 +279,9 @@ listener_new_unix(struct server *srv, const char *path, mode_t mode, int backlog
     *what = "socket";
     if ((fd = socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0)) == -1)
         return NULL;
+    *what = "out of memory";
+    if ((ls = listener_alloc(srv, TRANSPORT_UNIX, fd)) == NULL)
+        goto fail;
     /* The file is created with the mode asked for: no window with wider permissions. */
     omask = umask(~mode & 0777);
     rc = bind(fd, (struct sockaddr *)&sun, sizeof(sun));
@@ -226,30 +289,26 @@ listener_new_unix(struct server *srv, const char *path, mode_t mode, int backlog
     *what = "bind";
     if (rc == -1)
         goto fail;
-    *what = "chmod";
-    if (chmod(path, mode) == -1 || stat(path, &st) == -1)
+    if ((rc = listener_unix_own(ls, path, uid, gid, what)) != 0) {
+        errno = -rc;
         goto fail_unlink;
+    }
     *what = "listen";
     if (listen(fd, backlog) == -1)
         goto fail_unlink;
-    *what = "out of memory";
-    if ((ls = listener_alloc(srv, TRANSPORT_UNIX, fd)) == NULL)
-        goto fail_unlink;
     snprintf(ls->ls_path, sizeof(ls->ls_path), "%s", path);
-    ls->ls_dev = st.st_dev;
-    ls->ls_ino = st.st_ino;
     if (listener_attach(ls) != 0) {
-        free(ls);
         errno = ENOMEM;
         goto fail_unlink;
     }
     return ls;
 fail_unlink:
     err = errno;
-    unlink(path);
+    listener_unix_unlink(ls, path);
     errno = err;
 fail:
     err = errno;
+    free(ls);
     close(fd);
     errno = err;
     return NULL;
@@ -300,15 +359,12 @@ listener_new_fd(struct server *srv, int fd, enum transport t, const char **what)
 void
 listener_free(struct listener *ls)
 {
-    struct stat st;
-
     if (ls == NULL)
         return;
     if (ls->ls_evl != NULL)
         evconnlistener_free(ls->ls_evl);
     udp_free(ls->ls_udp);
-    if (ls->ls_path[0] != '\0' && !ls->ls_activated && stat(ls->ls_path, &st) == 0 &&
-        st.st_dev == ls->ls_dev && st.st_ino == ls->ls_ino && unlink(ls->ls_path) == -1)
+    if (ls->ls_path[0] != '\0' && !ls->ls_activated && listener_unix_unlink(ls, ls->ls_path) == -1)
         log_warn("cannot remove %s: %s", ls->ls_path, strerror(errno));
     close(ls->ls_fd);
     free(ls);

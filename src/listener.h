@@ -28,8 +28,8 @@ struct listener {
 
 struct listener *listener_new_inet(struct server *srv, enum transport t, const struct addr *a,
                                    int backlog, const char **what);
-struct listener *listener_new_unix(struct server *srv, const char *path, mode_t mode, int backlog,
-                                   const char **what);
+struct listener *listener_new_unix(struct server *srv, const char *path, mode_t mode, uid_t uid,
+                                   gid_t gid, int backlog, const char **what);
 struct listener *listener_new_fd(struct server *srv, int fd, enum transport t, const char **what);
 void listener_free(struct listener *ls);
 int listener_set_backlog(struct listener *ls, int backlog);

@@ -26,8 +26,14 @@
 #define SERVER_NOFD_RETRY_MS 50
 /* How often the service manager's STATUS= line is refreshed. */
 #define SERVER_STATUS_SEC 5
+/* Shortest interval between watchdog pings, whatever WATCHDOG_USEC says. */
+#define SERVER_WATCHDOG_MIN_USEC 10000
 /* Descriptors kept for listeners, logs and the like, beyond one per connection. */
 #define SERVER_FD_RESERVE 64
+/* ls_mark during server_reconcile(): to close, to keep, or bound by this round. */
+#define SERVER_LS_DROP 0
+#define SERVER_LS_KEEP 1
+#define SERVER_LS_NEW 2
 
 const char *
 transport_name(enum transport t)
@@ -165,7 +171,10 @@ server_accept_failed(struct server *srv, int err)
 /*
  * Every stream shares one idle timeout, so let libevent keep them in one
  * queue (a "common timeout") instead of its heap: re-arming after each
- * read becomes O(1) rather than O(log connections).
+ * read becomes O(1) rather than O(log connections).  libevent keeps at
+ * most 256 common timeouts per base and never frees one, so each reload
+ * with a new value uses one up; once they are gone the value is kept as
+ * an ordinary timeout, slower to re-arm but never switched off.
  */
 static void
 server_set_idle_timeout(struct server *srv)
@@ -173,9 +182,14 @@ server_set_idle_timeout(struct server *srv)
     struct timeval tv = {.tv_sec = srv->srv_conf.cf_idle_timeout, .tv_usec = 0};
 
     srv->srv_idle_tv = NULL;
-    if (tv.tv_sec > 0 &&
-        (srv->srv_idle_tv = event_base_init_common_timeout(srv->srv_base, &tv)) == NULL)
-        log_warn("cannot set up a shared idle timeout; connections will never time out");
+    if (tv.tv_sec == 0)
+        return;
+    if ((srv->srv_idle_tv = event_base_init_common_timeout(srv->srv_base, &tv)) != NULL)
+        return;
+    log_debug("no common timeout left for idle_timeout = %u; using an ordinary one",
+              srv->srv_conf.cf_idle_timeout);
+    srv->srv_idle_plain = tv;
+    srv->srv_idle_tv = &srv->srv_idle_plain;
 }
 
 /* Raise the soft open-file limit to the hard one; warn when max_connections cannot fit. */
@@ -220,9 +234,24 @@ server_listen_one(struct server *srv, const struct upechod_config *cf, enum tran
     struct listener *ls;
     const char *what = "";
 
-    if (t == TRANSPORT_UNIX)
-        ls = listener_new_unix(srv, cf->cf_unix_path, cf->cf_unix_mode, cf->cf_unix_backlog, &what);
-    else
+    if (t == TRANSPORT_UNIX) {
+        uid_t uid = (uid_t)-1;
+        gid_t gid = (gid_t)-1;
+
+        /*
+         * Still root, about to become user: give the socket to user and
+         * group, so that mode's group bits mean them and the unlink at exit
+         * is allowed.  Later (a reload) we already are that user.
+         */
+        if (cf->cf_user[0] != '\0' && geteuid() == 0 &&
+            privs_lookup(cf->cf_user, cf->cf_group, &uid, &gid) != 0) {
+            log_error("cannot listen on unix %s: no such user or group %s:%s", text, cf->cf_user,
+                      cf->cf_group);
+            return -ENOENT;
+        }
+        ls = listener_new_unix(srv, cf->cf_unix_path, cf->cf_unix_mode, uid, gid,
+                               cf->cf_unix_backlog, &what);
+    } else
         ls = listener_new_inet(srv, t, a, t == TRANSPORT_TCP ? cf->cf_tcp_backlog : 0, &what);
     if (ls == NULL) {
         int err = errno;
@@ -232,9 +261,8 @@ server_listen_one(struct server *srv, const struct upechod_config *cf, enum tran
                       strerror(err));
         return -err;
     }
-    ls->ls_mark = 1;
+    ls->ls_mark = SERVER_LS_NEW;
     TAILQ_INSERT_TAIL(&srv->srv_listeners, ls, ls_entry);
-    log_info("listening on %s %s", transport_name(t), ls->ls_name);
     return 0;
 }
 
@@ -262,21 +290,60 @@ struct server_want {
     int sw_retry;
 };
 
+/* Close every listener whose mark is `mark`, logging each with why. */
+static void
+server_close_marked(struct server *srv, int mark, const char *why)
+{
+    struct listener *ls, *next;
+
+    for (ls = TAILQ_FIRST(&srv->srv_listeners); ls != NULL; ls = next) {
+        next = TAILQ_NEXT(ls, ls_entry);
+        if (ls->ls_mark != mark)
+            continue;
+        if (why != NULL)
+            log_info("%s %s %s", why, transport_name(ls->ls_transport), ls->ls_name);
+        server_close_listener(srv, ls);
+    }
+}
+
+/* Whether a listener about to be closed may be what keeps want from binding. */
+static int
+server_want_blocked(struct server *srv, const struct server_want *w)
+{
+    struct listener *ls;
+
+    TAILQ_FOREACH(ls, &srv->srv_listeners, ls_entry) {
+        if (ls->ls_mark == SERVER_LS_DROP && ls->ls_transport == w->sw_transport &&
+            ls->ls_transport != TRANSPORT_UNIX &&
+            addr_port((const struct sockaddr *)&ls->ls_conf_addr.a_ss) ==
+                addr_port((const struct sockaddr *)&w->sw_addr->a_ss))
+            return 1;
+    }
+    return 0;
+}
+
 /*
  * Make the listening sockets match cf.  Used at start and on reload: an
  * address already being listened on keeps its socket (no moment where
  * connects are refused), removed ones are closed (their connections go
- * on), new ones are bound.  A new address can collide with one about to be
- * removed (127.0.0.1:9090 becoming *:9090); those are bound again after the
- * removals.  With `fatal`, the first failure aborts and is returned.
+ * on), new ones are bound.
+ *
+ * A reload is all or nothing, as nginx and HAProxy do it: everything new is
+ * bound first, and if any of it fails the new sockets are closed again and
+ * the old ones were never touched.  Only a new address that collides with
+ * one about to be removed (127.0.0.1:9090 becoming *:9090) needs the old
+ * socket closed before it can be bound; if it still fails then, the old
+ * listeners are bound again from the running configuration.  With `fatal`
+ * (start-up) the first failure is returned at once.  Returns 0 or the
+ * first -errno; every failure is logged with the address.
  */
 static int
 server_reconcile(struct server *srv, const struct upechod_config *cf, int fatal)
 {
     struct server_want want[2 * CONFIG_MAX_LISTEN + 1];
-    struct listener *ls, *next;
+    struct listener *ls;
     size_t nwant = 0;
-    int rc, first_err = 0;
+    int rc, blocked, first_err = 0;
 
     if (cf->cf_tcp_enabled)
         for (size_t i = 0; i < cf->cf_tcp_nlisten; i++)
@@ -290,43 +357,62 @@ server_reconcile(struct server *srv, const struct upechod_config *cf, int fatal)
         want[nwant++] = (struct server_want){TRANSPORT_UNIX, NULL, cf->cf_unix_path, 0};
 
     TAILQ_FOREACH(ls, &srv->srv_listeners, ls_entry)
-        ls->ls_mark = ls->ls_activated;
+        ls->ls_mark = ls->ls_activated ? SERVER_LS_KEEP : SERVER_LS_DROP;
 
-    for (size_t i = 0; i < nwant; i++) {
+    for (size_t i = 0; i < nwant && first_err == 0; i++) {
         ls = server_find(srv, want[i].sw_transport, want[i].sw_addr, want[i].sw_text);
         if (ls != NULL) {
-            ls->ls_mark = 1;
-            if (ls->ls_transport == TRANSPORT_UNIX && chmod(ls->ls_path, cf->cf_unix_mode) == -1)
-                log_warn("cannot chmod %s: %s", ls->ls_path, strerror(errno));
-            listener_set_backlog(ls, ls->ls_transport == TRANSPORT_UNIX ? cf->cf_unix_backlog
-                                                                        : cf->cf_tcp_backlog);
+            ls->ls_mark = SERVER_LS_KEEP;
+            /*
+             * Never chmod a path: whatever now sits there (a symlink to
+             * another file, say) would get the mode.  The mode is set
+             * through the umask when the socket is created, and only then.
+             */
+            if (ls->ls_transport == TRANSPORT_UNIX &&
+                cf->cf_unix_mode != srv->srv_conf.cf_unix_mode)
+                log_warn("reload: [unix] mode applies when the socket is created: at the next "
+                         "start, or when path changes");
             continue;
         }
+        /* An address an old socket may hold: EADDRINUSE is retried once that one is closed. */
+        blocked =
+            !fatal && want[i].sw_transport != TRANSPORT_UNIX && server_want_blocked(srv, &want[i]);
         rc = server_listen_one(srv, cf, want[i].sw_transport, want[i].sw_addr, want[i].sw_text,
-                               !fatal);
-        if (rc == -EADDRINUSE && !fatal) {
+                               blocked);
+        if (rc == -EADDRINUSE && blocked) {
             want[i].sw_retry = 1;
         } else if (rc != 0) {
-            if (fatal)
-                return rc;
-            first_err = first_err ? first_err : rc;
+            first_err = rc;
         }
     }
-
-    for (ls = TAILQ_FIRST(&srv->srv_listeners); ls != NULL; ls = next) {
-        next = TAILQ_NEXT(ls, ls_entry);
-        if (ls->ls_mark)
-            continue;
-        log_info("no longer listening on %s %s", transport_name(ls->ls_transport), ls->ls_name);
-        server_close_listener(srv, ls);
+    if (first_err != 0) {
+        if (!fatal)
+            server_close_marked(srv, SERVER_LS_NEW, NULL);
+        return first_err;
     }
 
-    for (size_t i = 0; i < nwant; i++) {
-        if (want[i].sw_retry && (rc = server_listen_one(srv, cf, want[i].sw_transport,
-                                                        want[i].sw_addr, want[i].sw_text, 0)) != 0)
-            first_err = first_err ? first_err : rc;
+    /* Everything that could be bound beside the old sockets is: commit. */
+    server_close_marked(srv, SERVER_LS_DROP, "no longer listening on");
+    for (size_t i = 0; i < nwant && first_err == 0; i++)
+        if (want[i].sw_retry)
+            first_err = server_listen_one(srv, cf, want[i].sw_transport, want[i].sw_addr,
+                                          want[i].sw_text, 0);
+    if (first_err != 0) {
+        /* The old sockets are gone: put back what the running configuration had. */
+        server_close_marked(srv, SERVER_LS_NEW, NULL);
+        log_warn("reload: binding the listeners of the running configuration again");
+        if (server_reconcile(srv, &srv->srv_conf, 1) != 0)
+            log_error("reload: not every listener of the running configuration could be "
+                      "bound again");
+        TAILQ_FOREACH(ls, &srv->srv_listeners, ls_entry)
+            if (ls->ls_mark == SERVER_LS_NEW)
+                log_info("listening on %s %s", transport_name(ls->ls_transport), ls->ls_name);
+        return first_err;
     }
-    return first_err;
+    TAILQ_FOREACH(ls, &srv->srv_listeners, ls_entry)
+        if (ls->ls_mark == SERVER_LS_NEW)
+            log_info("listening on %s %s", transport_name(ls->ls_transport), ls->ls_name);
+    return 0;
 }
 
 /* Serve the sockets systemd passed; the configured addresses are then not bound. */
@@ -392,7 +478,10 @@ server_reload_error(void *arg, const char *msg)
 /*
  * SIGHUP: parse into a fresh configuration.  An invalid one is reported
  * and the running one kept, nothing dropped.  A valid one is applied to
- * listeners and to the connections already open.
+ * listeners first, all or nothing: if a new address cannot be bound the
+ * old listeners and the old configuration stay whole and the reload is
+ * reported as failed.  Then the limits are applied to the connections
+ * already open.
  */
 static void
 server_reload(struct server *srv)
@@ -403,16 +492,35 @@ server_reload(struct server *srv)
 
     notify_reloading(srv->srv_notify);
     if (nc == NULL) {
-        log_error("reload: out of memory; keeping the running configuration");
-        notify_ready(srv->srv_notify, "reload failed: out of memory");
+        log_error("reload failed: out of memory; still running the previous configuration");
+        notify_ready(srv->srv_notify, "reload failed: out of memory; running the previous "
+                                      "configuration");
         return;
     }
     rc = config_load(nc, srv->srv_conf_path[0] != '\0' ? srv->srv_conf_path : NULL,
                      server_reload_error, NULL);
+    if (rc < 0) {
+        /* Not a verdict on the file: it could not be read (out of descriptors, say). */
+        log_error("reload failed: cannot read %s: %s; still running the previous configuration",
+                  nc->cf_file[0] ? nc->cf_file : srv->srv_conf_path, strerror(-rc));
+        notify_ready(srv->srv_notify, "reload failed: cannot read the configuration; running the "
+                                      "previous one");
+        free(nc);
+        return;
+    }
     if (rc != 0) {
         log_error("reload failed: %s is not valid; still running the previous configuration",
                   nc->cf_file[0] ? nc->cf_file : srv->srv_conf_path);
         notify_ready(srv->srv_notify, "reload failed, running the previous configuration");
+        free(nc);
+        return;
+    }
+    if (!srv->srv_activated && (rc = server_reconcile(srv, nc, 0)) != 0) {
+        log_error("reload failed: cannot listen on every address of %s (%s); still running the "
+                  "previous configuration and listeners",
+                  nc->cf_file[0] ? nc->cf_file : "the built-in defaults", strerror(-rc));
+        notify_ready(srv->srv_notify, "reload failed: cannot listen on every new address; "
+                                      "running the previous configuration");
         free(nc);
         return;
     }
@@ -421,8 +529,6 @@ server_reload(struct server *srv)
         log_warn("reload: [server] user and group take effect only at the next start");
 
     log_set_level(nc->cf_log_level);
-    if (!srv->srv_activated)
-        server_reconcile(srv, nc, 0);
     srv->srv_conf = *nc;
     free(nc);
     server_set_idle_timeout(srv);
@@ -562,6 +668,9 @@ server_start(struct server *srv)
         log_error("cannot switch to user %s: %s: %s", srv->srv_conf.cf_user, what, strerror(-rc));
         return rc == -ENOENT ? SERVER_ECONFIG : rc;
     }
+    if (geteuid() == 0 && srv->srv_conf.cf_user[0] == '\0')
+        log_warn("running as root: [server] user is empty; set it (to nobody, say) to drop "
+                 "root once the sockets are bound");
 
     if (evsignal_add(srv->srv_sigint, NULL) == -1 || evsignal_add(srv->srv_sigterm, NULL) == -1 ||
         evsignal_add(srv->srv_sighup, NULL) == -1)
@@ -571,8 +680,16 @@ server_start(struct server *srv)
 
         event_add(srv->srv_status_timer, &tv);
         if ((wd = notify_watchdog_usec()) > 0) {
-            tv.tv_sec = (time_t)(wd / 2 / 1000000);
-            tv.tv_usec = (suseconds_t)(wd / 2 % 1000000);
+            /*
+             * Ping at half the period, but never faster than
+             * SERVER_WATCHDOG_MIN_USEC: WATCHDOG_USEC=1 would otherwise
+             * make a zero-interval timer, a busy loop.
+             */
+            wd /= 2;
+            if (wd < SERVER_WATCHDOG_MIN_USEC)
+                wd = SERVER_WATCHDOG_MIN_USEC;
+            tv.tv_sec = (time_t)(wd / 1000000);
+            tv.tv_usec = (suseconds_t)(wd % 1000000);
             event_add(srv->srv_watchdog_timer, &tv);
         }
     }

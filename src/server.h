@@ -75,6 +75,7 @@ struct server {
     int srv_activated; /* serving sockets passed by systemd */
     struct server_stats srv_stats;
     const struct timeval *srv_idle_tv; /* idle_timeout as a common timeout, NULL for never */
+    struct timeval srv_idle_plain;     /* idle_timeout when no common timeout is left */
 };
 
 /*

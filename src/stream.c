@@ -16,6 +16,8 @@
 #define STREAM_ECHO_STEP (64 * 1024)
 /* How long a shutdown waits, after our FIN, for the client to close its side. */
 #define STREAM_LINGER_SEC 2
+/* Most reads one linger callback makes before it lets the loop go on. */
+#define STREAM_LINGER_READS 16
 
 static void stream_close(struct stream *st);
 
@@ -270,7 +272,10 @@ stream_apply_limits(struct stream *st)
         stream_check_pressure(st);
 }
 
-/* Serve a freshly accepted connection.  Returns NULL (fd not taken) on failure. */
+/*
+ * Serve a freshly accepted connection.  The fd is taken either way: on
+ * failure (NULL) it is closed, and the connection counted nowhere.
+ */
 struct stream *
 stream_new(struct server *srv, int fd, enum transport t, const struct sockaddr *sa, socklen_t salen)
 {
@@ -278,11 +283,13 @@ stream_new(struct server *srv, int fd, enum transport t, const struct sockaddr *
 
     if (st == NULL) {
         log_warn("out of memory for a new %s connection, refusing it", transport_name(t));
+        close(fd);
         return NULL;
     }
     st->st_bev = bufferevent_socket_new(srv->srv_base, fd, BEV_OPT_CLOSE_ON_FREE);
     if (st->st_bev == NULL) {
         log_warn("out of memory for a new %s connection, refusing it", transport_name(t));
+        close(fd);
         free(st);
         return NULL;
     }
@@ -296,7 +303,15 @@ stream_new(struct server *srv, int fd, enum transport t, const struct sockaddr *
     TAILQ_INSERT_TAIL(&srv->srv_streams, st, st_entry);
     server_stream_opened(srv);
     stream_apply_limits(st);
-    bufferevent_enable(st->st_bev, EV_READ | EV_WRITE);
+    if (bufferevent_enable(st->st_bev, EV_READ | EV_WRITE) == -1) {
+        /* Registering with the loop failed: undo everything, slot and counters included. */
+        log_warn("cannot watch a new %s connection: %s; closing it", transport_name(t),
+                 strerror(errno));
+        srv->srv_stats.st_accepted--;
+        srv->srv_stats.st_closed--;
+        stream_free(st);
+        return NULL;
+    }
     log_debug("%s %s: connected", transport_name(t), st->st_peer);
     return st;
 }
@@ -337,10 +352,17 @@ stream_linger_cb(evutil_socket_t fd, short what, void *arg)
     ssize_t n;
 
     if (what & EV_READ) {
-        while ((n = read(fd, buf, sizeof(buf))) > 0)
+        int rounds = 0;
+
+        /*
+         * A bounded number of reads: a client that writes as fast as we
+         * read must not keep the loop here, away from timers and the
+         * watchdog.  The event fires again while more is waiting.
+         */
+        while ((n = read(fd, buf, sizeof(buf))) > 0 && ++rounds < STREAM_LINGER_READS)
             ;
         /* A persistent event's timeout restarts on activity: bound the linger ourselves. */
-        if (n == -1 && (errno == EAGAIN || errno == EINTR) && stream_linger_left(st))
+        if ((n > 0 || (n == -1 && (errno == EAGAIN || errno == EINTR))) && stream_linger_left(st))
             return;
     }
     stream_free(st);

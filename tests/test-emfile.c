@@ -1,6 +1,7 @@
 /* test-emfile.c: the daemon out of descriptors pauses accepting, stays quiet, and recovers. */
 #include <check.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -9,6 +10,8 @@
 
 #include "check-helpers.h"
 #include "harness.h"
+#include "server.h"
+#include "stream.h"
 
 /* The daemon's open-file limit: room for a few dozen connections. */
 #define NOFILE 40
@@ -273,6 +276,37 @@ START_TEST(test_churn_stays_quiet)
 }
 END_TEST
 
+/*
+ * A connection the loop cannot watch (epoll refuses /dev/null, as it
+ * would refuse anything when the kernel is out of memory): stream_new()
+ * fails, closes the descriptor, and leaves no slot or count behind.
+ */
+START_TEST(test_accept_enable_fails)
+{
+    struct upechod_config cf;
+    struct server *srv;
+    int fd;
+
+    config_defaults(&cf);
+    cf.cf_max_connections = 1;
+    srv = server_new(&cf, NULL);
+    ck_assert_ptr_nonnull(srv);
+    fd = open("/dev/null", O_RDWR | O_CLOEXEC);
+    ck_assert_int_ge(fd, 0);
+    ck_assert_ptr_null(stream_new(srv, fd, TRANSPORT_UNIX, NULL, 0));
+    /* libevent closes a freed bufferevent's descriptor from the loop. */
+    event_base_loop(srv->srv_base, EVLOOP_NONBLOCK);
+    ck_assert_msg(fcntl(fd, F_GETFD) == -1 && errno == EBADF, "the descriptor was left open");
+    ck_assert_uint_eq(srv->srv_nstreams, 0);
+    ck_assert_ptr_null(TAILQ_FIRST(&srv->srv_streams));
+    ck_assert_uint_eq(srv->srv_stats.st_accepted, 0);
+    ck_assert_uint_eq(srv->srv_stats.st_closed, 0);
+    /* max_connections = 1: the failed one must not have left accepting paused. */
+    ck_assert_int_eq(srv->srv_paused, 0);
+    server_free(srv);
+}
+END_TEST
+
 static Suite *
 emfile_suite(void)
 {
@@ -282,6 +316,7 @@ emfile_suite(void)
     tcase_add_test(tc, test_warns_at_start);
     tcase_add_test(tc, test_starved_then_recovers);
     tcase_add_test(tc, test_churn_stays_quiet);
+    tcase_add_test(tc, test_accept_enable_fails);
     suite_add_tcase(s, tc);
     return s;
 }

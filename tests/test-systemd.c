@@ -169,6 +169,25 @@ START_TEST(test_reload)
     manager_expect(&m, dp.dp_pid, "READY=1", msg, sizeof(msg), MSG_TIMEOUT_MS);
     check_echo_all(tcp, 0, NULL);
 
+    /* A new address that cannot be bound fails the reload whole, and STATUS= says so. */
+    {
+        char ini[256];
+        int held, held_port = 0;
+
+        held = tcp_listen_on(AF_INET, 0, &held_port);
+        ck_assert_int_ge(held, 0);
+        snprintf(ini, sizeof(ini), "[tcp]\nlisten = 127.0.0.1:%d\n[udp]\nenabled = no\n",
+                 held_port);
+        ck_assert_int_eq(daemon_write_config(&dp, ini), 0);
+        ck_assert_int_eq(daemon_signal(&dp, SIGHUP), 0);
+        manager_expect(&m, dp.dp_pid, "RELOADING=1\n", msg, sizeof(msg), MSG_TIMEOUT_MS);
+        manager_expect(&m, dp.dp_pid, "READY=1", msg, sizeof(msg), MSG_TIMEOUT_MS);
+        ck_assert_msg(strstr(msg, "STATUS=reload failed: cannot listen") != NULL,
+                      "READY=1 without a failed STATUS=: '%s'", msg);
+        check_echo_all(tcp, 0, NULL);
+        close(held);
+    }
+
     stop_expect_stopping(&m, &dp);
     daemon_stop(&dp);
     manager_close(&m);
@@ -235,6 +254,42 @@ START_TEST(test_watchdog)
     }
     ck_assert_msg(pings >= 4 && pings <= 8, "%d pings in 3 s at a 1 s watchdog", pings);
     ck_assert_msg(max_gap < 1000, "%lld ms between pings at a 1 s watchdog", max_gap);
+
+    stop_expect_stopping(&m, &dp);
+    daemon_stop(&dp);
+    manager_close(&m);
+}
+END_TEST
+
+/*
+ * WATCHDOG_USEC=1 would make a zero-interval timer, a busy loop: the
+ * interval is clamped to 10 ms, so a second brings about 100 pings.
+ */
+START_TEST(test_watchdog_tiny)
+{
+    struct daemon_proc dp;
+    struct manager m;
+    char msg[4096];
+    long long end;
+    pid_t from;
+    int pings = 0;
+
+    unsetenv("WATCHDOG_PID");
+    ck_assert_int_eq(setenv("WATCHDOG_USEC", "1", 1), 0);
+    manager_open_or_fail(&m, false);
+    spawn(&dp, tcp_only_ini);
+    unsetenv("WATCHDOG_USEC");
+    manager_expect(&m, dp.dp_pid, "READY=1", msg, sizeof(msg), READY_TIMEOUT_MS);
+
+    end = now_ms() + 1000;
+    while (now_ms() < end) {
+        if (manager_recv_or_fail(&m, msg, sizeof(msg), &from, end - now_ms()) < 0)
+            break;
+        if (strcmp(msg, "WATCHDOG=1") == 0)
+            pings++;
+    }
+    fprintf(stderr, "systemd: %d pings in 1 s at WATCHDOG_USEC=1\n", pings);
+    ck_assert_msg(pings >= 5 && pings <= 200, "%d pings in 1 s at WATCHDOG_USEC=1", pings);
 
     stop_expect_stopping(&m, &dp);
     daemon_stop(&dp);
@@ -595,6 +650,7 @@ systemd_suite(void)
     tcase_add_test(tc, test_reload);
     tcase_add_test(tc, test_status);
     tcase_add_test(tc, test_watchdog);
+    tcase_add_test(tc, test_watchdog_tiny);
     tcase_add_test(tc, test_watchdog_other_pid);
     suite_add_tcase(s, tc);
     tcase_add_unchecked_fixture(ta, scratch_setup, scratch_teardown);
