@@ -497,6 +497,7 @@ server_new(const struct upechod_config *conf, const char *conf_path)
         return NULL;
     TAILQ_INIT(&srv->srv_listeners);
     TAILQ_INIT(&srv->srv_streams);
+    TAILQ_INIT(&srv->srv_mem_paused);
     srv->srv_conf = *conf;
     snprintf(srv->srv_conf_path, sizeof(srv->srv_conf_path), "%s", conf_path ? conf_path : "");
     srv->srv_base = event_base_new();

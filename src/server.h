@@ -34,6 +34,8 @@ struct server_stats {
     uint64_t st_dgrams_dropped;  /* datagrams not answered (guard, rate limit, send failure) */
     uint64_t st_accept_failures; /* accept(2) failures for lack of descriptors or memory */
     uint64_t st_timeouts;        /* streams closed by idle_timeout */
+    uint64_t st_memory_pauses;   /* times a stream stopped being read for max_memory */
+    uint64_t st_source_limited;  /* connections closed by max_connections_per_source */
 };
 
 /* Why the server is not accepting right now; a bit set, accepting when zero. */
@@ -48,7 +50,9 @@ struct server {
     TAILQ_HEAD(, listener) srv_listeners;
     TAILQ_HEAD(, stream) srv_streams;
     size_t srv_nstreams;
-    int srv_paused; /* SERVER_PAUSE_* bits */
+    size_t srv_pending;                  /* bytes of output queued on all streams */
+    TAILQ_HEAD(, stream) srv_mem_paused; /* streams not read for max_memory */
+    int srv_paused;                      /* SERVER_PAUSE_* bits */
 
     struct udp_batch *srv_udp_batch; /* one scratch area for every UDP socket */
     struct udp_ratelimit *srv_ratelimit;

@@ -10,16 +10,23 @@
 
 struct bufferevent;
 struct evbuffer;
+struct evbuffer_cb_entry;
+
+/* Why a stream is not being read: st_paused bits. */
+#define STREAM_PAUSE_OUTPUT 0x1 /* its own output reached max_pending_output */
+#define STREAM_PAUSE_MEMORY 0x2 /* all output together reached max_memory */
 
 struct stream {
     TAILQ_ENTRY(stream) st_entry;
+    TAILQ_ENTRY(stream) st_mem_entry; /* on srv_mem_paused while STREAM_PAUSE_MEMORY */
     struct server *st_srv;
     struct bufferevent *st_bev;
-    struct event *st_linger;        /* draining input after our FIN at shutdown */
-    struct timeval st_linger_until; /* ... until then at the latest */
+    struct evbuffer_cb_entry *st_output_cb; /* counts its output into srv_pending */
+    struct event *st_linger;                /* draining input after our FIN at shutdown */
+    struct timeval st_linger_until;         /* ... until then at the latest */
     enum transport st_transport;
     char st_peer[ADDR_STRLEN];
-    int st_paused;  /* reading stopped: too much unsent output */
+    int st_paused;  /* reading stopped: STREAM_PAUSE_* bits */
     int st_closing; /* flush what is pending, then close */
 };
 
