@@ -180,8 +180,12 @@ stream_output_cb(struct evbuffer *buf, const struct evbuffer_cb_info *info, void
 
     srv->srv_pending += info->n_added;
     srv->srv_pending -= info->n_deleted;
-    if (info->n_deleted == 0 || TAILQ_EMPTY(&srv->srv_mem_paused) ||
-        srv->srv_pending > srv->srv_conf.cf_max_memory / 4 * 3)
+    if (info->n_deleted == 0 || TAILQ_EMPTY(&srv->srv_mem_paused))
+        return;
+    /* A stream that owes nothing holds no memory: it may read again at once. */
+    if (evbuffer_get_length(buf) == 0)
+        stream_resume_memory(st);
+    if (TAILQ_EMPTY(&srv->srv_mem_paused) || srv->srv_pending > srv->srv_conf.cf_max_memory / 4 * 3)
         return;
     while ((p = TAILQ_FIRST(&srv->srv_mem_paused)) != NULL)
         stream_resume_memory(p);
