@@ -17,6 +17,7 @@
 #include "notify.h"
 #include "privs.h"
 #include "server.h"
+#include "source.h"
 #include "stream.h"
 #include "udp.h"
 #include "upechod-build.h"
@@ -503,7 +504,9 @@ server_new(const struct upechod_config *conf, const char *conf_path)
     srv->srv_base = event_base_new();
     srv->srv_udp_batch = udp_batch_new();
     srv->srv_ratelimit = udp_ratelimit_new();
-    if (srv->srv_base == NULL || srv->srv_udp_batch == NULL || srv->srv_ratelimit == NULL)
+    srv->srv_sources = source_table_new();
+    if (srv->srv_base == NULL || srv->srv_udp_batch == NULL || srv->srv_ratelimit == NULL ||
+        srv->srv_sources == NULL)
         goto fail;
     server_set_idle_timeout(srv);
     srv->srv_sigint = evsignal_new(srv->srv_base, SIGINT, server_signal_cb, srv);
@@ -614,6 +617,7 @@ server_free(struct server *srv)
         event_free(srv->srv_sigint);
     notify_free(srv->srv_notify);
     udp_ratelimit_free(srv->srv_ratelimit);
+    source_table_free(srv->srv_sources);
     udp_batch_free(srv->srv_udp_batch);
     if (srv->srv_base != NULL)
         event_base_free(srv->srv_base);

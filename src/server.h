@@ -13,6 +13,7 @@ struct listener;
 struct stream;
 struct udp_batch;
 struct udp_ratelimit;
+struct source_table;
 struct notify;
 
 /* The three ways a client reaches upechod; shared by logs and statistics. */
@@ -56,6 +57,7 @@ struct server {
 
     struct udp_batch *srv_udp_batch; /* one scratch area for every UDP socket */
     struct udp_ratelimit *srv_ratelimit;
+    struct source_table *srv_sources; /* TCP connections per client source */
     struct notify *srv_notify;
 
     struct event *srv_sigint;

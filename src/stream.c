@@ -9,6 +9,7 @@
 #include <event2/bufferevent.h>
 
 #include "log.h"
+#include "source.h"
 #include "stream.h"
 #include "upper.h"
 
@@ -453,6 +454,7 @@ stream_free(struct stream *st)
     /* Freeing the output runs no callback: take its bytes off the total here. */
     evbuffer_remove_cb_entry(bufferevent_get_output(st->st_bev), st->st_output_cb);
     srv->srv_pending -= evbuffer_get_length(bufferevent_get_output(st->st_bev));
+    source_release(srv->srv_sources, st->st_source);
     if (st->st_linger != NULL)
         event_free(st->st_linger);
     bufferevent_free(st->st_bev);

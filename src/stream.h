@@ -11,6 +11,7 @@
 struct bufferevent;
 struct evbuffer;
 struct evbuffer_cb_entry;
+struct source;
 
 /* Why a stream is not being read: st_paused bits. */
 #define STREAM_PAUSE_OUTPUT 0x1 /* its own output reached max_pending_output */
@@ -22,6 +23,7 @@ struct stream {
     struct server *st_srv;
     struct bufferevent *st_bev;
     struct evbuffer_cb_entry *st_output_cb; /* counts its output into srv_pending */
+    struct source *st_source;               /* counted for max_connections_per_source, or NULL */
     struct event *st_linger;                /* draining input after our FIN at shutdown */
     struct timeval st_linger_until;         /* ... until then at the latest */
     enum transport st_transport;
