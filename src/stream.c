@@ -232,7 +232,7 @@ stream_read_more(int fd, struct evbuffer *in)
  * The heap libevent takes for a chain read with room for n bytes: its
  * header and n, rounded up to a power of two from 1 KiB (evbuffer_chain_new()).
  */
-static size_t
+size_t
 stream_chain_size(size_t n)
 {
     size_t a = 1024;
@@ -250,7 +250,7 @@ stream_chain_size(size_t n)
  * sizes the client writes in: max_pending_output then bounds memory, not
  * only payload.
  */
-static void
+void
 stream_queue(struct evbuffer *in, struct evbuffer *out, size_t chain)
 {
     size_t len = evbuffer_get_length(in);

@@ -39,5 +39,7 @@ void stream_apply_limits(struct stream *st);
 void stream_shutdown(struct stream *st);
 size_t stream_upper(struct evbuffer *buf);
 size_t stream_echo(struct evbuffer *in, struct evbuffer *out);
+size_t stream_chain_size(size_t n);
+void stream_queue(struct evbuffer *in, struct evbuffer *out, size_t chain);
 
 #endif
