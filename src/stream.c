@@ -243,12 +243,12 @@ stream_chain_size(size_t n)
 }
 
 /*
- * Queue what is left in `in` on `out`, in order.  A chain well filled is
- * moved whole; a few bytes in a chain of `chain` bytes of heap (a 1-byte
- * read takes 1 KiB) are copied onto the tail of the output instead, so that
- * the output's heap stays within about twice the bytes it holds whatever
- * sizes the client writes in: max_pending_output then bounds memory, not
- * only payload.
+ * Queue what is left in `in` on `out`, in order.  A chain at least three
+ * quarters full is moved whole; fewer bytes in a chain of `chain` bytes of
+ * heap (a 1-byte read takes 1 KiB, a 4 KiB one 8 KiB) are copied onto the
+ * tail of the output instead, so that the output's heap stays within about
+ * a third more than the bytes it holds whatever sizes the client writes
+ * in: max_pending_output and max_memory then bound memory, not only payload.
  */
 void
 stream_queue(struct evbuffer *in, struct evbuffer *out, size_t chain)
@@ -259,7 +259,7 @@ stream_queue(struct evbuffer *in, struct evbuffer *out, size_t chain)
 
     if (len == 0)
         return;
-    if (len * 2 >= chain || (n = evbuffer_peek(in, -1, NULL, vec, 4)) < 1 || n > 4) {
+    if (len * 4 >= chain * 3 || (n = evbuffer_peek(in, -1, NULL, vec, 4)) < 1 || n > 4) {
         evbuffer_add_buffer(out, in);
         return;
     }
