@@ -17,8 +17,8 @@
 #define STREAM_ECHO_STEP (64 * 1024)
 /* How long a shutdown waits, after our FIN, for the client to close its side. */
 #define STREAM_LINGER_SEC 2
-/* More than libevent's chain header and malloc's own, on any platform. */
-#define STREAM_CHAIN_SLACK 256
+/* At least libevent's chain header (48 bytes on 64-bit platforms). */
+#define STREAM_CHAIN_SLACK 64
 /* Output a stream may still queue while max_memory is over: about one read. */
 #define STREAM_MEMORY_SMALL 4096
 
@@ -193,10 +193,12 @@ stream_output_cb(struct evbuffer *buf, const struct evbuffer_cb_info *info, void
 }
 
 /*
- * libevent 2.1's bufferevent reads at most this much per call
- * (EVBUFFER_MAX_READ); a read that filled it says more is probably waiting.
+ * The bufferevent's own reads (libevent 2.1 reads 4 KiB at most); a read
+ * that filled it says more is probably waiting.  A little under 4 KiB, so
+ * that with libevent's chain header the read's chain is a 4 KiB allocation
+ * and not an 8 KiB one, and can be queued whole without wasting half of it.
  */
-#define STREAM_BEV_READ 4096
+#define STREAM_BEV_READ (4096 - STREAM_CHAIN_SLACK)
 /*
  * Bytes per direct read when a stream has more waiting, and reads per
  * callback.  The read is a little under 64 KiB so that, with libevent's
@@ -253,22 +255,31 @@ stream_chain_size(size_t n)
 void
 stream_queue(struct evbuffer *in, struct evbuffer *out, size_t chain)
 {
-    size_t len = evbuffer_get_length(in);
-    struct evbuffer_iovec vec[4];
+    size_t len = evbuffer_get_length(in), done = 0;
+    struct evbuffer_iovec v[2];
     int n;
 
     if (len == 0)
         return;
-    if (len * 4 >= chain * 3 || (n = evbuffer_peek(in, -1, NULL, vec, 4)) < 1 || n > 4) {
+    /*
+     * Not evbuffer_add(): after a large chain it allocates another as large
+     * for a few bytes.  Reserving takes the room left at the output's end
+     * and a new chain sized for the rest only.
+     */
+    if (len * 4 >= chain * 3 || (n = evbuffer_reserve_space(out, len, v, 2)) < 1) {
         evbuffer_add_buffer(out, in);
         return;
     }
     for (int i = 0; i < n; i++) {
-        if (evbuffer_add(out, vec[i].iov_base, vec[i].iov_len) != 0)
-            break;
-        evbuffer_drain(in, vec[i].iov_len);
+        size_t k = v[i].iov_len < len - done ? v[i].iov_len : len - done;
+
+        if (k > 0 && evbuffer_remove(in, v[i].iov_base, k) != (int)k)
+            k = 0;
+        v[i].iov_len = k;
+        done += k;
     }
-    /* Out of memory for the copy: move the rest as it is. */
+    evbuffer_commit_space(out, v, n);
+    /* Whatever could not be copied is moved as it is, in order. */
     evbuffer_add_buffer(out, in);
 }
 
@@ -433,6 +444,7 @@ stream_new(struct server *srv, int fd, enum transport t, const struct sockaddr *
     }
     TAILQ_INSERT_TAIL(&srv->srv_streams, st, st_entry);
     server_stream_opened(srv);
+    bufferevent_set_max_single_read(st->st_bev, STREAM_BEV_READ);
     stream_apply_limits(st);
     bufferevent_enable(st->st_bev, EV_READ | EV_WRITE);
     log_debug("%s %s: connected", transport_name(t), st->st_peer);
