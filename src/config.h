@@ -48,12 +48,14 @@ struct upechod_config {
     enum log_level cf_log_level; /* info */
 
     /* [limits] */
-    size_t cf_max_connections;            /* 10000 */
-    size_t cf_max_pending_output;         /* 1M (bytes) */
-    size_t cf_max_memory;                 /* 256M (bytes): all pending output together */
-    size_t cf_max_connections_per_source; /* 0 = off; IPv4 address, IPv6 /64 */
-    unsigned cf_idle_timeout;             /* 300 s, 0 = never */
-    unsigned cf_shutdown_timeout;         /* 10 s */
+    size_t cf_max_connections;    /* 10000 */
+    size_t cf_max_pending_output; /* 1M (bytes) */
+    unsigned cf_idle_timeout;     /* 300 s, 0 = never */
+    unsigned cf_shutdown_timeout; /* 10 s */
+    /* max_memory = 256M: bytes of output pending on all streams together */
+    size_t cf_max_memory;
+    /* max_connections_per_source = 0 (off); IPv4 by address, IPv6 by /64 */
+    size_t cf_max_connections_per_source;
 
     /* [server] */
     char cf_user[CONFIG_NAME_MAX];  /* "" = stay who we are */

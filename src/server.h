@@ -51,9 +51,10 @@ struct server {
     TAILQ_HEAD(, listener) srv_listeners;
     TAILQ_HEAD(, stream) srv_streams;
     size_t srv_nstreams;
+    int srv_paused; /* SERVER_PAUSE_* bits */
+
     size_t srv_pending;                  /* bytes of output queued on all streams */
     TAILQ_HEAD(, stream) srv_mem_paused; /* streams not read for max_memory */
-    int srv_paused;                      /* SERVER_PAUSE_* bits */
 
     struct udp_batch *srv_udp_batch; /* one scratch area for every UDP socket */
     struct udp_ratelimit *srv_ratelimit;

@@ -19,17 +19,18 @@ struct source;
 
 struct stream {
     TAILQ_ENTRY(stream) st_entry;
-    TAILQ_ENTRY(stream) st_mem_entry; /* on srv_mem_paused while STREAM_PAUSE_MEMORY */
     struct server *st_srv;
     struct bufferevent *st_bev;
-    struct evbuffer_cb_entry *st_output_cb; /* counts its output into srv_pending */
-    struct source *st_source;               /* counted for max_connections_per_source, or NULL */
-    struct event *st_linger;                /* draining input after our FIN at shutdown */
-    struct timeval st_linger_until;         /* ... until then at the latest */
+    struct event *st_linger;        /* draining input after our FIN at shutdown */
+    struct timeval st_linger_until; /* ... until then at the latest */
     enum transport st_transport;
     char st_peer[ADDR_STRLEN];
     int st_paused;  /* reading stopped: STREAM_PAUSE_* bits */
     int st_closing; /* flush what is pending, then close */
+
+    TAILQ_ENTRY(stream) st_mem_entry;       /* on srv_mem_paused while STREAM_PAUSE_MEMORY */
+    struct evbuffer_cb_entry *st_output_cb; /* counts its output into srv_pending */
+    struct source *st_source;               /* counted for max_connections_per_source, or NULL */
 };
 
 struct stream *stream_new(struct server *srv, int fd, enum transport t, const struct sockaddr *sa,
