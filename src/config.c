@@ -50,6 +50,8 @@ enum config_key_id {
     KEY_LOG_LEVEL,
     KEY_MAX_CONNECTIONS,
     KEY_MAX_PENDING_OUTPUT,
+    KEY_MAX_MEMORY,
+    KEY_MAX_CONNECTIONS_PER_SOURCE,
     KEY_IDLE_TIMEOUT,
     KEY_SHUTDOWN_TIMEOUT,
     KEY_USER,
@@ -84,6 +86,8 @@ static const struct config_key config_keys[KEY_COUNT] = {
     [KEY_LOG_LEVEL] = {3, "level", "info"},
     [KEY_MAX_CONNECTIONS] = {4, "max_connections", "10000"},
     [KEY_MAX_PENDING_OUTPUT] = {4, "max_pending_output", "1M"},
+    [KEY_MAX_MEMORY] = {4, "max_memory", "256M"},
+    [KEY_MAX_CONNECTIONS_PER_SOURCE] = {4, "max_connections_per_source", "0"},
     [KEY_IDLE_TIMEOUT] = {4, "idle_timeout", "300"},
     [KEY_SHUTDOWN_TIMEOUT] = {4, "shutdown_timeout", "10"},
     [KEY_USER] = {5, "user", ""},
@@ -540,6 +544,12 @@ config_set(struct config_parser *p, int id, const char *v)
         return rc;
     case KEY_MAX_PENDING_OUTPUT:
         return config_size(p, id, v, &cf->cf_max_pending_output);
+    case KEY_MAX_MEMORY:
+        return config_size(p, id, v, &cf->cf_max_memory);
+    case KEY_MAX_CONNECTIONS_PER_SOURCE:
+        if ((rc = config_number(p, id, v, 0, CONFIG_MAX_CONNECTIONS_MAX, NULL, &n)) == 0)
+            cf->cf_max_connections_per_source = (size_t)n;
+        return rc;
     case KEY_IDLE_TIMEOUT:
         if ((rc = config_number(p, id, v, 0, CONFIG_IDLE_TIMEOUT_MAX, "seconds", &n)) == 0)
             cf->cf_idle_timeout = (unsigned)n;

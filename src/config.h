@@ -55,6 +55,10 @@ struct upechod_config {
     size_t cf_max_pending_output; /* 1M (bytes) */
     unsigned cf_idle_timeout;     /* 300 s, 0 = never */
     unsigned cf_shutdown_timeout; /* 10 s */
+    /* max_memory = 256M: bytes of output pending on all streams together */
+    size_t cf_max_memory;
+    /* max_connections_per_source = 0 (off); IPv4 by address, IPv6 by /64 */
+    size_t cf_max_connections_per_source;
 
     /* [server] */
     char cf_user[CONFIG_NAME_MAX];  /* "" = stay who we are */

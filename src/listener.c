@@ -14,6 +14,7 @@
 
 #include "listener.h"
 #include "log.h"
+#include "source.h"
 #include "stream.h"
 #include "udp.h"
 
@@ -34,21 +35,58 @@ listener_name(struct listener *ls)
         snprintf(ls->ls_name, sizeof(ls->ls_name), "(fd %d)", ls->ls_fd);
 }
 
+/*
+ * max_connections_per_source: count a TCP client under its source, the
+ * address given (not looked up here, so that an address a proxy reports can
+ * take the socket's place).  A source at its limit is refused: the caller
+ * closes the connection at once rather than leaving it in the backlog,
+ * where it would hold up everyone behind it.  0, or -errno when refused.
+ */
+static int
+listener_admit(struct server *srv, const struct sockaddr *sa, socklen_t salen, struct source **src)
+{
+    char peer[ADDR_STRLEN];
+    int rc;
+
+    rc = source_acquire(srv->srv_sources, sa, srv->srv_conf.cf_max_connections_per_source, src);
+    if (rc == 0)
+        return 0;
+    if (rc == -EUSERS) {
+        srv->srv_stats.st_source_limited++;
+        log_debug("tcp %s: closed, its source already holds max_connections_per_source = %zu",
+                  addr_format(sa, salen, peer, sizeof(peer)),
+                  srv->srv_conf.cf_max_connections_per_source);
+    } else {
+        log_warn("out of memory for a new tcp connection, refusing it");
+    }
+    return rc;
+}
+
 /* Take a new stream connection from the listener and hand it to a stream. */
 static void
 listener_accept_cb(struct evconnlistener *evl, evutil_socket_t fd, struct sockaddr *sa, int salen,
                    void *arg)
 {
     struct listener *ls = arg;
+    struct source *src = NULL;
+    struct stream *st;
 
     if (ls->ls_transport == TRANSPORT_TCP) {
         int one = 1;
 
+        if (listener_admit(ls->ls_srv, sa, (socklen_t)salen, &src) != 0) {
+            close(fd);
+            return;
+        }
         /* Echo replies are small and latency-bound: never wait for Nagle. */
         setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
     }
     /* stream_new() takes the fd, and closes it when it fails. */
-    stream_new(ls->ls_srv, fd, ls->ls_transport, sa, (socklen_t)salen);
+    if ((st = stream_new(ls->ls_srv, fd, ls->ls_transport, sa, (socklen_t)salen)) == NULL) {
+        source_release(ls->ls_srv->srv_sources, src);
+        return;
+    }
+    st->st_source = src;
 }
 
 /* accept(2) failed for a reason other than a transient one. */

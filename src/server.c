@@ -18,6 +18,7 @@
 #include "privs.h"
 #include "ratelimit.h"
 #include "server.h"
+#include "source.h"
 #include "stream.h"
 #include "udp.h"
 #include "upechod-build.h"
@@ -607,14 +608,16 @@ server_new(const struct upechod_config *conf, const char *conf_path)
         return NULL;
     TAILQ_INIT(&srv->srv_listeners);
     TAILQ_INIT(&srv->srv_streams);
+    TAILQ_INIT(&srv->srv_mem_paused);
     srv->srv_conf = *conf;
     snprintf(srv->srv_conf_path, sizeof(srv->srv_conf_path), "%s", conf_path ? conf_path : "");
     srv->srv_base = event_base_new();
     srv->srv_udp_batch = udp_batch_new();
     srv->srv_ratelimit = ratelimit_new();
     srv->srv_portlimit = ratelimit_new();
+    srv->srv_sources = source_table_new();
     if (srv->srv_base == NULL || srv->srv_udp_batch == NULL || srv->srv_ratelimit == NULL ||
-        srv->srv_portlimit == NULL)
+        srv->srv_portlimit == NULL || srv->srv_sources == NULL)
         goto fail;
     server_set_idle_timeout(srv);
     srv->srv_sigint = evsignal_new(srv->srv_base, SIGINT, server_signal_cb, srv);
@@ -737,6 +740,7 @@ server_free(struct server *srv)
     notify_free(srv->srv_notify);
     ratelimit_free(srv->srv_ratelimit);
     ratelimit_free(srv->srv_portlimit);
+    source_table_free(srv->srv_sources);
     udp_batch_free(srv->srv_udp_batch);
     if (srv->srv_base != NULL)
         event_base_free(srv->srv_base);

@@ -13,6 +13,7 @@ struct listener;
 struct stream;
 struct udp_batch;
 struct ratelimit;
+struct source_table;
 struct notify;
 
 /* The three ways a client reaches upechod; shared by logs and statistics. */
@@ -39,6 +40,8 @@ struct server_stats {
     uint64_t st_drop_truncated;  /* larger than the receive buffer */
     uint64_t st_accept_failures; /* accept(2) failures for lack of descriptors or memory */
     uint64_t st_timeouts;        /* streams closed by idle_timeout */
+    uint64_t st_memory_pauses;   /* times a stream stopped being read for max_memory */
+    uint64_t st_source_limited;  /* connections closed by max_connections_per_source */
 };
 
 /* Why the server is not accepting right now; a bit set, accepting when zero. */
@@ -55,9 +58,13 @@ struct server {
     size_t srv_nstreams;
     int srv_paused; /* SERVER_PAUSE_* bits */
 
+    size_t srv_pending;                  /* bytes of output queued on all streams */
+    TAILQ_HEAD(, stream) srv_mem_paused; /* streams not read for max_memory */
+
     struct udp_batch *srv_udp_batch; /* one scratch area for every UDP socket */
-    struct ratelimit *srv_ratelimit; /* rate_limit, by source address */
-    struct ratelimit *srv_portlimit; /* rate_limit_per_port, by address and port */
+    struct ratelimit *srv_ratelimit;  /* rate_limit, by source address */
+    struct ratelimit *srv_portlimit;  /* rate_limit_per_port, by address and port */
+    struct source_table *srv_sources; /* TCP connections per client source */
     struct notify *srv_notify;
 
     struct event *srv_sigint;

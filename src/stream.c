@@ -9,6 +9,7 @@
 #include <event2/bufferevent.h>
 
 #include "log.h"
+#include "source.h"
 #include "stream.h"
 #include "upper.h"
 
@@ -18,6 +19,10 @@
 #define STREAM_LINGER_SEC 2
 /* Most reads one linger callback makes before it lets the loop go on. */
 #define STREAM_LINGER_READS 16
+/* At least libevent's chain header (48 bytes on 64-bit platforms). */
+#define STREAM_CHAIN_SLACK 64
+/* Output a stream may still queue while max_memory is over: about one read. */
+#define STREAM_MEMORY_SMALL 4096
 
 static void stream_close(struct stream *st);
 
@@ -98,34 +103,110 @@ stream_echo(struct evbuffer *in, struct evbuffer *out)
     return total;
 }
 
+/* Reading stops while any pause bit is set, and always while closing. */
+static void
+stream_pause(struct stream *st, int why, int on)
+{
+    int was = st->st_paused;
+
+    st->st_paused = on ? was | why : was & ~why;
+    if (was == 0 && st->st_paused != 0)
+        bufferevent_disable(st->st_bev, EV_READ);
+    else if (was != 0 && st->st_paused == 0 && !st->st_closing)
+        bufferevent_enable(st->st_bev, EV_READ);
+}
+
+/*
+ * max_memory is over: stop reading this stream, and remember it, so that it
+ * is resumed as soon as the total drains whoever drains it.
+ */
+static void
+stream_pause_memory(struct stream *st)
+{
+    struct server *srv = st->st_srv;
+
+    if (st->st_paused & STREAM_PAUSE_MEMORY)
+        return;
+    stream_pause(st, STREAM_PAUSE_MEMORY, 1);
+    TAILQ_INSERT_TAIL(&srv->srv_mem_paused, st, st_mem_entry);
+    srv->srv_stats.st_memory_pauses++;
+}
+
+static void
+stream_resume_memory(struct stream *st)
+{
+    if (!(st->st_paused & STREAM_PAUSE_MEMORY))
+        return;
+    TAILQ_REMOVE(&st->st_srv->srv_mem_paused, st, st_mem_entry);
+    stream_pause(st, STREAM_PAUSE_MEMORY, 0);
+}
+
 /*
  * Backpressure: a client that writes without reading must not make us buffer
  * without bound.  Above max_pending_output we stop reading it (the kernel's
  * window then stops the client) and resume once half of it has drained.
+ * Above max_memory, all streams' pending output together, those holding
+ * more than their share (or more than a read's worth) stop too: many
+ * connections each under its own limit must not add up without bound.
  */
 static void
 stream_check_pressure(struct stream *st)
 {
-    struct evbuffer *out = bufferevent_get_output(st->st_bev);
-    size_t max = st->st_srv->srv_conf.cf_max_pending_output;
+    struct server *srv = st->st_srv;
+    size_t len = evbuffer_get_length(bufferevent_get_output(st->st_bev));
+    size_t max = srv->srv_conf.cf_max_pending_output;
+    size_t share = srv->srv_conf.cf_max_memory / (srv->srv_nstreams ? srv->srv_nstreams : 1);
 
-    if (!st->st_paused && evbuffer_get_length(out) >= max) {
-        st->st_paused = 1;
-        bufferevent_disable(st->st_bev, EV_READ);
-    } else if (st->st_paused && evbuffer_get_length(out) <= max / 2) {
-        st->st_paused = 0;
-        if (!st->st_closing)
-            bufferevent_enable(st->st_bev, EV_READ);
-    }
+    if (!(st->st_paused & STREAM_PAUSE_OUTPUT) && len >= max)
+        stream_pause(st, STREAM_PAUSE_OUTPUT, 1);
+    else if ((st->st_paused & STREAM_PAUSE_OUTPUT) && len <= max / 2)
+        stream_pause(st, STREAM_PAUSE_OUTPUT, 0);
+    if (srv->srv_pending > srv->srv_conf.cf_max_memory &&
+        (len >= share || len >= STREAM_MEMORY_SMALL))
+        stream_pause_memory(st);
+    else if (len == 0)
+        stream_resume_memory(st);
 }
 
 /*
- * libevent 2.1's bufferevent reads at most this much per call
- * (EVBUFFER_MAX_READ); a read that filled it says more is probably waiting.
+ * Keep srv_pending, the output of all streams together, exact: this runs on
+ * every change to a stream's output.  When the total has drained well
+ * below max_memory every stream paused for it reads again, whichever
+ * stream's client did the draining.
  */
-#define STREAM_BEV_READ 4096
-/* Bytes per direct read when a stream has more waiting, and reads per callback. */
-#define STREAM_BULK_READ (64 * 1024)
+static void
+stream_output_cb(struct evbuffer *buf, const struct evbuffer_cb_info *info, void *arg)
+{
+    struct stream *st = arg;
+    struct server *srv = st->st_srv;
+    struct stream *p;
+
+    srv->srv_pending += info->n_added;
+    srv->srv_pending -= info->n_deleted;
+    if (info->n_deleted == 0 || TAILQ_EMPTY(&srv->srv_mem_paused))
+        return;
+    /* A stream that owes nothing holds no memory: it may read again at once. */
+    if (evbuffer_get_length(buf) == 0)
+        stream_resume_memory(st);
+    if (TAILQ_EMPTY(&srv->srv_mem_paused) || srv->srv_pending > srv->srv_conf.cf_max_memory / 4 * 3)
+        return;
+    while ((p = TAILQ_FIRST(&srv->srv_mem_paused)) != NULL)
+        stream_resume_memory(p);
+}
+
+/*
+ * The bufferevent's own reads (libevent 2.1 reads 4 KiB at most); a read
+ * that filled it says more is probably waiting.  A little under 4 KiB, so
+ * that with libevent's chain header the read's chain is a 4 KiB allocation
+ * and not an 8 KiB one, and can be queued whole without wasting half of it.
+ */
+#define STREAM_BEV_READ (4096 - STREAM_CHAIN_SLACK)
+/*
+ * Bytes per direct read when a stream has more waiting, and reads per
+ * callback.  The read is a little under 64 KiB so that, with libevent's
+ * chain header, its chain is a 64 KiB allocation and not a 128 KiB one.
+ */
+#define STREAM_BULK_READ (64 * 1024 - STREAM_CHAIN_SLACK)
 #define STREAM_BULK_ROUNDS 4
 
 /*
@@ -152,6 +233,59 @@ stream_read_more(int fd, struct evbuffer *in)
 }
 
 /*
+ * The heap libevent takes for a chain read with room for n bytes: its
+ * header and n, rounded up to a power of two from 1 KiB (evbuffer_chain_new()).
+ */
+size_t
+stream_chain_size(size_t n)
+{
+    size_t a = 1024;
+
+    while (a < n + STREAM_CHAIN_SLACK)
+        a <<= 1;
+    return a;
+}
+
+/*
+ * Queue what is left in `in` on `out`, in order.  A chain at least three
+ * quarters full is moved whole; fewer bytes in a chain of `chain` bytes of
+ * heap (a 1-byte read takes 1 KiB, a 4 KiB one 8 KiB) are copied onto the
+ * tail of the output instead, so that the output's heap stays within about
+ * a third more than the bytes it holds whatever sizes the client writes
+ * in: max_pending_output and max_memory then bound memory, not only payload.
+ */
+void
+stream_queue(struct evbuffer *in, struct evbuffer *out, size_t chain)
+{
+    size_t len = evbuffer_get_length(in), done = 0;
+    struct evbuffer_iovec v[2];
+    int n;
+
+    if (len == 0)
+        return;
+    /*
+     * Not evbuffer_add(): after a large chain it allocates another as large
+     * for a few bytes.  Reserving takes the room left at the output's end
+     * and a new chain sized for the rest only.
+     */
+    if (len * 4 >= chain * 3 || (n = evbuffer_reserve_space(out, len, v, 2)) < 1) {
+        evbuffer_add_buffer(out, in);
+        return;
+    }
+    for (int i = 0; i < n; i++) {
+        size_t k = v[i].iov_len < len - done ? v[i].iov_len : len - done;
+
+        if (k > 0 && evbuffer_remove(in, v[i].iov_base, k) != (int)k)
+            k = 0;
+        v[i].iov_len = k;
+        done += k;
+    }
+    evbuffer_commit_space(out, v, n);
+    /* Whatever could not be copied is moved as it is, in order. */
+    evbuffer_add_buffer(out, in);
+}
+
+/*
  * New input: uppercase it and send it back.  With nothing queued, the echo
  * is written at once from the input chains: the common small exchange then
  * costs one read and one write, without arming and disarming a write event.
@@ -164,25 +298,32 @@ static void
 stream_read_cb(struct bufferevent *bev, void *arg)
 {
     struct stream *st = arg;
+    struct server *srv = st->st_srv;
     struct evbuffer *in = bufferevent_get_input(bev);
     struct evbuffer *out = bufferevent_get_output(bev);
-    size_t max = st->st_srv->srv_conf.cf_max_pending_output;
+    size_t max = srv->srv_conf.cf_max_pending_output;
     int fd = bufferevent_getfd(bev);
     int more = evbuffer_get_length(in) >= STREAM_BEV_READ;
+    size_t chain = 0;
 
     for (int round = 0;; round++) {
         size_t n = stream_upper(in);
         ssize_t r;
 
-        st->st_srv->srv_stats.st_bytes_in += n;
-        st->st_srv->srv_stats.st_bytes_out += n;
+        /* The bufferevent's own read left one chain sized for what it read. */
+        if (round == 0)
+            chain = stream_chain_size(n);
+        srv->srv_stats.st_bytes_in += n;
+        srv->srv_stats.st_bytes_out += n;
         if (n > 0 && evbuffer_get_length(out) == 0)
             evbuffer_write(in, fd);
-        evbuffer_add_buffer(out, in);
-        if (!more || round == STREAM_BULK_ROUNDS || evbuffer_get_length(out) >= max)
+        stream_queue(in, out, chain);
+        if (!more || round == STREAM_BULK_ROUNDS || evbuffer_get_length(out) >= max ||
+            srv->srv_pending > srv->srv_conf.cf_max_memory)
             break;
         if ((r = stream_read_more(fd, in)) <= 0)
             break;
+        chain = stream_chain_size(STREAM_BULK_READ);
         more = (size_t)r >= STREAM_BULK_READ;
     }
     stream_check_pressure(st);
@@ -300,8 +441,16 @@ stream_new(struct server *srv, int fd, enum transport t, const struct sockaddr *
     else
         addr_format(sa, salen, st->st_peer, sizeof(st->st_peer));
     bufferevent_setcb(st->st_bev, stream_read_cb, stream_write_cb, stream_event_cb, st);
+    st->st_output_cb = evbuffer_add_cb(bufferevent_get_output(st->st_bev), stream_output_cb, st);
+    if (st->st_output_cb == NULL) {
+        log_warn("out of memory for a new %s connection, refusing it", transport_name(t));
+        bufferevent_free(st->st_bev); /* closes fd */
+        free(st);
+        return NULL;
+    }
     TAILQ_INSERT_TAIL(&srv->srv_streams, st, st_entry);
     server_stream_opened(srv);
+    bufferevent_set_max_single_read(st->st_bev, STREAM_BEV_READ);
     stream_apply_limits(st);
     if (bufferevent_enable(st->st_bev, EV_READ | EV_WRITE) == -1) {
         /* Registering with the loop failed: undo everything, slot and counters included. */
@@ -326,6 +475,12 @@ stream_free(struct stream *st)
         return;
     srv = st->st_srv;
     TAILQ_REMOVE(&srv->srv_streams, st, st_entry);
+    if (st->st_paused & STREAM_PAUSE_MEMORY)
+        TAILQ_REMOVE(&srv->srv_mem_paused, st, st_mem_entry);
+    /* Freeing the output runs no callback: take its bytes off the total here. */
+    evbuffer_remove_cb_entry(bufferevent_get_output(st->st_bev), st->st_output_cb);
+    srv->srv_pending -= evbuffer_get_length(bufferevent_get_output(st->st_bev));
+    source_release(srv->srv_sources, st->st_source);
     if (st->st_linger != NULL)
         event_free(st->st_linger);
     bufferevent_free(st->st_bev);

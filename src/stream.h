@@ -10,6 +10,12 @@
 
 struct bufferevent;
 struct evbuffer;
+struct evbuffer_cb_entry;
+struct source;
+
+/* Why a stream is not being read: st_paused bits. */
+#define STREAM_PAUSE_OUTPUT 0x1 /* its own output reached max_pending_output */
+#define STREAM_PAUSE_MEMORY 0x2 /* all output together reached max_memory */
 
 struct stream {
     TAILQ_ENTRY(stream) st_entry;
@@ -19,8 +25,12 @@ struct stream {
     struct timeval st_linger_until; /* ... until then at the latest */
     enum transport st_transport;
     char st_peer[ADDR_STRLEN];
-    int st_paused;  /* reading stopped: too much unsent output */
+    int st_paused;  /* reading stopped: STREAM_PAUSE_* bits */
     int st_closing; /* flush what is pending, then close */
+
+    TAILQ_ENTRY(stream) st_mem_entry;       /* on srv_mem_paused while STREAM_PAUSE_MEMORY */
+    struct evbuffer_cb_entry *st_output_cb; /* counts its output into srv_pending */
+    struct source *st_source;               /* counted for max_connections_per_source, or NULL */
 };
 
 struct stream *stream_new(struct server *srv, int fd, enum transport t, const struct sockaddr *sa,
@@ -30,5 +40,7 @@ void stream_apply_limits(struct stream *st);
 void stream_shutdown(struct stream *st);
 size_t stream_upper(struct evbuffer *buf);
 size_t stream_echo(struct evbuffer *in, struct evbuffer *out);
+size_t stream_chain_size(size_t n);
+void stream_queue(struct evbuffer *in, struct evbuffer *out, size_t chain);
 
 #endif

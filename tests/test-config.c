@@ -109,6 +109,8 @@ assert_config_eq(const struct upechod_config *a, const struct upechod_config *b)
     ck_assert_int_eq(a->cf_log_level, b->cf_log_level);
     ck_assert_uint_eq(a->cf_max_connections, b->cf_max_connections);
     ck_assert_uint_eq(a->cf_max_pending_output, b->cf_max_pending_output);
+    ck_assert_uint_eq(a->cf_max_memory, b->cf_max_memory);
+    ck_assert_uint_eq(a->cf_max_connections_per_source, b->cf_max_connections_per_source);
     ck_assert_uint_eq(a->cf_idle_timeout, b->cf_idle_timeout);
     ck_assert_uint_eq(a->cf_shutdown_timeout, b->cf_shutdown_timeout);
     ck_assert_str_eq(a->cf_user, b->cf_user);
@@ -152,6 +154,8 @@ START_TEST(test_config_defaults)
     ck_assert_int_eq(cf.cf_log_level, LOG_LEVEL_INFO);
     ck_assert_uint_eq(cf.cf_max_connections, 10000);
     ck_assert_uint_eq(cf.cf_max_pending_output, 1024 * 1024);
+    ck_assert_uint_eq(cf.cf_max_memory, 256 * 1024 * 1024);
+    ck_assert_uint_eq(cf.cf_max_connections_per_source, 0);
     ck_assert_uint_eq(cf.cf_idle_timeout, 300);
     ck_assert_uint_eq(cf.cf_shutdown_timeout, 10);
     ck_assert_str_eq(cf.cf_user, "");
@@ -369,6 +373,10 @@ START_TEST(test_config_values)
     ck_assert_uint_eq(cf.cf_max_connections, 1);
     ck_assert_uint_eq(cf.cf_idle_timeout, 0);
     ck_assert_uint_eq(cf.cf_shutdown_timeout, 1);
+    parse_ok("[limits]\nmax_connections_per_source = 10000000\n");
+    ck_assert_uint_eq(cf.cf_max_connections_per_source, 10000000);
+    parse_ok("[limits]\nmax_connections_per_source = 16\n");
+    ck_assert_uint_eq(cf.cf_max_connections_per_source, 16);
 
     parse_ok("[server]\nuser = nobody\ngroup = nogroup\n");
     ck_assert_str_eq(cf.cf_user, "nobody");
@@ -410,6 +418,10 @@ START_TEST(test_config_sizes)
         parse_ok(text);
         ck_assert_msg(cf.cf_max_pending_output == sizes[i].s_bytes, "%s: %zu", sizes[i].s_text,
                       cf.cf_max_pending_output);
+        snprintf(text, sizeof(text), "[limits]\nmax_memory = %s\n", sizes[i].s_text);
+        parse_ok(text);
+        ck_assert_msg(cf.cf_max_memory == sizes[i].s_bytes, "%s: %zu", sizes[i].s_text,
+                      cf.cf_max_memory);
     }
 }
 END_TEST
@@ -518,6 +530,20 @@ START_TEST(test_config_bad_values)
          "t.ini:2: [limits] max_pending_output: is too large, got \"17179869184G\""},
         {"[limits]\nmax_pending_output = 99999999999999999999999\n",
          "t.ini:2: [limits] max_pending_output: is too large, got \"99999999999999999999999\""},
+        {"[limits]\nmax_memory = 4095\n",
+         "t.ini:2: [limits] max_memory: must be a size of at least 4K, in bytes or with a "
+         "K, M or G suffix (1024-based), got \"4095\""},
+        {"[limits]\nmax_memory = 256 M\n",
+         "t.ini:2: [limits] max_memory: must be a size of at least 4K, in bytes or with a "
+         "K, M or G suffix (1024-based), got \"256 M\""},
+        {"[limits]\nmax_memory = 17179869184G\n",
+         "t.ini:2: [limits] max_memory: is too large, got \"17179869184G\""},
+        {"[limits]\nmax_connections_per_source = -1\n",
+         "t.ini:2: [limits] max_connections_per_source: must be a whole number from 0 to "
+         "10000000, got \"-1\""},
+        {"[limits]\nmax_connections_per_source = 10000001\n",
+         "t.ini:2: [limits] max_connections_per_source: must be a whole number from 0 to "
+         "10000000, got \"10000001\""},
         {"[limits]\nidle_timeout = 31536001\n",
          "t.ini:2: [limits] idle_timeout: must be a whole number of seconds from 0 to 31536000, "
          "got \"31536001\""},
@@ -744,7 +770,8 @@ START_TEST(test_config_many_errors)
         "t.ini:12: [limits] idle_timeout: must be a whole number of seconds from 0 to 31536000, "
         "got \"-1\"",
         "t.ini:13: [limits] max_connection: unknown key; [limits] knows max_connections, "
-        "max_pending_output, idle_timeout, shutdown_timeout",
+        "max_pending_output, max_memory, max_connections_per_source, idle_timeout, "
+        "shutdown_timeout",
         "t.ini:15: [server] group: set without user; group only applies when dropping privileges "
         "to a user, so set user too",
     };
