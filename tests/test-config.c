@@ -854,6 +854,44 @@ START_TEST(test_config_files)
 }
 END_TEST
 
+/*
+ * config_key() lists exactly what the parser knows: each key with its
+ * default parses, and an unknown key's message names the same keys.
+ */
+START_TEST(test_config_key_list)
+{
+    static const char *const sections[] = {"tcp", "udp", "unix", "log", "limits", "server"};
+    const char *section, *name, *def;
+    char text[512], want[512];
+    size_t i, n = 0;
+
+    for (i = 0; config_key(i, &section, &name, &def) == 0; i++) {
+        snprintf(text, sizeof(text), "[%s]\n%s = %s\n", section, name, def);
+        parse_ok(text);
+    }
+    ck_assert_uint_ge(i, 18);
+    ck_assert_int_eq(config_key(i, &section, &name, &def), -ENOENT);
+    for (size_t s = 0; s < sizeof(sections) / sizeof(sections[0]); s++) {
+        size_t off = 0;
+
+        off += (size_t)snprintf(want, sizeof(want), "t.ini:2: [%s] zz: unknown key; [%s] knows ",
+                                sections[s], sections[s]);
+        for (size_t k = 0, first = 1; config_key(k, &section, &name, &def) == 0; k++) {
+            if (strcmp(section, sections[s]) != 0)
+                continue;
+            off +=
+                (size_t)snprintf(want + off, sizeof(want) - off, "%s%s", first ? "" : ", ", name);
+            first = 0;
+            n++;
+        }
+        snprintf(text, sizeof(text), "[%s]\nzz = 1\n", sections[s]);
+        parse_bad(text, want);
+    }
+    /* Every key belongs to one of the sections above. */
+    ck_assert_uint_eq(n, i);
+}
+END_TEST
+
 START_TEST(test_config_no_callback)
 {
     /* Errors are still counted when nobody listens to them. */
@@ -884,6 +922,7 @@ config_suite(void)
     tcase_add_test(tc, test_config_many_errors);
     tcase_add_test(tc, test_config_files);
     tcase_add_test(tc, test_config_no_callback);
+    tcase_add_test(tc, test_config_key_list);
     suite_add_tcase(s, tc);
     return s;
 }

@@ -924,6 +924,21 @@ config_defaults(struct upechod_config *cf)
         config_set(&p, id, config_keys[id].k_default);
 }
 
+/*
+ * The known keys one by one, for the test that holds upechod.ini(5) to the
+ * parser: section, name and default (as written in the file) of key i.
+ */
+int
+config_key(size_t i, const char **section, const char **name, const char **def)
+{
+    if (i >= KEY_COUNT)
+        return -ENOENT;
+    *section = config_sections[config_keys[i].k_section];
+    *name = config_keys[i].k_name;
+    *def = config_keys[i].k_default;
+    return 0;
+}
+
 /* Parse len bytes of text (which need not end in NUL) named name into cf. */
 static int
 config_parse_buffer(struct upechod_config *cf, const char *name, const char *text, size_t len,

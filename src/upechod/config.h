@@ -86,4 +86,10 @@ int config_load(struct upechod_config *cf, const char *path, config_error_fn err
 int config_parse_string(struct upechod_config *cf, const char *name, const char *text,
                         config_error_fn err, void *arg);
 
+/*
+ * Key i of those the parser knows (0 up): its section, name and default as
+ * written in the file.  Returns 0, or -ENOENT past the last key.
+ */
+int config_key(size_t i, const char **section, const char **name, const char **def);
+
 #endif
