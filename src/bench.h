@@ -3,7 +3,6 @@
 #define UPECHOD_BENCH_H
 
 #include <stdint.h>
-#include <stdio.h>
 
 #include "hist.h"
 #include "target.h"
@@ -75,8 +74,5 @@ int bench_run(const struct bench_config *cfg, struct bench_result **out);
 void bench_result_free(struct bench_result *r);
 uint64_t bench_errors(const struct bench_result *r);
 int bench_ok(const struct bench_result *r);
-void bench_print_progress(FILE *f, const struct bench_progress *p);
-void bench_print_text(FILE *f, const struct bench_config *cfg, const struct bench_result *r);
-void bench_print_json(FILE *f, const struct bench_config *cfg, const struct bench_result *r);
 
 #endif

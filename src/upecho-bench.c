@@ -10,6 +10,7 @@
 
 #include "upechod-build.h"
 #include "bench.h"
+#include "report.h"
 
 #define EX_OK 0
 #define EX_FAILED 1
@@ -146,7 +147,7 @@ raise_nofile(unsigned connections)
 static void
 progress_print(const struct bench_progress *p, void *arg)
 {
-    bench_print_progress(stderr, p);
+    report_progress(stderr, p);
 }
 
 enum {
@@ -320,9 +321,9 @@ main(int argc, char **argv)
         return EX_OSERR;
     }
     if (json)
-        bench_print_json(stdout, &cfg, res);
+        report_json(stdout, &cfg, res);
     else
-        bench_print_text(stdout, &cfg, res);
+        report_text(stdout, &cfg, res);
     fflush(stdout);
     if (!bench_ok(res)) {
         if (res->br_mismatch_bytes > 0)
