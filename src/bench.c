@@ -940,6 +940,43 @@ bench_progress_sum(struct bench *b, struct bench_progress *p, uint64_t *bytes)
 }
 
 /*
+ * Add an entry to the timeline: what the workers counted since the last one.
+ * Out of memory, the timeline just ends early; the run goes on.
+ */
+static void
+bench_timeline_add(struct bench_result *res, double second, uint64_t messages, uint64_t errors,
+                   uint64_t open)
+{
+    struct bench_sample *s, *grown;
+    uint64_t msgs_before = 0, errs_before = 0;
+
+    for (size_t i = 0; i < res->br_ntimeline; i++) {
+        msgs_before += res->br_timeline[i].bs_messages;
+        errs_before += res->br_timeline[i].bs_errors;
+    }
+    grown = realloc(res->br_timeline, (res->br_ntimeline + 1) * sizeof(*grown));
+    if (grown == NULL)
+        return;
+    res->br_timeline = grown;
+    s = &grown[res->br_ntimeline++];
+    s->bs_second = second;
+    s->bs_messages = messages > msgs_before ? messages - msgs_before : 0;
+    s->bs_errors = errors > errs_before ? errors - errs_before : 0;
+    s->bs_open = open;
+}
+
+/* The timeline entry for the second that just ended, from the workers' published counters. */
+static void
+bench_sample(struct bench *b, struct bench_result *res, double second)
+{
+    struct bench_progress p;
+    uint64_t bytes;
+
+    bench_progress_sum(b, &p, &bytes);
+    bench_timeline_add(res, second, p.bp_messages, p.bp_errors, p.bp_open);
+}
+
+/*
  * The calling thread waits for the workers with SIGINT and SIGTERM blocked
  * and taken by sigtimedwait(), so a Ctrl-C ends the run cleanly (stop
  * sending, drain, report) instead of killing it.  It also calls the
@@ -950,7 +987,7 @@ bench_wait(struct bench *b, struct bench_result *res, const sigset_t *sigs)
 {
     const struct bench_config *cfg = b->b_cfg;
     uint64_t next = b->b_start + BENCH_NS, last_time = b->b_start;
-    uint64_t last_msgs = 0, last_bytes = 0;
+    uint64_t last_msgs = 0, last_bytes = 0, next_sample = b->b_start + BENCH_NS;
 
     for (;;) {
         struct timespec ts = {0, 50 * 1000 * 1000};
@@ -967,6 +1004,10 @@ bench_wait(struct bench *b, struct bench_result *res, const sigset_t *sigs)
         if (finished == b->b_nthreads)
             return;
         now = bench_now();
+        if (now >= next_sample) {
+            bench_sample(b, res, (double)(next_sample - b->b_start) / 1e9);
+            next_sample += BENCH_NS;
+        }
         if (cfg->bc_progress != NULL && now >= next) {
             struct bench_progress p;
             double dt = (double)(now - last_time) / 1e9;
@@ -1078,6 +1119,9 @@ bench_run(const struct bench_config *cfg, struct bench_result **out)
             }
         }
     }
+    /* The last, partial interval: from the merged totals, so the timeline sums to them. */
+    if (rc == 0)
+        bench_timeline_add(res, res->br_elapsed, res->br_messages, bench_errors(res), 0);
     for (unsigned i = 0; i < b.b_nthreads; i++)
         bench_thread_deinit(&b.b_threads[i]);
     free(b.b_threads);
@@ -1096,6 +1140,7 @@ bench_result_free(struct bench_result *r)
         return;
     hist_free(r->br_latency);
     hist_free(r->br_connect);
+    free(r->br_timeline);
     free(r);
 }
 

@@ -10,12 +10,14 @@
 
 #include "upechod-build.h"
 #include "bench.h"
+#include "hgrm.h"
 #include "report.h"
 
 #define EX_OK 0
 #define EX_FAILED 1
 #define EX_USAGE 64
 #define EX_OSERR 71
+#define EX_CANTCREAT 73
 
 static void
 usage(FILE *f)
@@ -36,11 +38,15 @@ usage(FILE *f)
           "      --connect-timeout TIME  a connect this slow has failed (default 10s)\n"
           "      --seed N             payload seed, to repeat a run exactly (default 1)\n"
           "      --json               print the summary as one JSON object\n"
+          "      --hgrm FILE          write the latency percentile distribution to FILE in\n"
+          "                           HdrHistogram's text format, in milliseconds\n"
+          "      --label TEXT         name the run in the JSON output and in plots\n"
           "  -q, --quiet              no progress line every second\n"
           "  -h, --help               this help\n"
           "  -V, --version            print the version\n"
           "Exit status: 0 when every reply was right and nothing failed, 1 on any mismatch,\n"
-          "connect failure, reset, timeout or lost datagram, 64 on usage errors.\n",
+          "connect failure, reset, timeout or lost datagram, 64 on usage errors,\n"
+          "71 when the run cannot start, 73 when an output file cannot be created.\n",
           f);
 }
 
@@ -157,6 +163,8 @@ enum {
     OPT_CONNECT_TIMEOUT,
     OPT_SEED,
     OPT_JSON,
+    OPT_HGRM,
+    OPT_LABEL,
 };
 
 static const struct option long_options[] = {
@@ -173,6 +181,8 @@ static const struct option long_options[] = {
     {"connect-timeout", required_argument, NULL, OPT_CONNECT_TIMEOUT},
     {"seed", required_argument, NULL, OPT_SEED},
     {"json", no_argument, NULL, OPT_JSON},
+    {"hgrm", required_argument, NULL, OPT_HGRM},
+    {"label", required_argument, NULL, OPT_LABEL},
     {"quiet", no_argument, NULL, 'q'},
     {"help", no_argument, NULL, 'h'},
     {"version", no_argument, NULL, 'V'},
@@ -188,7 +198,8 @@ main(int argc, char **argv)
     size_t nsources = 0;
     const char **source_args;
     size_t nsource_args = 0;
-    const char *why = NULL;
+    const char *why = NULL, *hgrm_path = NULL;
+    FILE *hgrm = NULL;
     int json = 0, quiet = 0, opt, rc, status;
     uint64_t v;
 
@@ -255,6 +266,14 @@ main(int argc, char **argv)
             json = 1;
             rc = 0;
             break;
+        case OPT_HGRM:
+            hgrm_path = optarg;
+            rc = 0;
+            break;
+        case OPT_LABEL:
+            cfg.bc_label = optarg;
+            rc = 0;
+            break;
         case 'q':
             quiet = 1;
             rc = 0;
@@ -311,12 +330,21 @@ main(int argc, char **argv)
         cfg.bc_progress_arg = NULL;
     }
 
+    /* Create the output files before the run, so a bad path does not waste one. */
+    if (hgrm_path != NULL && (hgrm = fopen(hgrm_path, "w")) == NULL) {
+        fprintf(stderr, "upecho-bench: cannot create %s: %s\n", hgrm_path, strerror(errno));
+        free(sources);
+        return EX_CANTCREAT;
+    }
+
     /* Writes use MSG_NOSIGNAL; this also covers a closed stdout. */
     signal(SIGPIPE, SIG_IGN);
     raise_nofile(cfg.bc_connections);
     rc = bench_run(&cfg, &res);
     if (rc < 0) {
         fprintf(stderr, "upecho-bench: cannot run: %s\n", strerror(-rc));
+        if (hgrm != NULL)
+            fclose(hgrm);
         free(sources);
         return EX_OSERR;
     }
@@ -325,6 +353,16 @@ main(int argc, char **argv)
     else
         report_text(stdout, &cfg, res);
     fflush(stdout);
+    status = bench_ok(res) ? EX_OK : EX_FAILED;
+    if (hgrm != NULL) {
+        rc = hgrm_write(hgrm, res->br_latency);
+        if (fclose(hgrm) != 0 && rc == 0)
+            rc = -errno;
+        if (rc < 0) {
+            fprintf(stderr, "upecho-bench: cannot write %s: %s\n", hgrm_path, strerror(-rc));
+            status = EX_CANTCREAT;
+        }
+    }
     if (!bench_ok(res)) {
         if (res->br_mismatch_bytes > 0)
             fprintf(stderr, "upecho-bench: %llu wrong reply bytes\n",
@@ -334,7 +372,6 @@ main(int argc, char **argv)
         if (res->br_messages == 0)
             fprintf(stderr, "upecho-bench: no reply at all\n");
     }
-    status = bench_ok(res) ? EX_OK : EX_FAILED;
     bench_result_free(res);
     free(sources);
     return status;

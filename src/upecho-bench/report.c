@@ -3,6 +3,7 @@
 #include <string.h>
 
 #include "bench.h"
+#include "hgrm.h"
 #include "report.h"
 
 /* A duration in ns as a short human string: "850ns", "12.3us", "4.56ms", "1.23s". */
@@ -125,6 +126,35 @@ report_json_hist(FILE *f, const char *key, const struct hist *h)
             (unsigned long long)hist_percentile(h, 99.9), (unsigned long long)hist_max(h));
 }
 
+/* The latency curve as [percentile, ns] pairs: what --plot draws from a JSON file. */
+static void
+report_json_percentiles(FILE *f, const struct hist *h)
+{
+    struct hgrm_point pts[HGRM_POINTS_MAX];
+    size_t n = hgrm_points(h, pts);
+
+    fputs("\"latency_percentiles\":[", f);
+    for (size_t i = 0; i < n; i++)
+        fprintf(f, "%s[%.10g,%llu]", i > 0 ? "," : "", pts[i].hp_percentile,
+                (unsigned long long)pts[i].hp_value);
+    fputc(']', f);
+}
+
+/* The per-second series: what --plot draws as messages per second. */
+static void
+report_json_timeline(FILE *f, const struct bench_result *r)
+{
+    fputs("\"timeline\":[", f);
+    for (size_t i = 0; i < r->br_ntimeline; i++) {
+        const struct bench_sample *s = &r->br_timeline[i];
+
+        fprintf(f, "%s{\"second\":%.3f,\"messages\":%llu,\"errors\":%llu,\"open\":%llu}",
+                i > 0 ? "," : "", s->bs_second, (unsigned long long)s->bs_messages,
+                (unsigned long long)s->bs_errors, (unsigned long long)s->bs_open);
+    }
+    fputc(']', f);
+}
+
 /* The summary as one JSON object on one line; the keys are documented in the README. */
 void
 report_json(FILE *f, const struct bench_config *cfg, const struct bench_result *r)
@@ -132,7 +162,12 @@ report_json(FILE *f, const struct bench_config *cfg, const struct bench_result *
     char tbuf[TARGET_STRLEN];
     double secs = r->br_elapsed > 0 ? r->br_elapsed : 1e-9;
 
-    fputs("{\"target\":", f);
+    fputs("{\"label\":", f);
+    if (cfg->bc_label != NULL)
+        report_json_string(f, cfg->bc_label);
+    else
+        fputs("null", f);
+    fputs(",\"target\":", f);
     report_json_string(f, target_format(&cfg->bc_target, tbuf, sizeof(tbuf)));
     fprintf(f,
             ",\"transport\":\"%s\",\"connections\":%u,\"threads\":%u,\"size\":%zu,"
@@ -149,6 +184,10 @@ report_json(FILE *f, const struct bench_config *cfg, const struct bench_result *
     report_json_hist(f, "latency_ns", r->br_latency);
     fputc(',', f);
     report_json_hist(f, "connect_ns", r->br_connect);
+    fputc(',', f);
+    report_json_percentiles(f, r->br_latency);
+    fputc(',', f);
+    report_json_timeline(f, r);
     fprintf(f,
             ",\"connections_opened\":%llu,\"connect_failures\":%llu,\"resets\":%llu,"
             "\"timeouts\":%llu,\"lost\":%llu,\"late\":%llu,\"errors\":%llu,"
