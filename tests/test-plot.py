@@ -166,7 +166,7 @@ class Plots(unittest.TestCase):
         self.assertIsNotNone(lat)
         self.assertIsNotNone(tput)
         texts = " ".join("".join(t.itertext()) for t in root.iter(SVG + "text"))
-        for word in ("latency (ms)", "messages per second", "99.9%", "99.99%", "max", "90%"):
+        for word in ("latency (ms, log scale)", "messages per second", "99.9%", "99.99%", "max", "90%"):
             self.assertIn(word, texts)
         curves = lat.findall(f"{SVG}polyline[@class='latency']")
         rates = tput.findall(f"{SVG}polyline[@class='throughput']")
@@ -174,7 +174,9 @@ class Plots(unittest.TestCase):
         self.assertEqual(len(rates), len(docs))
         x0, y0 = float(lat.get("data-x0")), float(lat.get("data-y0"))
         w, h = float(lat.get("data-width")), float(lat.get("data-height"))
-        xend, slot, ymax = (float(lat.get(k)) for k in ("data-x-end", "data-max-slot", "data-y-max"))
+        xend, slot = float(lat.get("data-x-end")), float(lat.get("data-max-slot"))
+        lo, hi = int(lat.get("data-y-log-min")), int(lat.get("data-y-log-max"))
+        self.assertLess(lo, hi)
         for curve, doc in zip(curves, docs):
             self.assertEqual(curve.get("data-label"), doc["label"])
             self.assertIn(doc["label"], texts)
@@ -184,13 +186,16 @@ class Plots(unittest.TestCase):
             got_ms = [float(x) for x in curve.get("data-ms").split()]
             self.assertEqual(got_p, [p for p, _ in want])
             for g, (_, ms) in zip(got_ms, want):
-                self.assertAlmostEqual(g, ms, places=5)
+                self.assertTrue(near(g, ms, 1e-6), (g, ms))
             xy = [tuple(map(float, pt.split(","))) for pt in curve.get("points").split()]
             self.assertEqual(len(xy), len(want))
             for (x, y), (p, ms) in zip(xy, want):
                 u = slot if p == 100 else math.log10(100 / (100 - p))
                 self.assertAlmostEqual(x, x0 + w * u / xend, delta=0.02)
-                self.assertAlmostEqual(y, y0 + h - h * ms / ymax, delta=0.02)
+                # Latency on a log axis, from 10^lo to 10^hi ms.
+                self.assertLessEqual(10**lo, ms)
+                self.assertLessEqual(ms, 10**hi)
+                self.assertAlmostEqual(y, y0 + h - h * (math.log10(ms) - lo) / (hi - lo), delta=0.02)
                 self.assertTrue(y0 - 0.01 <= y <= y0 + h + 0.01, (x, y))
         x0, y0 = float(tput.get("data-x0")), float(tput.get("data-y0"))
         w, h = float(tput.get("data-width")), float(tput.get("data-height"))

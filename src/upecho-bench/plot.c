@@ -355,7 +355,7 @@ plot_marker(FILE *f, double x, double y, const char *color)
     fprintf(f, "<circle cx=\"%.2f\" cy=\"%.2f\" r=\"2.5\" fill=\"%s\"/>\n", x, y, color);
 }
 
-/* Frame, grid and y ticks of a panel; x ticks are the caller's. */
+/* Frame, axis labels and, for a linear axis (ystep > 0), the y ticks of a panel. */
 static void
 plot_frame(FILE *f, int top, int height, double ymax, double ystep, const char *ylabel,
            const char *xlabel)
@@ -366,7 +366,7 @@ plot_frame(FILE *f, int top, int height, double ymax, double ystep, const char *
     fprintf(f,
             "<rect x=\"%d\" y=\"%d\" width=\"%d\" height=\"%d\" fill=\"none\" stroke=\"#444\"/>\n",
             PLOT_LEFT, top, right - PLOT_LEFT, height);
-    for (double v = 0; v <= ymax * (1 + 1e-9); v += ystep) {
+    for (double v = 0; ystep > 0 && v <= ymax * (1 + 1e-9); v += ystep) {
         double y = top + height - height * v / ymax;
 
         if (v > 0 && v < ymax * (1 - 1e-9))
@@ -384,31 +384,75 @@ plot_frame(FILE *f, int top, int height, double ymax, double ystep, const char *
             (PLOT_LEFT + right) / 2, top + height + 36, xlabel);
 }
 
-/* The latency panel: one curve per run, the percentile on a log scale of 1/(1-p). */
+/* Where a latency in ms goes on the latency panel's log axis, decades lo to hi. */
+static double
+plot_latency_y(double ms, int lo, int hi, int top, int h)
+{
+    double l = ms > 0 ? log10(ms) : lo;
+
+    if (l < lo)
+        l = lo;
+    return top + h - h * (l - lo) / (hi - lo);
+}
+
+/*
+ * The latency panel: one curve per run, the percentile on a log scale of
+ * 1/(1-p) and the latency on a log scale too, whole decades of ms: a tail
+ * a thousand times the median would flatten the rest of a linear axis, and
+ * a before/after change of the median would not show.
+ */
 static void
 plot_latency(FILE *f, const struct plot_run *runs, size_t nruns, int top)
 {
     static const char *const ticks[] = {"0%", "90%", "99%", "99.9%", "99.99%"};
-    double ymax = 0, step, w = PLOT_WIDTH - PLOT_RIGHT - PLOT_LEFT;
-    int h = PLOT_LAT_HEIGHT;
+    double vmin = INFINITY, vmax = 0, w = PLOT_WIDTH - PLOT_RIGHT - PLOT_LEFT;
+    int h = PLOT_LAT_HEIGHT, lo, hi;
+    char lab[32];
 
-    for (size_t r = 0; r < nruns; r++)
-        for (size_t i = 0; i < runs[r].pr_npoints; i++)
-            if (plot_percentile_u(runs[r].pr_points[i].hp_percentile) >= 0 &&
-                (double)runs[r].pr_points[i].hp_value / 1e6 > ymax)
-                ymax = (double)runs[r].pr_points[i].hp_value / 1e6;
-    step = plot_step(ymax > 0 ? ymax : 1, 6);
-    ymax = ymax > 0 ? ceil(ymax / step * (1 - 1e-12)) * step : step;
-    if (ymax <= 0)
-        ymax = step;
+    for (size_t r = 0; r < nruns; r++) {
+        for (size_t i = 0; i < runs[r].pr_npoints; i++) {
+            double ms = (double)runs[r].pr_points[i].hp_value / 1e6;
+
+            if (plot_percentile_u(runs[r].pr_points[i].hp_percentile) < 0 || ms <= 0)
+                continue;
+            vmin = ms < vmin ? ms : vmin;
+            vmax = ms > vmax ? ms : vmax;
+        }
+    }
+    if (vmax > 0) {
+        lo = (int)floor(log10(vmin) + 1e-9);
+        hi = (int)ceil(log10(vmax) - 1e-9);
+    } else {
+        lo = -2, hi = 1;
+    }
+    if (hi <= lo)
+        hi = lo + 1;
     fprintf(f,
             "<g class=\"panel latency\" data-x0=\"%d\" data-y0=\"%d\" data-width=\"%.0f\" "
-            "data-height=\"%d\" data-x-end=\"%g\" data-max-slot=\"%g\" data-y-max=\"%.9g\">\n",
-            PLOT_LEFT, top, w, h, PLOT_X_END, PLOT_MAX_SLOT, ymax);
+            "data-height=\"%d\" data-x-end=\"%g\" data-max-slot=\"%g\" data-y-log-min=\"%d\" "
+            "data-y-log-max=\"%d\">\n",
+            PLOT_LEFT, top, w, h, PLOT_X_END, PLOT_MAX_SLOT, lo, hi);
     fprintf(f, "<text x=\"%d\" y=\"%d\" font-weight=\"bold\">Latency by percentile</text>\n",
             PLOT_LEFT, top - 10);
-    plot_frame(f, top, h, ymax, step, "latency (ms)",
+    plot_frame(f, top, h, 0, 0, "latency (ms, log scale)",
                "percentile (log scale of 1/(1-p)); max: the slowest message");
+    /* A labelled line at each decade, fainter ones at 2 and 5 times it. */
+    for (int d = lo; d <= hi; d++) {
+        static const int steps[] = {1, 2, 5};
+
+        for (size_t k = 0; k < sizeof(steps) / sizeof(steps[0]) && (d < hi || k == 0); k++) {
+            double y = plot_latency_y(steps[k] * pow(10.0, d), lo, hi, top, h);
+
+            if (d > lo || k > 0)
+                fprintf(f, "<line x1=\"%d\" y1=\"%.2f\" x2=\"%d\" y2=\"%.2f\" stroke=\"%s\"/>\n",
+                        PLOT_LEFT, y, PLOT_WIDTH - PLOT_RIGHT, y, k == 0 ? "#ccc" : "#eee");
+            if (k == 0) {
+                snprintf(lab, sizeof(lab), "%g", pow(10.0, d));
+                fprintf(f, "<text x=\"%d\" y=\"%.2f\" text-anchor=\"end\">%s</text>\n",
+                        PLOT_LEFT - 6, y + 4, lab);
+            }
+        }
+    }
     for (int d = 0; d <= PLOT_DECADES + 1; d++) {
         double u = d <= PLOT_DECADES ? d : PLOT_MAX_SLOT, x = PLOT_LEFT + w * u / PLOT_X_END;
 
@@ -434,7 +478,7 @@ plot_latency(FILE *f, const struct plot_run *runs, size_t nruns, int top)
         fputs("\" data-ms=\"", f);
         for (size_t i = 0, n = 0; i < pr->pr_npoints; i++)
             if (plot_percentile_u(pr->pr_points[i].hp_percentile) >= 0)
-                fprintf(f, "%s%.6f", n++ > 0 ? " " : "", (double)pr->pr_points[i].hp_value / 1e6);
+                fprintf(f, "%s%.9g", n++ > 0 ? " " : "", (double)pr->pr_points[i].hp_value / 1e6);
         fputs("\" points=\"", f);
         for (size_t i = 0, n = 0; i < pr->pr_npoints; i++) {
             double u = plot_percentile_u(pr->pr_points[i].hp_percentile);
@@ -442,7 +486,7 @@ plot_latency(FILE *f, const struct plot_run *runs, size_t nruns, int top)
 
             if (u >= 0)
                 fprintf(f, "%s%.2f,%.2f", n++ > 0 ? " " : "", PLOT_LEFT + w * u / PLOT_X_END,
-                        top + h - h * ms / ymax);
+                        plot_latency_y(ms, lo, hi, top, h));
         }
         fputs("\"/>\n", f);
         for (size_t i = 0; i < pr->pr_npoints; i++) {
@@ -450,7 +494,8 @@ plot_latency(FILE *f, const struct plot_run *runs, size_t nruns, int top)
             double ms = (double)pr->pr_points[i].hp_value / 1e6;
 
             if (u >= 0)
-                plot_marker(f, PLOT_LEFT + w * u / PLOT_X_END, top + h - h * ms / ymax, color);
+                plot_marker(f, PLOT_LEFT + w * u / PLOT_X_END, plot_latency_y(ms, lo, hi, top, h),
+                            color);
         }
     }
     fputs("</g>\n", f);
