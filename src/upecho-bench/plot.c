@@ -178,6 +178,33 @@ plot_run_from_json(struct plot_run *pr, const struct json *root, const char *nam
     return 0;
 }
 
+/*
+ * A run from the len bytes of --json output at text; name (a file name)
+ * names it when the JSON has no label.  Returns 0, -EINVAL with why set
+ * when it is not JSON or lacks what a plot needs, or -ENOMEM.
+ */
+int
+plot_run_parse(struct plot_run *pr, const char *text, size_t len, const char *name, char *why,
+               size_t whylen)
+{
+    struct json *root;
+    struct json_error je;
+    int rc;
+
+    memset(pr, 0, sizeof(*pr));
+    why[0] = '\0';
+    rc = json_parse(text, len, &root, &je);
+    if (rc == -EINVAL)
+        snprintf(why, whylen, "%u:%u: invalid JSON: %s", je.je_line, je.je_column, je.je_why);
+    if (rc < 0)
+        return rc;
+    rc = plot_run_from_json(pr, root, name, why, whylen);
+    json_free(root);
+    if (rc < 0)
+        plot_run_deinit(pr);
+    return rc;
+}
+
 /* The whole of f into a new buffer, growing it up to PLOT_MAX_INPUT; -EFBIG beyond. */
 static int
 plot_read(FILE *f, char **out, size_t *outlen)
@@ -229,10 +256,8 @@ int
 plot_run_load(struct plot_run *pr, const char *path, char *why, size_t whylen)
 {
     FILE *f;
-    char *text;
-    size_t len;
-    struct json *root;
-    struct json_error je;
+    char *text = NULL;
+    size_t len = 0;
     int rc;
 
     memset(pr, 0, sizeof(*pr));
@@ -242,18 +267,9 @@ plot_run_load(struct plot_run *pr, const char *path, char *why, size_t whylen)
         return -errno;
     rc = plot_read(f, &text, &len);
     fclose(f);
-    if (rc == 0) {
-        rc = json_parse(text, len, &root, &je);
-        if (rc == -EINVAL)
-            snprintf(why, whylen, "%u:%u: invalid JSON: %s", je.je_line, je.je_column, je.je_why);
-    }
+    if (rc == 0)
+        rc = plot_run_parse(pr, text, len, path, why, whylen);
     free(text);
-    if (rc < 0)
-        return rc;
-    rc = plot_run_from_json(pr, root, path, why, whylen);
-    json_free(root);
-    if (rc < 0)
-        plot_run_deinit(pr);
     return rc;
 }
 

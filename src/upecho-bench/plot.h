@@ -23,6 +23,8 @@ struct plot_run {
 
 int plot_run_from_result(struct plot_run *pr, const struct bench_config *cfg,
                          const struct bench_result *r);
+int plot_run_parse(struct plot_run *pr, const char *text, size_t len, const char *name, char *why,
+                   size_t whylen);
 int plot_run_load(struct plot_run *pr, const char *path, char *why, size_t whylen);
 void plot_run_deinit(struct plot_run *pr);
 int plot_write(FILE *f, const struct plot_run *runs, size_t nruns);
