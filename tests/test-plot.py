@@ -246,6 +246,21 @@ class Plots(unittest.TestCase):
         curve = ET.parse(out).getroot().find(f".//{SVG}polyline[@class='latency']")
         self.assertEqual(curve.get("data-label"), "unlabelled-run.json")
 
+    def test_plot_odd_values(self):
+        """Markup and bytes that are not UTF-8 in a label, extreme numbers: still a clean SVG."""
+        src = os.path.join(self.tmp.name, "odd.json")
+        with open(src, "wb") as f:
+            f.write(b'{"label":"<b>&\xff\\u0001\\ud83d\\ude00","target":"tcp://x",'
+                    b'"latency_percentiles":[[0,0],[99.999999,1e19],[100,1.8e19]],'
+                    b'"timeline":[{"second":1e-310,"messages":1e18}]}')
+        out = os.path.join(self.tmp.name, "odd.svg")
+        bench("--plot", out, src)
+        root = ET.parse(out).getroot()
+        curve = root.find(f".//{SVG}polyline[@class='latency']")
+        self.assertEqual(curve.get("data-label"), "<b>&??\U0001F600")
+        for line in root.iter(SVG + "polyline"):
+            self.assertNotRegex(line.get("points"), r"(?i)nan|inf")
+
     def test_bad_inputs(self):
         out = os.path.join(self.tmp.name, "never.svg")
         bad = os.path.join(self.tmp.name, "bad.json")

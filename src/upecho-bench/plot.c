@@ -16,8 +16,8 @@
 #define PLOT_LINE 16
 #define PLOT_LAT_HEIGHT 300
 #define PLOT_TPUT_HEIGHT 220
-#define PLOT_GAP                                                                                   \
-    90 /* from a panel's bottom to the next one's top: tick labels, axis label, title */
+/* From a panel's bottom to the next one's top: tick labels, axis label, title. */
+#define PLOT_GAP 90
 /* Percentile axis: decades of 1/(1-p) shown (99.99%), and where the maximum goes. */
 #define PLOT_DECADES 4
 #define PLOT_MAX_SLOT 4.5
@@ -382,10 +382,11 @@ plot_frame(FILE *f, int top, int height, double ymax, double ystep, const char *
     fprintf(f,
             "<rect x=\"%d\" y=\"%d\" width=\"%d\" height=\"%d\" fill=\"none\" stroke=\"#444\"/>\n",
             PLOT_LEFT, top, right - PLOT_LEFT, height);
-    for (double v = 0; ystep > 0 && v <= ymax * (1 + 1e-9); v += ystep) {
-        double y = top + height - height * v / ymax;
+    /* ymax is a whole number of steps; the bound keeps odd input from making thousands. */
+    for (int k = 0; ystep > 0 && k <= lround(ymax / ystep) && k <= 100; k++) {
+        double v = k * ystep, y = top + height - height * v / ymax;
 
-        if (v > 0 && v < ymax * (1 - 1e-9))
+        if (k > 0 && v < ymax * (1 - 1e-9))
             fprintf(f, "<line x1=\"%d\" y1=\"%.2f\" x2=\"%d\" y2=\"%.2f\" stroke=\"#ddd\"/>\n",
                     PLOT_LEFT, y, right, y);
         plot_tick_label(lab, sizeof(lab), v);
@@ -517,6 +518,24 @@ plot_latency(FILE *f, const struct plot_run *runs, size_t nruns, int top)
     fputs("</g>\n", f);
 }
 
+/*
+ * Interval i of a run's timeline as a point: its middle and messages per
+ * second.  Returns 0 for one not drawn: empty, or a last partial second
+ * too short to say much (unless it is the whole run).
+ */
+static int
+plot_rate(const struct plot_run *pr, size_t i, double *mid, double *rate)
+{
+    double from = i > 0 ? pr->pr_timeline[i - 1].bs_second : 0;
+    double len = pr->pr_timeline[i].bs_second - from;
+
+    if (!(len > 0) || (len < PLOT_MIN_INTERVAL && pr->pr_ntimeline > 1))
+        return 0;
+    *mid = from + len / 2;
+    *rate = (double)pr->pr_timeline[i].bs_messages / len;
+    return isfinite(*rate);
+}
+
 /* The throughput panel: messages per second over each interval of the timeline, at its middle. */
 static void
 plot_throughput(FILE *f, const struct plot_run *runs, size_t nruns, int top)
@@ -529,14 +548,12 @@ plot_throughput(FILE *f, const struct plot_run *runs, size_t nruns, int top)
         const struct plot_run *pr = &runs[r];
 
         for (size_t i = 0; i < pr->pr_ntimeline; i++) {
-            double from = i > 0 ? pr->pr_timeline[i - 1].bs_second : 0;
-            double len = pr->pr_timeline[i].bs_second - from;
+            double mid, rate;
 
             if (pr->pr_timeline[i].bs_second > xmax)
                 xmax = pr->pr_timeline[i].bs_second;
-            if (len > 0 && (double)pr->pr_timeline[i].bs_messages / len > ymax &&
-                (len >= PLOT_MIN_INTERVAL || pr->pr_ntimeline == 1))
-                ymax = (double)pr->pr_timeline[i].bs_messages / len;
+            if (plot_rate(pr, i, &mid, &rate) && rate > ymax)
+                ymax = rate;
         }
     }
     xstep = plot_step(xmax > 0 ? xmax : 1, 10);
@@ -550,10 +567,10 @@ plot_throughput(FILE *f, const struct plot_run *runs, size_t nruns, int top)
     fprintf(f, "<text x=\"%d\" y=\"%d\" font-weight=\"bold\">Messages per second</text>\n",
             PLOT_LEFT, top - 10);
     plot_frame(f, top, h, ymax, ystep, "messages per second", "time since the start (s)");
-    for (double v = 0; v <= xmax * (1 + 1e-9); v += xstep) {
-        double x = PLOT_LEFT + w * v / xmax;
+    for (int k = 0; k <= lround(xmax / xstep) && k <= 100; k++) {
+        double v = k * xstep, x = PLOT_LEFT + w * v / xmax;
 
-        if (v > 0 && v < xmax * (1 - 1e-9))
+        if (k > 0 && v < xmax * (1 - 1e-9))
             fprintf(f, "<line x1=\"%.2f\" y1=\"%d\" x2=\"%.2f\" y2=\"%d\" stroke=\"#ddd\"/>\n", x,
                     top, x, top + h);
         plot_tick_label(lab, sizeof(lab), v);
@@ -579,13 +596,10 @@ plot_throughput(FILE *f, const struct plot_run *runs, size_t nruns, int top)
             }
             n = 0;
             for (size_t i = 0; i < pr->pr_ntimeline; i++) {
-                double from = i > 0 ? pr->pr_timeline[i - 1].bs_second : 0;
-                double len = pr->pr_timeline[i].bs_second - from;
-                double mid = from + len / 2, rate;
+                double mid, rate;
 
-                if (!(len > 0) || (len < PLOT_MIN_INTERVAL && pr->pr_ntimeline > 1))
+                if (!plot_rate(pr, i, &mid, &rate))
                     continue;
-                rate = (double)pr->pr_timeline[i].bs_messages / len;
                 if (pass == 3)
                     plot_marker(f, PLOT_LEFT + w * mid / xmax, top + h - h * rate / ymax, color);
                 else if (pass == 0)
