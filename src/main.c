@@ -28,7 +28,9 @@ usage(FILE *f)
         "  -h, --help         print this help and exit\n"
         "\n"
         "Exit status: 0 clean stop, 1 start-up failure or unclean stop, 64 usage error,\n"
-        "78 configuration error (including an unknown user or unusable passed sockets).\n",
+        "75 stop that closed connections still owed echo (shutdown_timeout ran out or a\n"
+        "second SIGTERM), 78 configuration error (including an unknown user or unusable\n"
+        "passed sockets).\n",
         UPECHOD_DEFAULT_CONFIG);
 }
 

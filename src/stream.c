@@ -2,8 +2,11 @@
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/ioctl.h>
 #include <sys/socket.h>
 #include <unistd.h>
+
+#include <linux/sockios.h>
 
 #include <event2/buffer.h>
 #include <event2/bufferevent.h>
@@ -16,6 +19,8 @@
 #define STREAM_ECHO_STEP (64 * 1024)
 /* How long a shutdown waits, after our FIN, for the client to close its side. */
 #define STREAM_LINGER_SEC 2
+/* A client silent this long, with nothing unread, is not waited for at shutdown. */
+#define STREAM_QUIET_SEC 1
 
 static void stream_close(struct stream *st);
 
@@ -168,6 +173,7 @@ stream_read_cb(struct bufferevent *bev, void *arg)
     int fd = bufferevent_getfd(bev);
     int more = evbuffer_get_length(in) >= STREAM_BEV_READ;
 
+    event_base_gettimeofday_cached(st->st_srv->srv_base, &st->st_last_input);
     for (int round = 0;; round++) {
         size_t n = stream_upper(in);
         ssize_t r;
@@ -293,6 +299,7 @@ stream_new(struct server *srv, int fd, enum transport t, const struct sockaddr *
     else
         addr_format(sa, salen, st->st_peer, sizeof(st->st_peer));
     bufferevent_setcb(st->st_bev, stream_read_cb, stream_write_cb, stream_event_cb, st);
+    event_base_gettimeofday_cached(srv->srv_base, &st->st_last_input);
     TAILQ_INSERT_TAIL(&srv->srv_streams, st, st_entry);
     server_stream_opened(srv);
     stream_apply_limits(st);
@@ -346,12 +353,40 @@ stream_linger_cb(evutil_socket_t fd, short what, void *arg)
     stream_free(st);
 }
 
+/* Bytes handed to the socket that the client has not taken yet, or -1. */
+static int
+stream_unsent(int fd)
+{
+    int unsent = 0;
+
+    return ioctl(fd, SIOCOUTQ, &unsent) == -1 ? -1 : unsent;
+}
+
+/*
+ * Whether the client is quiet: it has taken all its echo, nothing of it
+ * waits unread in the socket, and it has sent nothing for STREAM_QUIET_SEC.
+ * Such a client is not in the middle of sending, so a plain close resets
+ * nothing, and an idle connection does not hold up the stop.
+ */
+static int
+stream_quiet(struct stream *st, int fd)
+{
+    struct timeval now, since;
+    int unread = 0;
+
+    if (ioctl(fd, FIONREAD, &unread) == -1 || unread > 0 || stream_unsent(fd) != 0)
+        return 0;
+    event_base_gettimeofday_cached(st->st_srv->srv_base, &now);
+    timersub(&now, &st->st_last_input, &since);
+    return since.tv_sec >= STREAM_QUIET_SEC;
+}
+
 /*
  * Everything we owe the client is out.  Normally that ends the connection.
  * During shutdown the client may still be sending: closing a socket with
  * unread input makes the kernel send a reset, which can destroy echo the
  * client has not read yet.  So send our FIN and drain its input until it
- * closes, for a bounded time.
+ * closes, for a bounded time, unless the client is quiet.
  */
 static void
 stream_close(struct stream *st)
@@ -365,7 +400,7 @@ stream_close(struct stream *st)
     }
     fd = bufferevent_getfd(st->st_bev);
     bufferevent_disable(st->st_bev, EV_READ | EV_WRITE);
-    if (shutdown(fd, SHUT_WR) == -1) {
+    if (stream_quiet(st, fd) || shutdown(fd, SHUT_WR) == -1) {
         stream_free(st);
         return;
     }
@@ -374,6 +409,17 @@ stream_close(struct stream *st)
     st->st_linger = event_new(st->st_srv->srv_base, fd, EV_READ | EV_PERSIST, stream_linger_cb, st);
     if (st->st_linger == NULL || event_add(st->st_linger, &tv) == -1)
         stream_free(st);
+}
+
+/*
+ * Whether the client is still owed echo: output not yet handed to the
+ * socket, or handed to it but not yet taken by the client.  Otherwise the
+ * connection only waits, in the drain after our FIN, for the client's own.
+ */
+int
+stream_owed(const struct stream *st)
+{
+    return st->st_linger == NULL || stream_unsent(bufferevent_getfd(st->st_bev)) != 0;
 }
 
 /*
