@@ -325,6 +325,15 @@ stream_free(struct stream *st)
     server_stream_closed(srv);
 }
 
+/* Bytes handed to the socket that the client has not taken yet, or -1. */
+static int
+stream_unsent(int fd)
+{
+    int unsent = 0;
+
+    return ioctl(fd, SIOCOUTQ, &unsent) == -1 ? -1 : unsent;
+}
+
 /* Whether the linger after our FIN still has time left. */
 static int
 stream_linger_left(struct stream *st)
@@ -346,20 +355,20 @@ stream_linger_cb(evutil_socket_t fd, short what, void *arg)
     if (what & EV_READ) {
         while ((n = read(fd, buf, sizeof(buf))) > 0)
             ;
-        /* A persistent event's timeout restarts on activity: bound the linger ourselves. */
-        if (n == -1 && (errno == EAGAIN || errno == EINTR) && stream_linger_left(st))
+        if (n == 0 || (errno != EAGAIN && errno != EINTR)) {
+            stream_free(st);
             return;
+        }
     }
+    /*
+     * A persistent event's timeout restarts on activity: bound the linger
+     * ourselves.  Past the bound a client that took all its echo is let go;
+     * one that has not yet taken it is closed only by shutdown_timeout,
+     * which then reports it as cut short.
+     */
+    if (stream_linger_left(st) || stream_unsent(fd) > 0)
+        return;
     stream_free(st);
-}
-
-/* Bytes handed to the socket that the client has not taken yet, or -1. */
-static int
-stream_unsent(int fd)
-{
-    int unsent = 0;
-
-    return ioctl(fd, SIOCOUTQ, &unsent) == -1 ? -1 : unsent;
 }
 
 /*
