@@ -331,7 +331,7 @@ INI
 if inside systemctl reload upechod.service 2>/dev/null; then
     fail bad-reload "systemctl reload accepted a broken file"
 elif ! is_state upechod.service active/running || [ "$(prop upechod.service MainPID)" != "$pid" ] ||
-    ! out=$(client tcp 127.0.0.1 9091); then
+    ! out=$(client tcp 127.0.0.1 9090); then
     fail bad-reload "not serving as before: $out"
 elif ! wait_until 5 journal_has upechod.service "$since" "$config:2:"; then
     fail bad-reload "error not at journalctl -p warning: $(journal_since upechod.service "$since" | tail -n 5)"
