@@ -44,9 +44,12 @@ if [ -f "$root/.upechod-root-complete" ]; then
     exit 0
 fi
 
-# Roots for other package lists are stale now.
+# Roots for other package lists are stale now, unless a test still has one
+# mounted as its overlay's lower layer.
 for old in "$cache"/*; do
-    [ -d "$old" ] && [ "$old" != "$root" ] && rm -rf --one-file-system "$old"
+    if [ -d "$old" ] && [ "$old" != "$root" ] && ! grep -q -F "lowerdir=$old," /proc/mounts; then
+        rm -rf --one-file-system "$old"
+    fi
 done
 
 work=$cache/.build-$key
