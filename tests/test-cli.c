@@ -168,15 +168,14 @@ START_TEST(test_help)
 END_TEST
 
 /*
- * Run $UPECHOD ARGS with stdout and stderr into a file of our own, as
- * journald's stream when journal is set (JOURNAL_STREAM naming that file),
- * and read back what it wrote into out.  Returns the exit status.
+ * Run argv (argv[0] is the daemon) with stdout and stderr into a file of
+ * our own, as journald's stream when journal is set (JOURNAL_STREAM naming
+ * that file), and read back what it wrote into out.  Returns the exit status.
  */
 static int
-run_logged(const char *const *args, int journal, char *out, size_t outsz)
+run_logged(const char *const *argv, int journal, char *out, size_t outsz)
 {
     char path[] = "/tmp/upechod-cli-XXXXXX", env[64];
-    const char *argv[8] = {getenv("UPECHOD")};
     struct stat st;
     int fd = mkstemp(path), status = -1;
     ssize_t n;
@@ -187,8 +186,6 @@ run_logged(const char *const *args, int journal, char *out, size_t outsz)
     ck_assert_int_eq(fstat(fd, &st), 0);
     snprintf(env, sizeof(env), "%llu:%llu", (unsigned long long)st.st_dev,
              (unsigned long long)st.st_ino);
-    for (size_t i = 0; args[i] != NULL && i < 6; i++)
-        argv[i + 1] = args[i];
     pid = fork();
     ck_assert_int_ge(pid, 0);
     if (pid == 0) {
@@ -217,8 +214,8 @@ run_logged(const char *const *args, int journal, char *out, size_t outsz)
 START_TEST(test_config_error_priority)
 {
     char ini[] = "/tmp/upechod-cli-ini-XXXXXX", out[8192], want[128];
-    const char *const check[] = {"-t", "-c", ini, NULL};
-    const char *const start[] = {"-c", ini, NULL};
+    const char *const check[] = {getenv("UPECHOD"), "-t", "-c", ini, NULL};
+    const char *const start[] = {getenv("UPECHOD"), "-c", ini, NULL};
     int fd = mkstemp(ini);
 
     ck_assert_int_ge(fd, 0);
