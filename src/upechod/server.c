@@ -23,6 +23,9 @@
 #include "udp.h"
 #include "upechod-build.h"
 
+/* "s" after a count that is not 1. */
+#define SERVER_S(n) ((n) == 1 ? "" : "s")
+
 /* How soon accepting is retried after running out of descriptors. */
 #define SERVER_NOFD_RETRY_MS 50
 /* How often the service manager's STATUS= line is refreshed. */
@@ -455,11 +458,12 @@ server_status_cb(evutil_socket_t fd, short what, void *arg)
     const struct server_stats *s = &srv->srv_stats;
 
     notify_status(srv->srv_notify,
-                  "serving: %zu connections open, %llu accepted, %llu bytes echoed, "
-                  "%llu datagrams echoed, %llu dropped",
-                  srv->srv_nstreams, (unsigned long long)s->st_accepted,
-                  (unsigned long long)s->st_bytes_out, (unsigned long long)s->st_dgrams_out,
-                  (unsigned long long)s->st_dgrams_dropped);
+                  "serving: %zu connection%s open, %llu accepted, %llu byte%s echoed, "
+                  "%llu datagram%s echoed, %llu dropped",
+                  srv->srv_nstreams, SERVER_S(srv->srv_nstreams),
+                  (unsigned long long)s->st_accepted, (unsigned long long)s->st_bytes_out,
+                  SERVER_S(s->st_bytes_out), (unsigned long long)s->st_dgrams_out,
+                  SERVER_S(s->st_dgrams_out), (unsigned long long)s->st_dgrams_dropped);
 }
 
 static void
@@ -541,14 +545,38 @@ server_reload(struct server *srv)
     notify_ready(srv->srv_notify, "configuration reloaded");
 }
 
+/* Connections still owed echo; the others only wait for the client's FIN. */
+static size_t
+server_count_pending(struct server *srv)
+{
+    struct stream *st;
+    size_t n = 0;
+
+    TAILQ_FOREACH(st, &srv->srv_streams, st_entry)
+        n += stream_owed(st);
+    return n;
+}
+
+/*
+ * shutdown_timeout is up.  Connections that got all their echo and are
+ * only in the drain after our FIN lose nothing by a close: only those
+ * still owed echo make the stop one cut short.
+ */
 static void
 server_shutdown_timeout_cb(evutil_socket_t fd, short what, void *arg)
 {
     struct server *srv = arg;
+    size_t pending = server_count_pending(srv);
 
-    log_warn("shutdown: %zu connections still had output pending after %u s; closing them",
-             srv->srv_nstreams, srv->srv_conf.cf_shutdown_timeout);
-    srv->srv_exit_code = 1;
+    if (pending > 0) {
+        log_warn("shutdown: %zu connection%s still had output pending after %u s; "
+                 "closing them",
+                 pending, SERVER_S(pending), srv->srv_conf.cf_shutdown_timeout);
+        srv->srv_exit_code = SERVER_EXIT_CUT_SHORT;
+    } else {
+        log_info("shutdown: closing %zu connection%s that got all their echo", srv->srv_nstreams,
+                 SERVER_S(srv->srv_nstreams));
+    }
     event_base_loopbreak(srv->srv_base);
 }
 
@@ -565,8 +593,8 @@ server_shutdown(struct server *srv, int sig)
     srv->srv_stopping = 1;
     notify_stopping(srv->srv_notify);
     server_close_listeners(srv);
-    log_info("SIG%s received: stopping, %zu connections to finish", sigabbrev_np(sig),
-             srv->srv_nstreams);
+    log_info("SIG%s received: stopping, %zu connection%s to finish", sigabbrev_np(sig),
+             srv->srv_nstreams, SERVER_S(srv->srv_nstreams));
     for (st = TAILQ_FIRST(&srv->srv_streams); st != NULL; st = next) {
         next = TAILQ_NEXT(st, st_entry);
         stream_shutdown(st);
@@ -590,9 +618,10 @@ server_signal_cb(evutil_socket_t sig, short what, void *arg)
         return;
     }
     if (srv->srv_stopping) {
-        log_warn("SIG%s again: exiting now, closing %zu connections", sigabbrev_np(sig),
-                 srv->srv_nstreams);
-        srv->srv_exit_code = srv->srv_nstreams > 0;
+        log_warn("SIG%s again: exiting now, closing %zu connection%s", sigabbrev_np(sig),
+                 srv->srv_nstreams, SERVER_S(srv->srv_nstreams));
+        if (server_count_pending(srv) > 0)
+            srv->srv_exit_code = SERVER_EXIT_CUT_SHORT;
         event_base_loopbreak(srv->srv_base);
         return;
     }

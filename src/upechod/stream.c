@@ -2,8 +2,11 @@
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/ioctl.h>
 #include <sys/socket.h>
 #include <unistd.h>
+
+#include <linux/sockios.h>
 
 #include <event2/buffer.h>
 #include <event2/bufferevent.h>
@@ -23,6 +26,8 @@
 #define STREAM_CHAIN_SLACK 64
 /* Output a stream may still queue while max_memory is over: about one read. */
 #define STREAM_MEMORY_SMALL 4096
+/* A client silent this long, with nothing unread, is not waited for at shutdown. */
+#define STREAM_QUIET_SEC 1
 
 static void stream_close(struct stream *st);
 
@@ -306,6 +311,7 @@ stream_read_cb(struct bufferevent *bev, void *arg)
     int more = evbuffer_get_length(in) >= STREAM_BEV_READ;
     size_t chain = 0;
 
+    event_base_gettimeofday_cached(st->st_srv->srv_base, &st->st_last_input);
     for (int round = 0;; round++) {
         size_t n = stream_upper(in);
         ssize_t r;
@@ -448,6 +454,7 @@ stream_new(struct server *srv, int fd, enum transport t, const struct sockaddr *
         free(st);
         return NULL;
     }
+    event_base_gettimeofday_cached(srv->srv_base, &st->st_last_input);
     TAILQ_INSERT_TAIL(&srv->srv_streams, st, st_entry);
     server_stream_opened(srv);
     bufferevent_set_max_single_read(st->st_bev, STREAM_BEV_READ);
@@ -488,6 +495,15 @@ stream_free(struct stream *st)
     server_stream_closed(srv);
 }
 
+/* Bytes handed to the socket that the client has not taken yet, or -1. */
+static int
+stream_unsent(int fd)
+{
+    int unsent = 0;
+
+    return ioctl(fd, SIOCOUTQ, &unsent) == -1 ? -1 : unsent;
+}
+
 /* Whether the linger after our FIN still has time left. */
 static int
 stream_linger_left(struct stream *st)
@@ -516,11 +532,39 @@ stream_linger_cb(evutil_socket_t fd, short what, void *arg)
          */
         while ((n = read(fd, buf, sizeof(buf))) > 0 && ++rounds < STREAM_LINGER_READS)
             ;
-        /* A persistent event's timeout restarts on activity: bound the linger ourselves. */
-        if ((n > 0 || (n == -1 && (errno == EAGAIN || errno == EINTR))) && stream_linger_left(st))
+        if (n == 0 || (n == -1 && errno != EAGAIN && errno != EINTR)) {
+            stream_free(st);
             return;
+        }
     }
+    /*
+     * A persistent event's timeout restarts on activity: bound the linger
+     * ourselves.  Past the bound a client that took all its echo is let go;
+     * one that has not yet taken it is closed only by shutdown_timeout,
+     * which then reports it as cut short.
+     */
+    if (stream_linger_left(st) || stream_unsent(fd) > 0)
+        return;
     stream_free(st);
+}
+
+/*
+ * Whether the client is quiet: it has taken all its echo, nothing of it
+ * waits unread in the socket, and it has sent nothing for STREAM_QUIET_SEC.
+ * Such a client is not in the middle of sending, so a plain close resets
+ * nothing, and an idle connection does not hold up the stop.
+ */
+static int
+stream_quiet(struct stream *st, int fd)
+{
+    struct timeval now, since;
+    int unread = 0;
+
+    if (ioctl(fd, FIONREAD, &unread) == -1 || unread > 0 || stream_unsent(fd) != 0)
+        return 0;
+    event_base_gettimeofday_cached(st->st_srv->srv_base, &now);
+    timersub(&now, &st->st_last_input, &since);
+    return since.tv_sec >= STREAM_QUIET_SEC;
 }
 
 /*
@@ -528,7 +572,7 @@ stream_linger_cb(evutil_socket_t fd, short what, void *arg)
  * During shutdown the client may still be sending: closing a socket with
  * unread input makes the kernel send a reset, which can destroy echo the
  * client has not read yet.  So send our FIN and drain its input until it
- * closes, for a bounded time.
+ * closes, for a bounded time, unless the client is quiet.
  */
 static void
 stream_close(struct stream *st)
@@ -542,7 +586,7 @@ stream_close(struct stream *st)
     }
     fd = bufferevent_getfd(st->st_bev);
     bufferevent_disable(st->st_bev, EV_READ | EV_WRITE);
-    if (shutdown(fd, SHUT_WR) == -1) {
+    if (stream_quiet(st, fd) || shutdown(fd, SHUT_WR) == -1) {
         stream_free(st);
         return;
     }
@@ -551,6 +595,17 @@ stream_close(struct stream *st)
     st->st_linger = event_new(st->st_srv->srv_base, fd, EV_READ | EV_PERSIST, stream_linger_cb, st);
     if (st->st_linger == NULL || event_add(st->st_linger, &tv) == -1)
         stream_free(st);
+}
+
+/*
+ * Whether the client is still owed echo: output not yet handed to the
+ * socket, or handed to it but not yet taken by the client.  Otherwise the
+ * connection only waits, in the drain after our FIN, for the client's own.
+ */
+int
+stream_owed(const struct stream *st)
+{
+    return st->st_linger == NULL || stream_unsent(bufferevent_getfd(st->st_bev)) != 0;
 }
 
 /*

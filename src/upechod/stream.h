@@ -23,6 +23,7 @@ struct stream {
     struct bufferevent *st_bev;
     struct event *st_linger;        /* draining input after our FIN at shutdown */
     struct timeval st_linger_until; /* ... until then at the latest */
+    struct timeval st_last_input;   /* when the client last sent anything (or connected) */
     enum transport st_transport;
     char st_peer[ADDR_STRLEN];
     int st_paused;  /* reading stopped: STREAM_PAUSE_* bits */
@@ -38,6 +39,7 @@ struct stream *stream_new(struct server *srv, int fd, enum transport t, const st
 void stream_free(struct stream *st);
 void stream_apply_limits(struct stream *st);
 void stream_shutdown(struct stream *st);
+int stream_owed(const struct stream *st);
 size_t stream_upper(struct evbuffer *buf);
 size_t stream_echo(struct evbuffer *in, struct evbuffer *out);
 size_t stream_chain_size(size_t n);
