@@ -9,6 +9,7 @@
 #include <event2/bufferevent.h>
 
 #include "log.h"
+#include "proxy.h"
 #include "stream.h"
 #include "upper.h"
 
@@ -270,6 +271,32 @@ stream_apply_limits(struct stream *st)
         stream_check_pressure(st);
 }
 
+/*
+ * The peer is now sa: at accept, and again when a PROXY header names the
+ * real client.  Whatever acts on the peer's address takes it from here.
+ */
+void
+stream_set_peer(struct stream *st, const struct sockaddr *sa, socklen_t salen)
+{
+    if (sa == NULL || salen > sizeof(st->st_addr.a_ss))
+        salen = 0;
+    memset(&st->st_addr, 0, sizeof(st->st_addr));
+    if (salen > 0)
+        memcpy(&st->st_addr.a_ss, sa, salen);
+    st->st_addr.a_len = salen;
+    if (salen > 0)
+        addr_format(sa, salen, st->st_peer, sizeof(st->st_peer));
+}
+
+/* Echo from now on, starting with any input already waiting (after a PROXY header). */
+void
+stream_begin_echo(struct stream *st)
+{
+    bufferevent_setcb(st->st_bev, stream_read_cb, stream_write_cb, stream_event_cb, st);
+    if (evbuffer_get_length(bufferevent_get_input(st->st_bev)) > 0)
+        stream_read_cb(st->st_bev, st);
+}
+
 /* Serve a freshly accepted connection.  Returns NULL (fd not taken) on failure. */
 struct stream *
 stream_new(struct server *srv, int fd, enum transport t, const struct sockaddr *sa, socklen_t salen)
@@ -291,8 +318,18 @@ stream_new(struct server *srv, int fd, enum transport t, const struct sockaddr *
     if (t == TRANSPORT_UNIX)
         snprintf(st->st_peer, sizeof(st->st_peer), "fd %d", fd);
     else
-        addr_format(sa, salen, st->st_peer, sizeof(st->st_peer));
+        stream_set_peer(st, sa, salen);
     bufferevent_setcb(st->st_bev, stream_read_cb, stream_write_cb, stream_event_cb, st);
+    /* With proxy_protocol, the header comes first: proxy.c reads it, then stream_begin_echo(). */
+    if ((t == TRANSPORT_TCP ? srv->srv_conf.cf_tcp_proxy_protocol
+                            : srv->srv_conf.cf_unix_proxy_protocol) &&
+        proxy_stream_start(st) != 0) {
+        log_warn("out of memory for a new %s connection, refusing it", transport_name(t));
+        bufferevent_setfd(st->st_bev, -1);
+        bufferevent_free(st->st_bev);
+        free(st);
+        return NULL;
+    }
     TAILQ_INSERT_TAIL(&srv->srv_streams, st, st_entry);
     server_stream_opened(srv);
     stream_apply_limits(st);
@@ -313,6 +350,8 @@ stream_free(struct stream *st)
     TAILQ_REMOVE(&srv->srv_streams, st, st_entry);
     if (st->st_linger != NULL)
         event_free(st->st_linger);
+    if (st->st_proxy_timer != NULL)
+        event_free(st->st_proxy_timer);
     bufferevent_free(st->st_bev);
     free(st);
     server_stream_closed(srv);

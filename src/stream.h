@@ -21,6 +21,11 @@ struct stream {
     char st_peer[ADDR_STRLEN];
     int st_paused;  /* reading stopped: too much unsent output */
     int st_closing; /* flush what is pending, then close */
+
+    /* The peer's address; after a PROXY header, the client it names. */
+    struct addr st_addr;
+    /* Set while waiting for a PROXY header, see proxy.c. */
+    struct event *st_proxy_timer;
 };
 
 struct stream *stream_new(struct server *srv, int fd, enum transport t, const struct sockaddr *sa,
@@ -28,6 +33,8 @@ struct stream *stream_new(struct server *srv, int fd, enum transport t, const st
 void stream_free(struct stream *st);
 void stream_apply_limits(struct stream *st);
 void stream_shutdown(struct stream *st);
+void stream_set_peer(struct stream *st, const struct sockaddr *sa, socklen_t salen);
+void stream_begin_echo(struct stream *st);
 size_t stream_upper(struct evbuffer *buf);
 size_t stream_echo(struct evbuffer *in, struct evbuffer *out);
 
