@@ -283,6 +283,13 @@ START_TEST(test_proxy_v2)
     n = v2(buf, 0x21, 0x00, addr, 20);
     check_done(buf, n, 36, &ph);
     ck_assert(ph.ph_local);
+    /* An UNSPEC family or protocol with a known other half falls back to UNSPEC. */
+    static const unsigned unspec[] = {0x01, 0x02, 0x10, 0x20, 0x30};
+    for (size_t i = 0; i < sizeof(unspec) / sizeof(unspec[0]); i++) {
+        n = v2(buf, 0x21, unspec[i], addr, 12);
+        check_done(buf, n, 28, &ph);
+        ck_assert(ph.ph_local);
+    }
 
     /* LOCAL (health checks): the family is ignored, even one that is not valid. */
     n = v2(buf, 0x20, 0x00, NULL, 0);
@@ -337,7 +344,7 @@ START_TEST(test_proxy_v2_errors)
     buf[14] = buf[15] = 0xff;
     check_error(buf, 16, "v2: address block longer than 2048 bytes");
 
-    static const unsigned bad_fam[] = {0x01, 0x02, 0x10, 0x13, 0x20, 0x23, 0x30, 0x33, 0x41, 0xff};
+    static const unsigned bad_fam[] = {0x03, 0x13, 0x23, 0x33, 0x40, 0x41, 0xf1, 0xff};
     for (size_t i = 0; i < sizeof(bad_fam) / sizeof(bad_fam[0]); i++) {
         n = v2(buf, 0x21, bad_fam[i], addr, 216);
         check_error(buf, n, "v2: unknown address family or protocol");

@@ -193,7 +193,16 @@ proxy_parse_v2(const uint8_t *buf, size_t len, struct proxy_header *out, const c
     out->ph_len = PROXY_V2_FIXED + alen;
     out->ph_version = 2;
     /* LOCAL: the balancer speaking for itself; the spec says to ignore the family. */
-    if ((vc & 0xf) == 0 || fam == 0x00) {
+    if ((vc & 0xf) == 0) {
+        out->ph_local = true;
+        return PROXY_DONE;
+    }
+    if ((fam >> 4) > 3 || (fam & 0xf) > 2) {
+        *why = "v2: unknown address family or protocol";
+        return PROXY_ERROR;
+    }
+    /* UNSPEC in either half: the spec says to use the connection's own addresses. */
+    if ((fam >> 4) == 0 || (fam & 0xf) == 0) {
         out->ph_local = true;
         return PROXY_DONE;
     }
