@@ -78,10 +78,18 @@ def free_port():
 
 
 def find_haproxy():
-    exe = os.environ.get("HAPROXY") or shutil.which("haproxy")
+    """$HAPROXY, else haproxy on PATH or in /usr/sbin; (None, why) when there is none."""
+    exe = os.environ.get("HAPROXY")
+    if exe:
+        if os.access(exe, os.X_OK):
+            return exe, None
+        return None, "HAPROXY=%s is not an executable" % exe
+    exe = shutil.which("haproxy")
     if not exe and os.access("/usr/sbin/haproxy", os.X_OK):
         exe = "/usr/sbin/haproxy"
-    return exe
+    if not exe:
+        return None, "haproxy is not installed (apt-get install haproxy)"
+    return exe, None
 
 
 class Upechod:
@@ -445,9 +453,9 @@ def run(exe, version):
 
 
 def main():
-    exe = find_haproxy()
+    exe, why = find_haproxy()
     if not exe:
-        print("SKIP: haproxy is not installed (apt-get install haproxy)")
+        print("SKIP: " + why)
         return 77
     if not os.environ.get("UPECHOD"):
         print("UPECHOD is not set to the daemon's path", file=sys.stderr)
