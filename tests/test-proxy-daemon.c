@@ -252,6 +252,54 @@ START_TEST(test_proxy_shutdown)
 }
 END_TEST
 
+/* Wait up to 10 s for the n-th occurrence of needle in the daemon's log. */
+static void
+wait_log(const struct daemon_proc *dp, const char *needle, int n)
+{
+    long long end = now_ms() + 10000;
+
+    while (daemon_log_count(dp, needle) < n && now_ms() < end)
+        usleep(20000);
+    ck_assert_msg(daemon_log_count(dp, needle) >= n, "no \"%s\" (%d) in the log", needle, n);
+}
+
+/* SIGHUP turns proxy_protocol on and off for new connections; open ones go on as they were. */
+START_TEST(test_proxy_reload)
+{
+    static const char plain[] = "[tcp]\nlisten = 127.0.0.1:0\n[udp]\nenabled = no\n";
+    static const char hdr[] = "PROXY TCP4 198.51.100.3 127.0.0.1 7000 9090\r\n";
+    struct daemon_proc dp;
+    int a, b, c, d;
+
+    start_or_fail(&dp, plain);
+    a = connect_or_fail(AF_INET, dp.dp_tcp_port);
+    echo_once(a, "before", 5000);
+    ck_assert_int_eq(daemon_write_config(&dp, TCP_PROXY_INI("127.0.0.1")), 0);
+    ck_assert_int_eq(daemon_signal(&dp, SIGHUP), 0);
+    wait_log(&dp, "configuration reloaded", 1);
+    echo_once(a, "open connections need no header", 5000);
+    b = connect_or_fail(AF_INET, dp.dp_tcp_port);
+    ck_assert_int_eq(write_all(b, "no header", 9), 0);
+    expect_closed(b, 3000);
+    close(b);
+    c = connect_or_fail(AF_INET, dp.dp_tcp_port);
+    ck_assert_int_eq(write_all(c, hdr, strlen(hdr)), 0);
+    echo_once(c, "with a header", 5000);
+
+    ck_assert_int_eq(daemon_write_config(&dp, plain), 0);
+    ck_assert_int_eq(daemon_signal(&dp, SIGHUP), 0);
+    wait_log(&dp, "configuration reloaded", 2);
+    d = connect_or_fail(AF_INET, dp.dp_tcp_port);
+    echo_once(d, "PROXY is data again", 5000);
+    echo_once(c, "still served", 5000);
+    echo_once(a, "still served", 5000);
+    close(a);
+    close(c);
+    close(d);
+    ck_assert_int_eq(daemon_stop(&dp), 0);
+}
+END_TEST
+
 static Suite *
 proxy_daemon_suite(void)
 {
@@ -266,6 +314,7 @@ proxy_daemon_suite(void)
     tcase_add_test(tc, test_proxy_off);
     tcase_add_test(tc, test_proxy_unix);
     tcase_add_test(tc, test_proxy_shutdown);
+    tcase_add_test(tc, test_proxy_reload);
     suite_add_tcase(s, tc);
     return s;
 }
