@@ -3,6 +3,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
+#include <arpa/inet.h>
 #include <netinet/in.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -93,6 +94,10 @@ assert_config_eq(const struct upechod_config *a, const struct upechod_config *b)
         ck_assert_str_eq(a->cf_tcp_listen_text[i], b->cf_tcp_listen_text[i]);
     }
     ck_assert_int_eq(a->cf_tcp_backlog, b->cf_tcp_backlog);
+    ck_assert_int_eq(a->cf_tcp_proxy_protocol, b->cf_tcp_proxy_protocol);
+    ck_assert_uint_eq(a->cf_tcp_nproxy_from, b->cf_tcp_nproxy_from);
+    ck_assert(memcmp(a->cf_tcp_proxy_from, b->cf_tcp_proxy_from,
+                     a->cf_tcp_nproxy_from * sizeof(a->cf_tcp_proxy_from[0])) == 0);
     ck_assert_int_eq(a->cf_udp_enabled, b->cf_udp_enabled);
     ck_assert_uint_eq(a->cf_udp_nlisten, b->cf_udp_nlisten);
     for (size_t i = 0; i < a->cf_udp_nlisten; i++) {
@@ -106,6 +111,7 @@ assert_config_eq(const struct upechod_config *a, const struct upechod_config *b)
     ck_assert_str_eq(a->cf_unix_path, b->cf_unix_path);
     ck_assert_uint_eq(a->cf_unix_mode, b->cf_unix_mode);
     ck_assert_int_eq(a->cf_unix_backlog, b->cf_unix_backlog);
+    ck_assert_int_eq(a->cf_unix_proxy_protocol, b->cf_unix_proxy_protocol);
     ck_assert_int_eq(a->cf_log_level, b->cf_log_level);
     ck_assert_uint_eq(a->cf_max_connections, b->cf_max_connections);
     ck_assert_uint_eq(a->cf_max_pending_output, b->cf_max_pending_output);
@@ -151,6 +157,9 @@ START_TEST(test_config_defaults)
     ck_assert_str_eq(cf.cf_unix_path, "/run/upechod/upechod.sock");
     ck_assert_uint_eq(cf.cf_unix_mode, 0660);
     ck_assert_int_eq(cf.cf_unix_backlog, 1024);
+    ck_assert(!cf.cf_tcp_proxy_protocol);
+    ck_assert_uint_eq(cf.cf_tcp_nproxy_from, 0);
+    ck_assert(!cf.cf_unix_proxy_protocol);
     ck_assert_int_eq(cf.cf_log_level, LOG_LEVEL_INFO);
     ck_assert_uint_eq(cf.cf_max_connections, 10000);
     ck_assert_uint_eq(cf.cf_max_pending_output, 1024 * 1024);
@@ -613,7 +622,8 @@ START_TEST(test_config_syntax)
               "t.ini:2: [nosuch]: unknown section; known sections are tcp, udp, unix, log, limits, "
               "server");
     parse_bad("[tcp]\nbacklog = 5\nbacklg = 5\n",
-              "t.ini:3: [tcp] backlg: unknown key; [tcp] knows enabled, listen, backlog");
+              "t.ini:3: [tcp] backlg: unknown key; [tcp] knows enabled, listen, backlog, "
+              "proxy_protocol, proxy_protocol_from");
     parse_bad("[tcp]\nlisten = *:1\n\n[udp]\n[tcp]\nlisten = *:2\n",
               "t.ini:6: [tcp] listen: given twice, first on line 2");
     ck_assert_str_eq(cf.cf_tcp_listen_text[0], "*:1");
@@ -737,6 +747,107 @@ START_TEST(test_config_cross_checks)
     parse_bad("[server]\nuser = a b\ngroup = nogroup\n",
               "t.ini:2: [server] user: \"a b\" is not a valid user name (no spaces, colons or "
               "control characters)");
+}
+END_TEST
+
+/* Whether address text (v4 or v6) is in the [tcp] proxy_protocol_from just parsed. */
+static bool
+proxy_from_has(const char *text)
+{
+    struct sockaddr_storage ss;
+    struct sockaddr_in *sin = (struct sockaddr_in *)&ss;
+    struct sockaddr_in6 *sin6 = (struct sockaddr_in6 *)&ss;
+
+    memset(&ss, 0, sizeof(ss));
+    if (inet_pton(AF_INET, text, &sin->sin_addr) == 1)
+        sin->sin_family = AF_INET;
+    else if (inet_pton(AF_INET6, text, &sin6->sin6_addr) == 1)
+        sin6->sin6_family = AF_INET6;
+    else
+        ck_abort_msg("bad test address %s", text);
+    return proxy_net_match(cf.cf_tcp_proxy_from, cf.cf_tcp_nproxy_from, (struct sockaddr *)&ss);
+}
+
+START_TEST(test_config_proxy)
+{
+    parse_ok("[tcp]\nproxy_protocol = yes\n"
+             "proxy_protocol_from = 127.0.0.1, 10.0.0.0/8 , ::1,[fd00::]/8, 192.168.0.0/16\n"
+             "[unix]\nenabled = yes\nproxy_protocol = on\nproxy_protocol_from =\n");
+    ck_assert(cf.cf_tcp_proxy_protocol);
+    ck_assert(cf.cf_unix_proxy_protocol);
+    ck_assert_uint_eq(cf.cf_tcp_nproxy_from, 5);
+    ck_assert(proxy_from_has("127.0.0.1"));
+    ck_assert(!proxy_from_has("127.0.0.2"));
+    ck_assert(proxy_from_has("10.200.3.4"));
+    ck_assert(!proxy_from_has("11.0.0.1"));
+    ck_assert(proxy_from_has("::1"));
+    ck_assert(!proxy_from_has("::2"));
+    ck_assert(proxy_from_has("fdab::17"));
+    ck_assert(!proxy_from_has("fe80::1"));
+    ck_assert(proxy_from_has("::ffff:192.168.7.7"));
+    ck_assert(proxy_from_has("192.168.255.255"));
+
+    /* A list may name everyone, though that lets any client claim any address. */
+    parse_ok("[tcp]\nproxy_protocol = yes\nproxy_protocol_from = 0.0.0.0/0, ::/0\n");
+    ck_assert(proxy_from_has("203.0.113.9"));
+    ck_assert(proxy_from_has("2001:db8::9"));
+    /* The list alone changes nothing, and is kept for when proxy_protocol is turned on. */
+    parse_ok("[tcp]\nproxy_protocol_from = 127.0.0.1\n");
+    ck_assert(!cf.cf_tcp_proxy_protocol);
+    ck_assert_uint_eq(cf.cf_tcp_nproxy_from, 1);
+
+    parse_bad("[tcp]\nproxy_protocol = yes\n",
+              "t.ini:2: [tcp] proxy_protocol: yes, but proxy_protocol_from is empty; list the "
+              "addresses or CIDR prefixes of the balancers allowed to send a PROXY header");
+    parse_bad("[tcp]\nproxy_protocol = maybe\n",
+              "t.ini:2: [tcp] proxy_protocol: must be yes or no (or true/false, on/off, 1/0), got "
+              "\"maybe\"");
+    /* No "empty" error on top of a bad list. */
+    parse_bad("[tcp]\nproxy_protocol = yes\nproxy_protocol_from = 10.0.0.1/8\n",
+              "t.ini:3: [tcp] proxy_protocol_from: \"10.0.0.1/8\": address has bits set past the "
+              "prefix length");
+    parse_bad("[tcp]\nproxy_protocol_from = 10.0.0.0/33\n",
+              "t.ini:2: [tcp] proxy_protocol_from: \"10.0.0.0/33\": prefix length must be 0 to "
+              "32");
+    parse_bad("[tcp]\nproxy_protocol_from = ::/129\n",
+              "t.ini:2: [tcp] proxy_protocol_from: \"::/129\": prefix length must be 0 to 128");
+    parse_bad("[tcp]\nproxy_protocol_from = 10.0.0.0/\n",
+              "t.ini:2: [tcp] proxy_protocol_from: \"10.0.0.0/\": prefix length must be 0 to 32");
+    parse_bad("[tcp]\nproxy_protocol_from = 10.0.0.0/+8\n",
+              "t.ini:2: [tcp] proxy_protocol_from: \"10.0.0.0/+8\": prefix length must be 0 to "
+              "32");
+    parse_bad("[tcp]\nproxy_protocol_from = lb.example.com\n",
+              "t.ini:2: [tcp] proxy_protocol_from: \"lb.example.com\": not an IPv4 or IPv6 "
+              "address (host names are not looked up)");
+    parse_bad("[tcp]\nproxy_protocol_from = 127.0.0.1:9090\n",
+              "t.ini:2: [tcp] proxy_protocol_from: \"127.0.0.1:9090\": not an IPv4 or IPv6 "
+              "address (host names are not looked up)");
+    parse_bad("[tcp]\nproxy_protocol_from = 127.0.0.1,,::1\n",
+              "t.ini:2: [tcp] proxy_protocol_from: empty address in the list (a stray comma?)");
+    parse_bad("[tcp]\nproxy_protocol_from = 127.0.0.1,\n",
+              "t.ini:2: [tcp] proxy_protocol_from: the list ends with a comma");
+    parse_bad("[tcp]\nproxy_protocol_from = /8\n",
+              "t.ini:2: [tcp] proxy_protocol_from: \"/8\": expected an IPv4 or IPv6 address, "
+              "optionally with /PREFIX");
+    {
+        char text[512];
+        size_t off = (size_t)snprintf(text, sizeof(text), "[tcp]\nproxy_protocol_from = ");
+
+        for (int i = 0; i < CONFIG_MAX_PROXY_FROM; i++)
+            off += (size_t)snprintf(text + off, sizeof(text) - off, "%s::%x", i ? "," : "", i);
+        snprintf(text + off, sizeof(text) - off, "\n");
+        parse_ok(text);
+        ck_assert_uint_eq(cf.cf_tcp_nproxy_from, CONFIG_MAX_PROXY_FROM);
+        snprintf(text + off, sizeof(text) - off, ",::ff\n");
+        parse_bad(text, "t.ini:2: [tcp] proxy_protocol_from: more than 32 addresses");
+    }
+    /* A unix socket's peers have no address to check. */
+    parse_bad("[unix]\nproxy_protocol_from = 127.0.0.1\n",
+              "t.ini:2: [unix] proxy_protocol_from: is not used for [unix]: unix socket peers have "
+              "no address; who may connect, and so send a PROXY header, is decided by the "
+              "socket's mode and its directory's permissions; leave it empty");
+    parse_bad("[tcp]\nproxy_protocol_from = ::1\nproxy_protocol = yes\nproxy_protocol = no\n",
+              "t.ini:4: [tcp] proxy_protocol: given twice, first on line 3");
 }
 END_TEST
 
@@ -919,6 +1030,7 @@ config_suite(void)
     tcase_add_test(tc, test_config_syntax);
     tcase_add_test(tc, test_config_long_lines);
     tcase_add_test(tc, test_config_cross_checks);
+    tcase_add_test(tc, test_config_proxy);
     tcase_add_test(tc, test_config_many_errors);
     tcase_add_test(tc, test_config_files);
     tcase_add_test(tc, test_config_no_callback);

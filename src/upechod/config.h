@@ -9,9 +9,12 @@
 
 #include "addr.h"
 #include "log.h"
+#include "proxy.h"
 
 /* Most addresses one listen= key may name. */
 #define CONFIG_MAX_LISTEN 32
+/* Most addresses and prefixes proxy_protocol_from may name. */
+#define CONFIG_MAX_PROXY_FROM 32
 /* sun_path's size, with the NUL. */
 #define CONFIG_UNIX_PATH_MAX sizeof(((struct sockaddr_un *)0)->sun_path)
 #define CONFIG_NAME_MAX 256
@@ -30,6 +33,10 @@ struct upechod_config {
     size_t cf_tcp_nlisten; /* 127.0.0.1:9090 */
     int cf_tcp_backlog;    /* 1024 */
 
+    bool cf_tcp_proxy_protocol; /* no: connections begin with a PROXY header */
+    struct proxy_net cf_tcp_proxy_from[CONFIG_MAX_PROXY_FROM];
+    size_t cf_tcp_nproxy_from; /* "": who may send one */
+
     /* [udp] */
     bool cf_udp_enabled; /* yes */
     struct addr cf_udp_listen[CONFIG_MAX_LISTEN];
@@ -46,6 +53,8 @@ struct upechod_config {
     char cf_unix_path[CONFIG_UNIX_PATH_MAX]; /* /run/upechod/upechod.sock */
     mode_t cf_unix_mode;                     /* 0660 */
     int cf_unix_backlog;                     /* 1024 */
+
+    bool cf_unix_proxy_protocol; /* no; any peer that may connect may send the header */
 
     /* [log] */
     enum log_level cf_log_level; /* info */

@@ -42,7 +42,7 @@ listener_name(struct listener *ls)
  * closes the connection at once rather than leaving it in the backlog,
  * where it would hold up everyone behind it.  0, or -errno when refused.
  */
-static int
+int
 listener_admit(struct server *srv, const struct sockaddr *sa, socklen_t salen, struct source **src)
 {
     char peer[ADDR_STRLEN];
@@ -74,7 +74,12 @@ listener_accept_cb(struct evconnlistener *evl, evutil_socket_t fd, struct sockad
     if (ls->ls_transport == TRANSPORT_TCP) {
         int one = 1;
 
-        if (listener_admit(ls->ls_srv, sa, (socklen_t)salen, &src) != 0) {
+        /*
+         * Behind a PROXY header the source is the client the header names,
+         * not the balancer: proxy.c admits it once the header is read.
+         */
+        if (!ls->ls_srv->srv_conf.cf_tcp_proxy_protocol &&
+            listener_admit(ls->ls_srv, sa, (socklen_t)salen, &src) != 0) {
             close(fd);
             return;
         }

@@ -8,6 +8,7 @@
 #include "server.h"
 
 struct evconnlistener;
+struct source;
 struct udp;
 
 struct listener {
@@ -31,6 +32,8 @@ struct listener *listener_new_inet(struct server *srv, enum transport t, const s
 struct listener *listener_new_unix(struct server *srv, const char *path, mode_t mode, uid_t uid,
                                    gid_t gid, int backlog, const char **what);
 struct listener *listener_new_fd(struct server *srv, int fd, enum transport t, const char **what);
+int listener_admit(struct server *srv, const struct sockaddr *sa, socklen_t salen,
+                   struct source **src);
 void listener_free(struct listener *ls);
 int listener_set_backlog(struct listener *ls, int backlog);
 void listener_set_accepting(struct listener *ls, int on);

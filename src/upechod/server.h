@@ -42,6 +42,13 @@ struct server_stats {
     uint64_t st_timeouts;        /* streams closed by idle_timeout */
     uint64_t st_memory_pauses;   /* times a stream stopped being read for max_memory */
     uint64_t st_source_limited;  /* connections closed by max_connections_per_source */
+
+    /* PROXY headers accepted, and connections closed for want of a good one. */
+    uint64_t st_proxy_accepted;
+    uint64_t st_proxy_refused;   /* the peer is not in proxy_protocol_from */
+    uint64_t st_proxy_bad;       /* malformed or oversized header */
+    uint64_t st_proxy_truncated; /* the peer closed before the header's end */
+    uint64_t st_proxy_timeouts;  /* no whole header within PROXY_TIMEOUT_SEC */
 };
 
 /* Why the server is not accepting right now; a bit set, accepting when zero. */
@@ -77,6 +84,10 @@ struct server {
 
     uint64_t srv_nofd_count;        /* EMFILE failures not logged yet */
     struct timeval srv_nofd_logged; /* when the last EMFILE line was logged */
+
+    uint64_t srv_proxy_unlogged;     /* PROXY header failures not logged yet */
+    struct timeval srv_proxy_logged; /* when the last one was logged (monotonic) */
+
     int srv_stopping;
     int srv_exit_code;
     int srv_activated; /* serving sockets passed by systemd */

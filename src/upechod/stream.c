@@ -13,6 +13,7 @@
 
 #include "log.h"
 #include "source.h"
+#include "proxy.h"
 #include "stream.h"
 #include "upper.h"
 
@@ -420,6 +421,32 @@ stream_apply_limits(struct stream *st)
 }
 
 /*
+ * The peer is now sa: at accept, and again when a PROXY header names the
+ * real client.  Whatever acts on the peer's address takes it from here.
+ */
+void
+stream_set_peer(struct stream *st, const struct sockaddr *sa, socklen_t salen)
+{
+    if (sa == NULL || salen > sizeof(st->st_addr.a_ss))
+        salen = 0;
+    memset(&st->st_addr, 0, sizeof(st->st_addr));
+    if (salen > 0)
+        memcpy(&st->st_addr.a_ss, sa, salen);
+    st->st_addr.a_len = salen;
+    if (salen > 0)
+        addr_format(sa, salen, st->st_peer, sizeof(st->st_peer));
+}
+
+/* Echo from now on, starting with any input already waiting (after a PROXY header). */
+void
+stream_begin_echo(struct stream *st)
+{
+    bufferevent_setcb(st->st_bev, stream_read_cb, stream_write_cb, stream_event_cb, st);
+    if (evbuffer_get_length(bufferevent_get_input(st->st_bev)) > 0)
+        stream_read_cb(st->st_bev, st);
+}
+
+/*
  * Serve a freshly accepted connection.  The fd is taken either way: on
  * failure (NULL) it is closed, and the connection counted nowhere.
  */
@@ -445,7 +472,7 @@ stream_new(struct server *srv, int fd, enum transport t, const struct sockaddr *
     if (t == TRANSPORT_UNIX)
         snprintf(st->st_peer, sizeof(st->st_peer), "fd %d", fd);
     else
-        addr_format(sa, salen, st->st_peer, sizeof(st->st_peer));
+        stream_set_peer(st, sa, salen);
     bufferevent_setcb(st->st_bev, stream_read_cb, stream_write_cb, stream_event_cb, st);
     st->st_output_cb = evbuffer_add_cb(bufferevent_get_output(st->st_bev), stream_output_cb, st);
     if (st->st_output_cb == NULL) {
@@ -455,6 +482,15 @@ stream_new(struct server *srv, int fd, enum transport t, const struct sockaddr *
         return NULL;
     }
     event_base_gettimeofday_cached(srv->srv_base, &st->st_last_input);
+    /* With proxy_protocol, the header comes first: proxy.c reads it, then stream_begin_echo(). */
+    if ((t == TRANSPORT_TCP ? srv->srv_conf.cf_tcp_proxy_protocol
+                            : srv->srv_conf.cf_unix_proxy_protocol) &&
+        proxy_stream_start(st) != 0) {
+        log_warn("out of memory for a new %s connection, refusing it", transport_name(t));
+        bufferevent_free(st->st_bev); /* closes fd */
+        free(st);
+        return NULL;
+    }
     TAILQ_INSERT_TAIL(&srv->srv_streams, st, st_entry);
     server_stream_opened(srv);
     bufferevent_set_max_single_read(st->st_bev, STREAM_BEV_READ);
@@ -490,6 +526,8 @@ stream_free(struct stream *st)
     source_release(srv->srv_sources, st->st_source);
     if (st->st_linger != NULL)
         event_free(st->st_linger);
+    if (st->st_proxy_timer != NULL)
+        event_free(st->st_proxy_timer);
     bufferevent_free(st->st_bev);
     free(st);
     server_stream_closed(srv);

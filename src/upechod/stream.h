@@ -32,6 +32,10 @@ struct stream {
     TAILQ_ENTRY(stream) st_mem_entry;       /* on srv_mem_paused while STREAM_PAUSE_MEMORY */
     struct evbuffer_cb_entry *st_output_cb; /* counts its output into srv_pending */
     struct source *st_source;               /* counted for max_connections_per_source, or NULL */
+    /* The peer's address; after a PROXY header, the client it names. */
+    struct addr st_addr;
+    /* Set while waiting for a PROXY header, see proxy.c. */
+    struct event *st_proxy_timer;
 };
 
 struct stream *stream_new(struct server *srv, int fd, enum transport t, const struct sockaddr *sa,
@@ -40,6 +44,8 @@ void stream_free(struct stream *st);
 void stream_apply_limits(struct stream *st);
 void stream_shutdown(struct stream *st);
 int stream_owed(const struct stream *st);
+void stream_set_peer(struct stream *st, const struct sockaddr *sa, socklen_t salen);
+void stream_begin_echo(struct stream *st);
 size_t stream_upper(struct evbuffer *buf);
 size_t stream_echo(struct evbuffer *in, struct evbuffer *out);
 size_t stream_chain_size(size_t n);
