@@ -4,6 +4,7 @@
 
 #include <stdint.h>
 #include <sys/queue.h>
+#include <time.h>
 
 #include <event2/event.h>
 
@@ -14,6 +15,7 @@ struct stream;
 struct udp_batch;
 struct udp_ratelimit;
 struct notify;
+struct metrics;
 
 /* The three ways a client reaches upechod; shared by logs and statistics. */
 enum transport {
@@ -23,6 +25,29 @@ enum transport {
 };
 
 const char *transport_name(enum transport t);
+
+/* Entries of the per-transport arrays in struct server_stats. */
+#define TRANSPORT_COUNT 3
+
+/* accept(2) failures by errno class, for the metrics. */
+enum accept_error {
+    ACCEPT_ERROR_NOFD,  /* EMFILE, ENFILE */
+    ACCEPT_ERROR_NOMEM, /* ENOBUFS, ENOMEM */
+    ACCEPT_ERROR_OTHER,
+    ACCEPT_ERROR_COUNT,
+};
+
+/* Upper bounds of the per-connection histograms' buckets; +Inf is implied. */
+#define STATS_LIFETIME_BOUNDS                                                                      \
+    {                                                                                              \
+        0.001, 0.01, 0.1, 1, 10, 60, 300, 3600                                                     \
+    }
+#define STATS_LIFETIME_NBOUNDS 8
+#define STATS_BYTES_BOUNDS                                                                         \
+    {                                                                                              \
+        0, 64, 1024, 16384, 262144, 4194304, 67108864, 1073741824                                  \
+    }
+#define STATS_BYTES_NBOUNDS 8
 
 struct server_stats {
     uint64_t st_accepted;        /* stream connections accepted */
@@ -34,6 +59,33 @@ struct server_stats {
     uint64_t st_dgrams_dropped;  /* datagrams not answered (guard, rate limit, send failure) */
     uint64_t st_accept_failures; /* accept(2) failures for lack of descriptors or memory */
     uint64_t st_timeouts;        /* streams closed by idle_timeout */
+
+    /* What the metrics endpoint shows; indexed by enum transport where it is an array. */
+    uint64_t st_t_accepted[TRANSPORT_COUNT];
+    uint64_t st_t_closed[TRANSPORT_COUNT];
+    uint64_t st_t_bytes_in[TRANSPORT_COUNT];  /* streams: bytes read; udp: payload received */
+    uint64_t st_t_bytes_out[TRANSPORT_COUNT]; /* streams: bytes echoed; udp: payload sent */
+    uint64_t st_drop_privileged;              /* datagrams from a port below 1024 */
+    uint64_t st_drop_ratelimit;               /* datagrams over [udp] rate_limit */
+    uint64_t st_drop_send;                    /* replies the kernel would not take */
+    uint64_t st_drop_truncated;               /* datagrams larger than the buffer */
+    uint64_t st_accept_errors[ACCEPT_ERROR_COUNT];
+    uint64_t st_pauses_full;      /* times accepting paused at max_connections */
+    uint64_t st_pauses_nofd;      /* ... and for lack of descriptors */
+    uint64_t st_paused_full_usec; /* time spent paused at max_connections */
+    uint64_t st_paused_nofd_usec; /* ... and for lack of descriptors */
+    uint64_t st_reloads_ok;       /* SIGHUPs that applied a new configuration */
+    uint64_t st_reloads_failed;   /* ... that kept the old one */
+    int64_t st_reload_time;       /* wall clock of the last good (re)load, seconds */
+    int64_t st_start_time;        /* wall clock at start, seconds */
+    uint64_t st_lifetime_buckets[STATS_LIFETIME_NBOUNDS + 1]; /* closed streams per bucket */
+    uint64_t st_lifetime_usec;                                /* their lifetimes' sum */
+    uint64_t st_conn_bytes_buckets[STATS_BYTES_NBOUNDS + 1];  /* bytes read per closed stream */
+    uint64_t st_conn_bytes;                                   /* their sum */
+    /* Gauges, filled in only by server_stats_snapshot(). */
+    uint64_t st_open[TRANSPORT_COUNT];
+    uint64_t st_pending_output; /* bytes queued to be sent, all streams */
+    uint64_t st_workers;
 };
 
 /* Why the server is not accepting right now; a bit set, accepting when zero. */
@@ -68,7 +120,9 @@ struct server {
     int srv_exit_code;
     int srv_activated; /* serving sockets passed by systemd */
     struct server_stats srv_stats;
-    const struct timeval *srv_idle_tv; /* idle_timeout as a common timeout, NULL for never */
+    struct timespec srv_paused_since[2]; /* when each SERVER_PAUSE_* bit was set */
+    struct metrics *srv_metrics;         /* the HTTP endpoint, NULL when disabled */
+    const struct timeval *srv_idle_tv;   /* idle_timeout as a common timeout, NULL for never */
 };
 
 /*
@@ -86,5 +140,7 @@ int server_run(struct server *srv);
 void server_stream_opened(struct server *srv);
 void server_stream_closed(struct server *srv);
 void server_accept_failed(struct server *srv, int err);
+void server_stream_done(struct server *srv, enum transport t, uint64_t usec, uint64_t bytes);
+void server_stats_snapshot(const struct server *srv, struct server_stats *out);
 
 #endif

@@ -174,6 +174,9 @@ stream_read_cb(struct bufferevent *bev, void *arg)
 
         st->st_srv->srv_stats.st_bytes_in += n;
         st->st_srv->srv_stats.st_bytes_out += n;
+        st->st_srv->srv_stats.st_t_bytes_in[st->st_transport] += n;
+        st->st_srv->srv_stats.st_t_bytes_out[st->st_transport] += n;
+        st->st_nbytes += n;
         if (n > 0 && evbuffer_get_length(out) == 0)
             evbuffer_write(in, fd);
         evbuffer_add_buffer(out, in);
@@ -225,9 +228,14 @@ stream_event_cb(struct bufferevent *bev, short what, void *arg)
          * The client half-closed (or closed).  Whatever it sent is still owed
          * to it: echo anything left in the input, flush, then close.
          */
-        st->st_srv->srv_stats.st_bytes_in += evbuffer_get_length(bufferevent_get_input(bev));
-        st->st_srv->srv_stats.st_bytes_out +=
-            stream_echo(bufferevent_get_input(bev), bufferevent_get_output(bev));
+        size_t left = evbuffer_get_length(bufferevent_get_input(bev));
+        size_t echoed = stream_echo(bufferevent_get_input(bev), bufferevent_get_output(bev));
+
+        st->st_srv->srv_stats.st_bytes_in += left;
+        st->st_srv->srv_stats.st_bytes_out += echoed;
+        st->st_srv->srv_stats.st_t_bytes_in[st->st_transport] += left;
+        st->st_srv->srv_stats.st_t_bytes_out[st->st_transport] += echoed;
+        st->st_nbytes += left;
         log_debug("%s %s: end of input", transport_name(st->st_transport), st->st_peer);
         stream_finish(st);
         return;
@@ -295,6 +303,8 @@ stream_new(struct server *srv, int fd, enum transport t, const struct sockaddr *
     bufferevent_setcb(st->st_bev, stream_read_cb, stream_write_cb, stream_event_cb, st);
     TAILQ_INSERT_TAIL(&srv->srv_streams, st, st_entry);
     server_stream_opened(srv);
+    srv->srv_stats.st_t_accepted[t]++;
+    event_base_gettimeofday_cached(srv->srv_base, &st->st_started);
     stream_apply_limits(st);
     bufferevent_enable(st->st_bev, EV_READ | EV_WRITE);
     log_debug("%s %s: connected", transport_name(t), st->st_peer);
@@ -306,10 +316,17 @@ void
 stream_free(struct stream *st)
 {
     struct server *srv;
+    struct timeval now, life;
 
     if (st == NULL)
         return;
     srv = st->st_srv;
+    event_base_gettimeofday_cached(srv->srv_base, &now);
+    timersub(&now, &st->st_started, &life);
+    server_stream_done(srv, st->st_transport,
+                       life.tv_sec < 0 ? 0
+                                       : (uint64_t)life.tv_sec * 1000000 + (uint64_t)life.tv_usec,
+                       st->st_nbytes);
     TAILQ_REMOVE(&srv->srv_streams, st, st_entry);
     if (st->st_linger != NULL)
         event_free(st->st_linger);

@@ -192,9 +192,15 @@ udp_should_answer(struct server *srv, const struct sockaddr *sa, uint64_t now_ms
      * An echo service answering port 7 (echo), 19 (chargen) or any other
      * privileged port is the classic reflection loop (CERT CA-1996-01).
      */
-    if (srv->srv_conf.cf_udp_drop_privileged && port >= 0 && port < 1024)
+    if (srv->srv_conf.cf_udp_drop_privileged && port >= 0 && port < 1024) {
+        srv->srv_stats.st_drop_privileged++;
         return 0;
-    return udp_ratelimit_allow(srv->srv_ratelimit, sa, srv->srv_conf.cf_udp_rate_limit, now_ms);
+    }
+    if (!udp_ratelimit_allow(srv->srv_ratelimit, sa, srv->srv_conf.cf_udp_rate_limit, now_ms)) {
+        srv->srv_stats.st_drop_ratelimit++;
+        return 0;
+    }
+    return 1;
 }
 
 /* Send the prepared replies, dropping (and counting) what the kernel will not take now. */
@@ -209,6 +215,8 @@ udp_send_batch(struct udp *u, struct mmsghdr *msgs, int n)
 
         if (sent > 0) {
             srv->srv_stats.st_dgrams_out += (uint64_t)sent;
+            for (int i = off; i < off + sent; i++)
+                srv->srv_stats.st_t_bytes_out[TRANSPORT_UDP] += msgs[i].msg_hdr.msg_iov->iov_len;
             off += sent;
             continue;
         }
@@ -217,11 +225,13 @@ udp_send_batch(struct udp *u, struct mmsghdr *msgs, int n)
         if (sent == -1 && (errno == EAGAIN || errno == EWOULDBLOCK || errno == ENOBUFS)) {
             /* UDP promises nothing; waiting here would stall every other client. */
             srv->srv_stats.st_dgrams_dropped += (uint64_t)(n - off);
+            srv->srv_stats.st_drop_send += (uint64_t)(n - off);
             return;
         }
         /* This one datagram cannot go (unreachable, refused, ...): skip it. */
         log_debug("udp: sendmmsg: %s", strerror(errno));
         srv->srv_stats.st_dgrams_dropped++;
+        srv->srv_stats.st_drop_send++;
         off++;
     }
 }
@@ -263,8 +273,13 @@ udp_read_cb(evutil_socket_t fd, short what, void *arg)
             struct msghdr *mh = &b->ub_msgs[i].msg_hdr;
             size_t len = b->ub_msgs[i].msg_len;
 
-            if ((mh->msg_flags & MSG_TRUNC) ||
-                !udp_should_answer(srv, (struct sockaddr *)mh->msg_name, now_ms)) {
+            srv->srv_stats.st_t_bytes_in[TRANSPORT_UDP] += len;
+            if (mh->msg_flags & MSG_TRUNC) {
+                srv->srv_stats.st_drop_truncated++;
+                srv->srv_stats.st_dgrams_dropped++;
+                continue;
+            }
+            if (!udp_should_answer(srv, (struct sockaddr *)mh->msg_name, now_ms)) {
                 srv->srv_stats.st_dgrams_dropped++;
                 continue;
             }
