@@ -120,9 +120,10 @@ struct server {
     int srv_exit_code;
     int srv_activated; /* serving sockets passed by systemd */
     struct server_stats srv_stats;
+    const struct timeval *srv_idle_tv; /* idle_timeout as a common timeout, NULL for never */
+
     struct timespec srv_paused_since[2]; /* when each SERVER_PAUSE_* bit was set */
     struct metrics *srv_metrics;         /* the HTTP endpoint, NULL when disabled */
-    const struct timeval *srv_idle_tv;   /* idle_timeout as a common timeout, NULL for never */
 };
 
 /*

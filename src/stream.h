@@ -19,8 +19,10 @@ struct stream {
     struct timeval st_linger_until; /* ... until then at the latest */
     enum transport st_transport;
     char st_peer[ADDR_STRLEN];
-    int st_paused;             /* reading stopped: too much unsent output */
-    int st_closing;            /* flush what is pending, then close */
+    int st_paused;  /* reading stopped: too much unsent output */
+    int st_closing; /* flush what is pending, then close */
+
+    /* For the metrics. */
     struct timeval st_started; /* accepted at (the loop's cached clock) */
     uint64_t st_nbytes;        /* bytes read, for the metrics' histogram */
 };
