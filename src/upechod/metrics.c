@@ -306,17 +306,23 @@ metrics_request_cb(struct evhttp_request *req, void *arg)
     struct evkeyvalq *h = evhttp_request_get_output_headers(req);
     struct evbuffer *body;
 
+    if ((body = evbuffer_new()) == NULL) {
+        evhttp_send_error(req, HTTP_INTERNAL, NULL);
+        return;
+    }
+    /* evhttp_send_error() would drop the Allow: header. */
     if (cmd != EVHTTP_REQ_GET && cmd != EVHTTP_REQ_HEAD) {
         evhttp_add_header(h, "Allow", "GET, HEAD");
-        evhttp_send_error(req, 405, "Method Not Allowed");
+        evhttp_add_header(h, "Content-Type", "text/plain; charset=utf-8");
+        evhttp_add_header(h, "Connection", "close");
+        evbuffer_add_printf(body, "only GET and HEAD\n");
+        evhttp_send_reply(req, 405, "Method Not Allowed", body);
+        evbuffer_free(body);
         return;
     }
     if (path == NULL || (strcmp(path, "/metrics") != 0 && strcmp(path, "/") != 0)) {
+        evbuffer_free(body);
         evhttp_send_error(req, HTTP_NOTFOUND, NULL);
-        return;
-    }
-    if ((body = evbuffer_new()) == NULL) {
-        evhttp_send_error(req, HTTP_INTERNAL, NULL);
         return;
     }
     if (strcmp(path, "/") == 0) {
@@ -330,6 +336,14 @@ metrics_request_cb(struct evhttp_request *req, void *arg)
         metrics_read_process(&proc);
         metrics_render(body, &snap, &proc);
         evhttp_add_header(h, "Content-Type", "text/plain; version=0.0.4; charset=utf-8");
+    }
+    /* libevent 2.1 would send a HEAD reply's body: announce its length, send none. */
+    if (cmd == EVHTTP_REQ_HEAD) {
+        char len[32];
+
+        snprintf(len, sizeof(len), "%zu", evbuffer_get_length(body));
+        evhttp_add_header(h, "Content-Length", len);
+        evbuffer_drain(body, evbuffer_get_length(body));
     }
     evhttp_send_reply(req, HTTP_OK, "OK", body);
     evbuffer_free(body);
