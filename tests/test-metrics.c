@@ -399,6 +399,80 @@ START_TEST(test_metrics_bind_failure)
 }
 END_TEST
 
+/*
+ * The limits as the metrics show them: a pause at max_connections and the
+ * time spent in it, accept failures at the descriptor limit by class and
+ * the pause they cause, and a close by idle_timeout.
+ */
+START_TEST(test_metrics_limits)
+{
+    struct daemon_proc dp;
+    int fds[64], nfds = 0, extra;
+    const char *t;
+    double paused;
+
+    start(&dp, INI_TCP4_ONLY "[limits]\nmax_connections = 2\nidle_timeout = 1\n" INI_METRICS);
+    for (int i = 0; i < 2; i++) {
+        fds[i] = tcp_connect(AF_INET, dp.dp_tcp_port);
+        ck_assert_int_ge(fds[i], 0);
+    }
+    ck_assert(wait_sample(dp.dp_metrics_port,
+                          "upechod_accept_pauses_total{reason=\"max_connections\"}", 1, 5000) == 1);
+    usleep(300000);
+    t = get_metrics(dp.dp_metrics_port);
+    paused = sample(t, "upechod_accept_paused_seconds_total{reason=\"max_connections\"}");
+    ck_assert_msg(paused >= 0.25 && paused < 60, "paused %g s", paused);
+    /* Both go idle and are closed, counted by the limit. */
+    ck_assert(wait_sample(dp.dp_metrics_port,
+                          "upechod_connections_limited_total{limit=\"idle_timeout\"}", 2,
+                          10000) == 2);
+    t = get_metrics(dp.dp_metrics_port);
+    ck_assert_sample(t, "upechod_connections_closed_total{transport=\"tcp\"}", 2);
+    /* The pause ended with them: its time stops growing. */
+    paused = sample(t, "upechod_accept_paused_seconds_total{reason=\"max_connections\"}");
+    usleep(200000);
+    ck_assert_sample(get_metrics(dp.dp_metrics_port),
+                     "upechod_accept_paused_seconds_total{reason=\"max_connections\"}", paused);
+    close(fds[0]);
+    close(fds[1]);
+    ck_assert_int_eq(daemon_stop(&dp), 0);
+
+    /*
+     * Out of descriptors: with 40 allowed, 64 clients exhaust them, the
+     * metrics listener's accept included.  Once the clients are gone the
+     * failures are counted, by class, and the scrape gets through again.
+     */
+    ck_assert_int_eq(daemon_start_nofile(&dp, INI_TCP4_ONLY INI_METRICS, 40), 0);
+    for (nfds = 0; nfds < 64; nfds++) {
+        if ((fds[nfds] = tcp_connect(AF_INET, dp.dp_tcp_port)) < 0)
+            break;
+    }
+    extra = tcp_connect(AF_INET, dp.dp_metrics_port);
+    ck_assert_int_ge(extra, 0);
+    usleep(500000);
+    /* Starved, not spinning and flooding the log: a retry timer, not a busy loop. */
+    {
+        long long cpu0 = daemon_cpu_ticks(&dp);
+
+        usleep(1000000);
+        ck_assert_int_lt(daemon_cpu_ticks(&dp) - cpu0, (under_asan() ? 60 : 30));
+        ck_assert_int_eq(daemon_log_count(&dp, "Error from accept"), 0);
+    }
+    close(extra);
+    while (nfds > 0)
+        close(fds[--nfds]);
+    ck_assert(wait_sample(dp.dp_metrics_port, "upechod_connections_open{transport=\"tcp\"}", 0,
+                          10000) == 0);
+    t = get_metrics(dp.dp_metrics_port);
+    ck_assert_msg(sample(t, "upechod_accept_errors_total{class=\"nofile\"}") >= 1, "%s", t);
+    ck_assert_msg(sample(t, "upechod_accept_pauses_total{reason=\"emfile\"}") >= 1, "%s", t);
+    ck_assert(sample(t, "upechod_accept_paused_seconds_total{reason=\"emfile\"}") > 0);
+    ck_assert_sample(t, "upechod_accept_errors_total{class=\"other\"}", 0);
+    ck_assert_sample(t, "process_max_fds", 40);
+    ck_assert_int_eq(daemon_stop(&dp), 0);
+}
+END_TEST
+
 /* Run argv with stdin from in_path (may be NULL) and output to out_path; its exit status. */
 static int
 run(const char *const *argv, const char *in_path, const char *out_path, pid_t *bg)
@@ -610,6 +684,7 @@ main(int argc, char **argv)
         tcase_add_test(tc, test_metrics_bounds);
         tcase_add_test(tc, test_metrics_reload);
         tcase_add_test(tc, test_metrics_bind_failure);
+        tcase_add_test(tc, test_metrics_limits);
     }
     suite_add_tcase(s, tc);
     sr = srunner_create(s);

@@ -5,6 +5,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/queue.h>
 #include <sys/resource.h>
 #include <sys/socket.h>
 #include <unistd.h>
@@ -23,37 +24,88 @@
 
 /* New connections whose close callback is not set yet; more than a listener accepts at once. */
 #define METRICS_NEW_MAX (METRICS_MAX_CONNECTIONS * 4)
+/* How soon accepting is retried after accept(2) failed. */
+#define METRICS_RETRY_MS 100
 
 struct metrics {
+    LIST_ENTRY(metrics) m_entry;
     struct server *m_srv;
     struct evhttp *m_http;
     struct evhttp_bound_socket *m_bound;
     struct addr m_conf_addr;
     char m_name[ADDR_STRLEN];
     size_t m_nconns;
-    int m_full; /* accepting paused at METRICS_MAX_CONNECTIONS */
+    int m_full;    /* accepting paused at METRICS_MAX_CONNECTIONS */
+    int m_starved; /* accepting paused after accept(2) failed, until m_retry */
+    struct event *m_retry;
     struct event *m_adopt;
     struct bufferevent *m_new[METRICS_NEW_MAX];
     size_t m_nnew;
 };
 
+/*
+ * Every endpoint alive (one, two during a move): libevent hands the
+ * listener's error callback the evhttp, not our argument, so it is found here.
+ */
+static LIST_HEAD(, metrics) metrics_all = LIST_HEAD_INITIALIZER(metrics_all);
+
 static const char metrics_index[] =
     "<!DOCTYPE html>\n<html><head><title>upechod</title></head>\n"
     "<body><h1>upechod</h1><p><a href=\"/metrics\">Metrics</a></p></body></html>\n";
+
+/* Accept exactly when neither the connection cap nor an accept failure holds it back. */
+static void
+metrics_update_accepting(struct metrics *m)
+{
+    struct evconnlistener *l = evhttp_bound_socket_get_listener(m->m_bound);
+
+    if (m->m_full || m->m_starved)
+        evconnlistener_disable(l);
+    else
+        evconnlistener_enable(l);
+}
 
 /* Pause accepting at the connection cap: the next scraper waits in the backlog. */
 static void
 metrics_set_full(struct metrics *m, int full)
 {
-    struct evconnlistener *l = evhttp_bound_socket_get_listener(m->m_bound);
-
     if (full == m->m_full)
         return;
     m->m_full = full;
-    if (full)
+    metrics_update_accepting(m);
+}
+
+static void
+metrics_retry_cb(evutil_socket_t fd, short what, void *arg)
+{
+    struct metrics *m = arg;
+
+    m->m_starved = 0;
+    metrics_update_accepting(m);
+}
+
+/*
+ * accept(2) failed, typically out of descriptors.  libevent's listener
+ * would retry at once, spinning a core: pause, and retry from a timer.
+ */
+static void
+metrics_accept_error_cb(struct evconnlistener *l, void *arg)
+{
+    struct metrics *m;
+    struct timeval tv = {.tv_sec = 0, .tv_usec = METRICS_RETRY_MS * 1000};
+
+    LIST_FOREACH(m, &metrics_all, m_entry)
+    {
+        if ((void *)m->m_http == arg)
+            break;
+    }
+    if (m == NULL) {
         evconnlistener_disable(l);
-    else
-        evconnlistener_enable(l);
+        return;
+    }
+    m->m_starved = 1;
+    metrics_update_accepting(m);
+    evtimer_add(m->m_retry, &tv);
 }
 
 static void
@@ -389,8 +441,10 @@ metrics_new(struct server *srv, const struct addr *a, const char **what, struct 
         return -ENOMEM;
     m->m_srv = srv;
     m->m_conf_addr = *a;
+    LIST_INSERT_HEAD(&metrics_all, m, m_entry);
     if ((m->m_http = evhttp_new(srv->srv_base)) == NULL ||
-        (m->m_adopt = event_new(srv->srv_base, -1, 0, metrics_adopt_cb, m)) == NULL) {
+        (m->m_adopt = event_new(srv->srv_base, -1, 0, metrics_adopt_cb, m)) == NULL ||
+        (m->m_retry = evtimer_new(srv->srv_base, metrics_retry_cb, m)) == NULL) {
         metrics_free(m);
         return -ENOMEM;
     }
@@ -414,6 +468,8 @@ metrics_new(struct server *srv, const struct addr *a, const char **what, struct 
         metrics_free(m);
         return -ENOMEM;
     }
+    evconnlistener_set_error_cb(evhttp_bound_socket_get_listener(m->m_bound),
+                                metrics_accept_error_cb);
     if (getsockname(fd, (struct sockaddr *)&ss, &len) == 0)
         addr_format((struct sockaddr *)&ss, len, m->m_name, sizeof(m->m_name));
     *out = m;
@@ -426,12 +482,15 @@ metrics_free(struct metrics *m)
 {
     if (m == NULL)
         return;
+    LIST_REMOVE(m, m_entry);
     /* evhttp_free() closes the listener and every connection, calling metrics_conn_closed(). */
     m->m_bound = NULL;
     if (m->m_http != NULL)
         evhttp_free(m->m_http);
     if (m->m_adopt != NULL)
         event_free(m->m_adopt);
+    if (m->m_retry != NULL)
+        event_free(m->m_retry);
     free(m);
 }
 
