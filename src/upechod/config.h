@@ -72,6 +72,11 @@ struct upechod_config {
     /* [server] */
     char cf_user[CONFIG_NAME_MAX];  /* "" = stay who we are */
     char cf_group[CONFIG_NAME_MAX]; /* "" = the user's primary group */
+
+    /* [metrics] */
+    bool cf_metrics_enabled;       /* no */
+    struct addr cf_metrics_listen; /* 127.0.0.1:9477 */
+    char cf_metrics_listen_text[ADDR_STRLEN];
 };
 
 /*

@@ -9,11 +9,14 @@
 #include <time.h>
 #include <unistd.h>
 
+#include <event2/buffer.h>
+#include <event2/bufferevent.h>
 #include <event2/event.h>
 
 #include "activation.h"
 #include "listener.h"
 #include "log.h"
+#include "metrics.h"
 #include "notify.h"
 #include "privs.h"
 #include "ratelimit.h"
@@ -63,11 +66,42 @@ server_update_accepting(struct server *srv)
         listener_set_accepting(ls, srv->srv_paused == 0);
 }
 
+/* Microseconds from *since to now on the monotonic clock. */
+static uint64_t
+server_usec_since(const struct timespec *since)
+{
+    struct timespec now;
+
+    clock_gettime(CLOCK_MONOTONIC, &now);
+    return (uint64_t)(now.tv_sec - since->tv_sec) * 1000000 +
+           (uint64_t)((now.tv_nsec - since->tv_nsec) / 1000);
+}
+
+/* Count a pause bit going on or off, and the time it stayed on, for the metrics. */
+static void
+server_pause_account(struct server *srv, int why, int on)
+{
+    int i = why == SERVER_PAUSE_FULL ? 0 : 1;
+    uint64_t *pauses = i == 0 ? &srv->srv_stats.st_pauses_full : &srv->srv_stats.st_pauses_nofd;
+    uint64_t *usec =
+        i == 0 ? &srv->srv_stats.st_paused_full_usec : &srv->srv_stats.st_paused_nofd_usec;
+
+    if (on == ((srv->srv_paused & why) != 0))
+        return;
+    if (on) {
+        (*pauses)++;
+        clock_gettime(CLOCK_MONOTONIC, &srv->srv_paused_since[i]);
+    } else {
+        *usec += server_usec_since(&srv->srv_paused_since[i]);
+    }
+}
+
 static void
 server_pause(struct server *srv, int why, int on)
 {
     int was = srv->srv_paused;
 
+    server_pause_account(srv, why, on);
     if (on)
         srv->srv_paused |= why;
     else
@@ -152,6 +186,12 @@ server_accept_failed(struct server *srv, int err)
     int starved = err == EMFILE || err == ENFILE || err == ENOBUFS || err == ENOMEM;
 
     srv->srv_nofd_count++;
+    if (err == EMFILE || err == ENFILE)
+        srv->srv_stats.st_accept_errors[ACCEPT_ERROR_NOFD]++;
+    else if (err == ENOBUFS || err == ENOMEM)
+        srv->srv_stats.st_accept_errors[ACCEPT_ERROR_NOMEM]++;
+    else
+        srv->srv_stats.st_accept_errors[ACCEPT_ERROR_OTHER]++;
     if (starved) {
         struct timeval tv = {.tv_sec = 0, .tv_usec = SERVER_NOFD_RETRY_MS * 1000};
 
@@ -170,6 +210,48 @@ server_accept_failed(struct server *srv, int err)
                      strerror(err), (unsigned long long)srv->srv_nofd_count);
         srv->srv_nofd_count = 0;
     }
+}
+
+/* A stream of transport t closed after usec with bytes read: the histograms. */
+void
+server_stream_done(struct server *srv, enum transport t, uint64_t usec, uint64_t bytes)
+{
+    static const double life[] = STATS_LIFETIME_BOUNDS;
+    static const double size[] = STATS_BYTES_BOUNDS;
+    struct server_stats *s = &srv->srv_stats;
+    size_t i;
+
+    s->st_t_closed[t]++;
+    for (i = 0; i < STATS_LIFETIME_NBOUNDS && (double)usec / 1e6 > life[i]; i++)
+        ;
+    s->st_lifetime_buckets[i]++;
+    s->st_lifetime_usec += usec;
+    for (i = 0; i < STATS_BYTES_NBOUNDS && (double)bytes > size[i]; i++)
+        ;
+    s->st_conn_bytes_buckets[i]++;
+    s->st_conn_bytes += bytes;
+}
+
+/*
+ * The counters as they are now, with the gauges filled in (open connections,
+ * pending output, pauses still going on): what the metrics endpoint renders.
+ */
+void
+server_stats_snapshot(const struct server *srv, struct server_stats *out)
+{
+    const struct stream *st;
+
+    *out = srv->srv_stats;
+    for (int t = 0; t < TRANSPORT_COUNT; t++)
+        out->st_open[t] = out->st_t_accepted[t] - out->st_t_closed[t];
+    out->st_pending_output = 0;
+    TAILQ_FOREACH(st, &srv->srv_streams, st_entry)
+        out->st_pending_output += evbuffer_get_length(bufferevent_get_output(st->st_bev));
+    if (srv->srv_paused & SERVER_PAUSE_FULL)
+        out->st_paused_full_usec += server_usec_since(&srv->srv_paused_since[0]);
+    if (srv->srv_paused & SERVER_PAUSE_NOFD)
+        out->st_paused_nofd_usec += server_usec_since(&srv->srv_paused_since[1]);
+    out->st_workers = 1;
 }
 
 /*
@@ -419,6 +501,41 @@ server_reconcile(struct server *srv, const struct upechod_config *cf, int fatal)
     return 0;
 }
 
+/*
+ * Make the metrics endpoint match cf: start, stop or move it.  On reload
+ * (not fatal) a new address that cannot be bound leaves the old endpoint
+ * serving; at start the failure is returned.
+ */
+static int
+server_reconcile_metrics(struct server *srv, const struct upechod_config *cf, int fatal)
+{
+    struct metrics *m;
+    const char *what = "";
+    int rc;
+
+    if (!cf->cf_metrics_enabled) {
+        if (srv->srv_metrics != NULL)
+            log_info("no longer serving metrics on %s", metrics_name(srv->srv_metrics));
+        metrics_free(srv->srv_metrics);
+        srv->srv_metrics = NULL;
+        return 0;
+    }
+    if (srv->srv_metrics != NULL && metrics_is_at(srv->srv_metrics, &cf->cf_metrics_listen))
+        return 0;
+    if ((rc = metrics_new(srv, &cf->cf_metrics_listen, &what, &m)) != 0) {
+        log_error("cannot serve metrics on %s: %s: %s%s", cf->cf_metrics_listen_text, what,
+                  strerror(-rc),
+                  srv->srv_metrics != NULL && !fatal ? "; still serving them where they were" : "");
+        return rc;
+    }
+    if (srv->srv_metrics != NULL)
+        log_info("no longer serving metrics on %s", metrics_name(srv->srv_metrics));
+    metrics_free(srv->srv_metrics);
+    srv->srv_metrics = m;
+    log_info("serving metrics on http://%s/metrics", metrics_name(m));
+    return 0;
+}
+
 /* Serve the sockets systemd passed; the configured addresses are then not bound. */
 static int
 server_adopt(struct server *srv, struct activated_fd *fds, size_t n)
@@ -497,6 +614,7 @@ server_reload(struct server *srv)
 
     notify_reloading(srv->srv_notify);
     if (nc == NULL) {
+        srv->srv_stats.st_reloads_failed++;
         log_error("reload failed: out of memory; still running the previous configuration");
         notify_ready(srv->srv_notify, "reload failed: out of memory; running the previous "
                                       "configuration");
@@ -506,6 +624,7 @@ server_reload(struct server *srv)
                      server_reload_error, NULL);
     if (rc < 0) {
         /* Not a verdict on the file: it could not be read (out of descriptors, say). */
+        srv->srv_stats.st_reloads_failed++;
         log_error("reload failed: cannot read %s: %s; still running the previous configuration",
                   nc->cf_file[0] ? nc->cf_file : srv->srv_conf_path, strerror(-rc));
         notify_ready(srv->srv_notify, "reload failed: cannot read the configuration; running the "
@@ -514,6 +633,7 @@ server_reload(struct server *srv)
         return;
     }
     if (rc != 0) {
+        srv->srv_stats.st_reloads_failed++;
         log_error("reload failed: %s is not valid; still running the previous configuration",
                   nc->cf_file[0] ? nc->cf_file : srv->srv_conf_path);
         notify_ready(srv->srv_notify, "reload failed, running the previous configuration");
@@ -521,6 +641,7 @@ server_reload(struct server *srv)
         return;
     }
     if (!srv->srv_activated && (rc = server_reconcile(srv, nc, 0)) != 0) {
+        srv->srv_stats.st_reloads_failed++;
         log_error("reload failed: cannot listen on every address of %s (%s); still running the "
                   "previous configuration and listeners",
                   nc->cf_file[0] ? nc->cf_file : "the built-in defaults", strerror(-rc));
@@ -534,6 +655,8 @@ server_reload(struct server *srv)
         log_warn("reload: [server] user and group take effect only at the next start");
 
     log_set_level(nc->cf_log_level);
+    /* The metrics endpoint is not all or nothing: if it cannot move, it stays where it was. */
+    server_reconcile_metrics(srv, nc, 0);
     srv->srv_conf = *nc;
     free(nc);
     server_set_idle_timeout(srv);
@@ -541,6 +664,8 @@ server_reload(struct server *srv)
     TAILQ_FOREACH(st, &srv->srv_streams, st_entry)
         stream_apply_limits(st);
     server_pause(srv, SERVER_PAUSE_FULL, srv->srv_nstreams >= srv->srv_conf.cf_max_connections);
+    srv->srv_stats.st_reloads_ok++;
+    srv->srv_stats.st_reload_time = (int64_t)time(NULL);
     log_info("configuration reloaded");
     notify_ready(srv->srv_notify, "configuration reloaded");
 }
@@ -593,6 +718,8 @@ server_shutdown(struct server *srv, int sig)
     srv->srv_stopping = 1;
     notify_stopping(srv->srv_notify);
     server_close_listeners(srv);
+    metrics_free(srv->srv_metrics);
+    srv->srv_metrics = NULL;
     log_info("SIG%s received: stopping, %zu connection%s to finish", sigabbrev_np(sig),
              srv->srv_nstreams, SERVER_S(srv->srv_nstreams));
     for (st = TAILQ_FIRST(&srv->srv_streams); st != NULL; st = next) {
@@ -695,6 +822,10 @@ server_start(struct server *srv)
     }
     if (rc != 0)
         return rc;
+    if ((rc = server_reconcile_metrics(srv, &srv->srv_conf, 1)) != 0)
+        return rc;
+    srv->srv_stats.st_start_time = (int64_t)time(NULL);
+    srv->srv_stats.st_reload_time = srv->srv_stats.st_start_time;
 
     if ((rc = privs_drop(srv->srv_conf.cf_user, srv->srv_conf.cf_group, &what)) != 0) {
         log_error("cannot switch to user %s: %s: %s", srv->srv_conf.cf_user, what, strerror(-rc));
@@ -752,6 +883,7 @@ server_free(struct server *srv)
     while ((st = TAILQ_FIRST(&srv->srv_streams)) != NULL)
         stream_free(st);
     server_close_listeners(srv);
+    metrics_free(srv->srv_metrics);
     if (srv->srv_watchdog_timer != NULL)
         event_free(srv->srv_watchdog_timer);
     if (srv->srv_status_timer != NULL)

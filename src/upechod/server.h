@@ -4,6 +4,7 @@
 
 #include <stdint.h>
 #include <sys/queue.h>
+#include <time.h>
 
 #include <event2/event.h>
 
@@ -15,6 +16,7 @@ struct udp_batch;
 struct ratelimit;
 struct source_table;
 struct notify;
+struct metrics;
 
 /* The three ways a client reaches upechod; shared by logs and statistics. */
 enum transport {
@@ -24,6 +26,29 @@ enum transport {
 };
 
 const char *transport_name(enum transport t);
+
+/* Entries of the per-transport arrays in struct server_stats. */
+#define TRANSPORT_COUNT 3
+
+/* accept(2) failures by errno class, for the metrics. */
+enum accept_error {
+    ACCEPT_ERROR_NOFD,  /* EMFILE, ENFILE */
+    ACCEPT_ERROR_NOMEM, /* ENOBUFS, ENOMEM */
+    ACCEPT_ERROR_OTHER,
+    ACCEPT_ERROR_COUNT,
+};
+
+/* Upper bounds of the per-connection histograms' buckets; +Inf is implied. */
+#define STATS_LIFETIME_BOUNDS                                                                      \
+    {                                                                                              \
+        0.001, 0.01, 0.1, 1, 10, 60, 300, 3600                                                     \
+    }
+#define STATS_LIFETIME_NBOUNDS 8
+#define STATS_BYTES_BOUNDS                                                                         \
+    {                                                                                              \
+        0, 64, 1024, 16384, 262144, 4194304, 67108864, 1073741824                                  \
+    }
+#define STATS_BYTES_NBOUNDS 8
 
 struct server_stats {
     uint64_t st_accepted;        /* stream connections accepted */
@@ -49,6 +74,29 @@ struct server_stats {
     uint64_t st_proxy_bad;       /* malformed or oversized header */
     uint64_t st_proxy_truncated; /* the peer closed before the header's end */
     uint64_t st_proxy_timeouts;  /* no whole header within PROXY_TIMEOUT_SEC */
+
+    /* What the metrics endpoint shows; indexed by enum transport where it is an array. */
+    uint64_t st_t_accepted[TRANSPORT_COUNT];
+    uint64_t st_t_closed[TRANSPORT_COUNT];
+    uint64_t st_t_bytes_in[TRANSPORT_COUNT];  /* streams: bytes read; udp: payload received */
+    uint64_t st_t_bytes_out[TRANSPORT_COUNT]; /* streams: bytes echoed; udp: payload sent */
+    uint64_t st_accept_errors[ACCEPT_ERROR_COUNT];
+    uint64_t st_pauses_full;      /* times accepting paused at max_connections */
+    uint64_t st_pauses_nofd;      /* ... and for lack of descriptors */
+    uint64_t st_paused_full_usec; /* time spent paused at max_connections */
+    uint64_t st_paused_nofd_usec; /* ... and for lack of descriptors */
+    uint64_t st_reloads_ok;       /* SIGHUPs that applied a new configuration */
+    uint64_t st_reloads_failed;   /* ... that kept the old one */
+    int64_t st_reload_time;       /* wall clock of the last good (re)load, seconds */
+    int64_t st_start_time;        /* wall clock at start, seconds */
+    uint64_t st_lifetime_buckets[STATS_LIFETIME_NBOUNDS + 1]; /* closed streams per bucket */
+    uint64_t st_lifetime_usec;                                /* their lifetimes' sum */
+    uint64_t st_conn_bytes_buckets[STATS_BYTES_NBOUNDS + 1];  /* bytes read per closed stream */
+    uint64_t st_conn_bytes;                                   /* their sum */
+    /* Gauges, filled in only by server_stats_snapshot(). */
+    uint64_t st_open[TRANSPORT_COUNT];
+    uint64_t st_pending_output; /* bytes queued to be sent, all streams */
+    uint64_t st_workers;
 };
 
 /* Why the server is not accepting right now; a bit set, accepting when zero. */
@@ -94,6 +142,9 @@ struct server {
     struct server_stats srv_stats;
     const struct timeval *srv_idle_tv; /* idle_timeout as a common timeout, NULL for never */
     struct timeval srv_idle_plain;     /* idle_timeout when no common timeout is left */
+
+    struct timespec srv_paused_since[2]; /* when each SERVER_PAUSE_* bit was set */
+    struct metrics *srv_metrics;         /* the HTTP endpoint, NULL when disabled */
 };
 
 /*
@@ -120,5 +171,7 @@ int server_run(struct server *srv);
 void server_stream_opened(struct server *srv);
 void server_stream_closed(struct server *srv);
 void server_accept_failed(struct server *srv, int err);
+void server_stream_done(struct server *srv, enum transport t, uint64_t usec, uint64_t bytes);
+void server_stats_snapshot(const struct server *srv, struct server_stats *out);
 
 #endif

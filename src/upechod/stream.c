@@ -322,6 +322,9 @@ stream_read_cb(struct bufferevent *bev, void *arg)
             chain = stream_chain_size(n);
         srv->srv_stats.st_bytes_in += n;
         srv->srv_stats.st_bytes_out += n;
+        srv->srv_stats.st_t_bytes_in[st->st_transport] += n;
+        srv->srv_stats.st_t_bytes_out[st->st_transport] += n;
+        st->st_nbytes += n;
         if (n > 0 && evbuffer_get_length(out) == 0)
             evbuffer_write(in, fd);
         stream_queue(in, out, chain);
@@ -375,9 +378,14 @@ stream_event_cb(struct bufferevent *bev, short what, void *arg)
          * The client half-closed (or closed).  Whatever it sent is still owed
          * to it: echo anything left in the input, flush, then close.
          */
-        st->st_srv->srv_stats.st_bytes_in += evbuffer_get_length(bufferevent_get_input(bev));
-        st->st_srv->srv_stats.st_bytes_out +=
-            stream_echo(bufferevent_get_input(bev), bufferevent_get_output(bev));
+        size_t left = evbuffer_get_length(bufferevent_get_input(bev));
+        size_t echoed = stream_echo(bufferevent_get_input(bev), bufferevent_get_output(bev));
+
+        st->st_srv->srv_stats.st_bytes_in += left;
+        st->st_srv->srv_stats.st_bytes_out += echoed;
+        st->st_srv->srv_stats.st_t_bytes_in[st->st_transport] += left;
+        st->st_srv->srv_stats.st_t_bytes_out[st->st_transport] += echoed;
+        st->st_nbytes += left;
         log_debug("%s %s: end of input", transport_name(st->st_transport), st->st_peer);
         stream_finish(st);
         return;
@@ -494,6 +502,8 @@ stream_new(struct server *srv, int fd, enum transport t, const struct sockaddr *
     TAILQ_INSERT_TAIL(&srv->srv_streams, st, st_entry);
     server_stream_opened(srv);
     bufferevent_set_max_single_read(st->st_bev, STREAM_BEV_READ);
+    srv->srv_stats.st_t_accepted[t]++;
+    event_base_gettimeofday_cached(srv->srv_base, &st->st_started);
     stream_apply_limits(st);
     if (bufferevent_enable(st->st_bev, EV_READ | EV_WRITE) == -1) {
         /* Registering with the loop failed: undo everything, slot and counters included. */
@@ -513,10 +523,17 @@ void
 stream_free(struct stream *st)
 {
     struct server *srv;
+    struct timeval now, life;
 
     if (st == NULL)
         return;
     srv = st->st_srv;
+    event_base_gettimeofday_cached(srv->srv_base, &now);
+    timersub(&now, &st->st_started, &life);
+    server_stream_done(srv, st->st_transport,
+                       life.tv_sec < 0 ? 0
+                                       : (uint64_t)life.tv_sec * 1000000 + (uint64_t)life.tv_usec,
+                       st->st_nbytes);
     TAILQ_REMOVE(&srv->srv_streams, st, st_entry);
     if (st->st_paused & STREAM_PAUSE_MEMORY)
         TAILQ_REMOVE(&srv->srv_mem_paused, st, st_mem_entry);

@@ -254,6 +254,8 @@ udp_send_batch(struct udp *u, struct mmsghdr *msgs, int n)
 
         if (sent > 0) {
             srv->srv_stats.st_dgrams_out += (uint64_t)sent;
+            for (int i = off; i < off + sent; i++)
+                srv->srv_stats.st_t_bytes_out[TRANSPORT_UDP] += msgs[i].msg_hdr.msg_iov->iov_len;
             off += sent;
             continue;
         }
@@ -311,6 +313,7 @@ udp_read_cb(evutil_socket_t fd, short what, void *arg)
             size_t len = b->ub_msgs[i].msg_len;
             enum udp_verdict v;
 
+            srv->srv_stats.st_t_bytes_in[TRANSPORT_UDP] += len;
             if (mh->msg_flags & MSG_TRUNC) {
                 srv->srv_stats.st_dgrams_dropped++;
                 srv->srv_stats.st_drop_truncated++;
