@@ -3,6 +3,7 @@
 #define UPECHOD_SERVER_H
 
 #include <stdint.h>
+#include <sysexits.h>
 #include <sys/queue.h>
 #include <time.h>
 
@@ -161,7 +162,7 @@ struct server {
  * stop was asked for and done, and upechod.service lists it in
  * SuccessExitStatus= so that such a stop does not leave the unit failed.
  */
-#define SERVER_EXIT_CUT_SHORT 75
+#define SERVER_EXIT_CUT_SHORT EX_TEMPFAIL
 
 struct server *server_new(const struct upechod_config *conf, const char *conf_path);
 void server_free(struct server *srv);
