@@ -775,6 +775,8 @@ server_new(const struct upechod_config *conf, const char *conf_path)
     if (srv->srv_base == NULL || srv->srv_udp_batch == NULL || srv->srv_ratelimit == NULL ||
         srv->srv_portlimit == NULL || srv->srv_sources == NULL)
         goto fail;
+    /* A loop partner over rate_limit_per_port is cut off for a second: see udp.c. */
+    ratelimit_set_debt(srv->srv_portlimit, 1);
     server_set_idle_timeout(srv);
     srv->srv_sigint = evsignal_new(srv->srv_base, SIGINT, server_signal_cb, srv);
     srv->srv_sigterm = evsignal_new(srv->srv_base, SIGTERM, server_signal_cb, srv);

@@ -195,10 +195,16 @@ udp_should_answer(struct server *srv, const struct sockaddr *sa, uint64_t now_ms
     /*
      * A loop between two servers (remote ones, or on other ports) is a
      * single source address and port answering as fast as the round trip
-     * allows.  Once rate_limit_per_port x round trip is below one, no
-     * datagram can go round for long: the bucket empties and each drop
-     * takes one datagram out of the loop for good.  A load test from one
-     * host spreads over many sockets, each far below the limit.
+     * allows.  The per-port table runs in debt mode: the first datagram
+     * over rate_limit_per_port starts a second in which every datagram
+     * from that address and port is dropped, so each datagram going round
+     * is dropped on its next pass, within one round trip, and the loop is
+     * dead however many were forged.  A loop slower than the limit (one
+     * datagram over a round trip longer than 1/limit) is not seen: it
+     * runs on, at most at the limit.  (Every datagram of a loop through
+     * upechod is already uppercase, but so are many clients' digits and
+     * binary payloads: content tells no loop from a client.)  A load test
+     * from one host spreads over many sockets, each far below the limit.
      */
     if (!ratelimit_allow(srv->srv_portlimit, sa, 1, srv->srv_conf.cf_udp_rate_limit_per_port,
                          now_ms) ||
