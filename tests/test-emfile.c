@@ -301,6 +301,11 @@ START_TEST(test_accept_enable_fails)
     ck_assert_ptr_null(TAILQ_FIRST(&srv->srv_streams));
     ck_assert_uint_eq(srv->srv_stats.st_accepted, 0);
     ck_assert_uint_eq(srv->srv_stats.st_closed, 0);
+    /* Nor does it show in the metrics: no accept, no close, no lifetime sample. */
+    ck_assert_uint_eq(srv->srv_stats.st_t_accepted[TRANSPORT_UNIX], 0);
+    ck_assert_uint_eq(srv->srv_stats.st_t_closed[TRANSPORT_UNIX], 0);
+    ck_assert_uint_eq(srv->srv_stats.st_lifetime_buckets[0], 0);
+    ck_assert_uint_eq(srv->srv_stats.st_pauses_full, 0);
     /* max_connections = 1: the failed one must not have left accepting paused. */
     ck_assert_int_eq(srv->srv_paused, 0);
     server_free(srv);

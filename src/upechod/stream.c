@@ -499,21 +499,22 @@ stream_new(struct server *srv, int fd, enum transport t, const struct sockaddr *
         free(st);
         return NULL;
     }
+    bufferevent_set_max_single_read(st->st_bev, STREAM_BEV_READ);
+    if (bufferevent_enable(st->st_bev, EV_READ | EV_WRITE) == -1) {
+        /* Registering with the loop failed: the connection was never served, nor counted. */
+        log_warn("cannot watch a new %s connection: %s; closing it", transport_name(t),
+                 strerror(errno));
+        if (st->st_proxy_timer != NULL)
+            event_free(st->st_proxy_timer);
+        bufferevent_free(st->st_bev); /* closes fd */
+        free(st);
+        return NULL;
+    }
     TAILQ_INSERT_TAIL(&srv->srv_streams, st, st_entry);
     server_stream_opened(srv);
-    bufferevent_set_max_single_read(st->st_bev, STREAM_BEV_READ);
     srv->srv_stats.st_t_accepted[t]++;
     event_base_gettimeofday_cached(srv->srv_base, &st->st_started);
     stream_apply_limits(st);
-    if (bufferevent_enable(st->st_bev, EV_READ | EV_WRITE) == -1) {
-        /* Registering with the loop failed: undo everything, slot and counters included. */
-        log_warn("cannot watch a new %s connection: %s; closing it", transport_name(t),
-                 strerror(errno));
-        srv->srv_stats.st_accepted--;
-        srv->srv_stats.st_closed--;
-        stream_free(st);
-        return NULL;
-    }
     log_debug("%s %s: connected", transport_name(t), st->st_peer);
     return st;
 }
