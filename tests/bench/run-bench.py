@@ -406,12 +406,12 @@ def build_table(args, results, idle, machine, load_end):
 
 def parse_args(argv):
     p = ArgumentParser(description=__doc__.split("\n")[0])
-    p.add_argument("--upechod", default=os.environ.get("UPECHOD", "src/upechod"),
-                   help="the daemon (default: $UPECHOD, else src/upechod from a build dir)")
+    p.add_argument("--upechod", default=os.environ.get("UPECHOD", "src/upechod/upechod"),
+                   help="the daemon (default: $UPECHOD, else src/upechod/upechod from a build dir)")
     p.add_argument("--refserver", default=os.environ.get("REFSERVER", "tests/bench/refserver"),
                    help="the reference server (default: $REFSERVER, else tests/bench/refserver)")
-    p.add_argument("--upecho-bench", default=os.environ.get("UPECHO_BENCH", "src/upecho-bench"),
-                   help="the load generator (default: $UPECHO_BENCH, else src/upecho-bench)")
+    p.add_argument("--upecho-bench", default=os.environ.get("UPECHO_BENCH", "src/upecho-bench/upecho-bench"),
+                   help="the load generator (default: $UPECHO_BENCH, else src/upecho-bench/upecho-bench)")
     p.add_argument("--output", default="bench-results.md",
                    help="where to write the Markdown table (default: bench-results.md)")
     p.add_argument("--rounds", type=int, default=5, help="A/B rounds per scenario (default 5)")
