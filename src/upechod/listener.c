@@ -3,6 +3,7 @@
 #include <fcntl.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
@@ -10,11 +11,8 @@
 #include <sys/un.h>
 #include <unistd.h>
 
-#include <event2/listener.h>
-
 #include "listener.h"
 #include "log.h"
-#include "stream.h"
 #include "udp.h"
 
 /* Fill ls_name with the address the socket is really bound to (port 0 resolved). */
@@ -28,93 +26,64 @@ listener_name(struct listener *ls)
         snprintf(ls->ls_name, sizeof(ls->ls_name), "%s", ls->ls_path);
         return;
     }
-    if (getsockname(ls->ls_fd, (struct sockaddr *)&ss, &len) == 0)
+    if (getsockname(ls->ls_fds[0], (struct sockaddr *)&ss, &len) == 0)
         addr_format((struct sockaddr *)&ss, len, ls->ls_name, sizeof(ls->ls_name));
     else
-        snprintf(ls->ls_name, sizeof(ls->ls_name), "(fd %d)", ls->ls_fd);
+        snprintf(ls->ls_name, sizeof(ls->ls_name), "(fd %d)", ls->ls_fds[0]);
 }
 
-/* Take a new stream connection from the listener and hand it to a stream. */
-static void
-listener_accept_cb(struct evconnlistener *evl, evutil_socket_t fd, struct sockaddr *sa, int salen,
-                   void *arg)
-{
-    struct listener *ls = arg;
-
-    if (ls->ls_transport == TRANSPORT_TCP) {
-        int one = 1;
-
-        /* Echo replies are small and latency-bound: never wait for Nagle. */
-        setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
-    }
-    if (stream_new(ls->ls_srv, fd, ls->ls_transport, sa, (socklen_t)salen) == NULL)
-        close(fd);
-}
-
-/* accept(2) failed for a reason other than a transient one. */
-static void
-listener_error_cb(struct evconnlistener *evl, void *arg)
-{
-    struct listener *ls = arg;
-
-    server_accept_failed(ls->ls_srv, EVUTIL_SOCKET_ERROR());
-}
-
+/* A listener for nfds sockets, all -1 for now. */
 static struct listener *
-listener_alloc(struct server *srv, enum transport t, int fd)
+listener_alloc(enum transport t, unsigned nfds)
 {
+    static unsigned next_id;
     struct listener *ls = calloc(1, sizeof(*ls));
 
-    if (ls == NULL)
+    if (ls == NULL || (ls->ls_fds = calloc(nfds, sizeof(int))) == NULL) {
+        free(ls);
         return NULL;
-    ls->ls_srv = srv;
+    }
+    /* Only the main thread creates listeners. */
+    ls->ls_id = ++next_id;
     ls->ls_transport = t;
-    ls->ls_fd = fd;
+    ls->ls_nfds = nfds;
+    for (unsigned i = 0; i < nfds; i++)
+        ls->ls_fds[i] = -1;
     return ls;
 }
 
-/*
- * Attach a bound socket to the event loop: an evconnlistener for streams,
- * a plain event for UDP.  On failure the fd is left for the caller to close.
- */
-static int
-listener_attach(struct listener *ls)
+/* Close every socket of ls and free it, without touching the AF_UNIX file. */
+static void
+listener_release(struct listener *ls)
 {
-    listener_name(ls);
-    if (ls->ls_transport == TRANSPORT_UDP) {
-        ls->ls_udp = udp_new(ls->ls_srv, ls->ls_fd);
-        return ls->ls_udp == NULL ? -ENOMEM : 0;
-    }
-    /* Backlog 0: the socket is already listening (ours, or passed by systemd). */
-    ls->ls_evl = evconnlistener_new(ls->ls_srv->srv_base, listener_accept_cb, ls,
-                                    LEV_OPT_CLOSE_ON_EXEC, 0, ls->ls_fd);
-    if (ls->ls_evl == NULL)
-        return -ENOMEM;
-    evconnlistener_set_error_cb(ls->ls_evl, listener_error_cb);
-    if (ls->ls_srv->srv_paused)
-        evconnlistener_disable(ls->ls_evl);
-    return 0;
+    for (unsigned i = 0; i < ls->ls_nfds; i++)
+        if (ls->ls_fds[i] != -1)
+            close(ls->ls_fds[i]);
+    free(ls->ls_fds);
+    free(ls);
 }
 
-/*
- * Bind a TCP or UDP socket.  Returns the listener, or NULL with errno set and
- * *what naming the step that failed ("bind", "listen", ...).
- */
-struct listener *
-listener_new_inet(struct server *srv, enum transport t, const struct addr *a, int backlog,
-                  const char **what)
+/* One bound (and, for TCP, listening) socket; -1 with errno set and *what naming the step. */
+static int
+listener_bind_inet(enum transport t, const struct sockaddr *sa, socklen_t salen, int backlog,
+                   int reuseport, const char **what)
 {
-    const struct sockaddr *sa = (const struct sockaddr *)&a->a_ss;
     int type = t == TRANSPORT_UDP ? SOCK_DGRAM : SOCK_STREAM;
-    struct listener *ls;
     int fd, one = 1, err;
 
     *what = "socket";
     fd = socket(sa->sa_family, type | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
     if (fd == -1)
-        return NULL;
+        return -1;
     /* Restarts must not wait out TIME_WAIT; UDP gets it for symmetry. */
     setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
+    /*
+     * Only with several workers: SO_REUSEPORT would also let a second
+     * daemon of the same user share the port instead of failing to start.
+     */
+    *what = "setsockopt SO_REUSEPORT";
+    if (reuseport && setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &one, sizeof(one)) == -1)
+        goto fail;
     /* [::]:port and *:port are separate entries of the config, so keep them separate here. */
     if (sa->sa_family == AF_INET6)
         setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &one, sizeof(one));
@@ -123,24 +92,55 @@ listener_new_inet(struct server *srv, enum transport t, const struct addr *a, in
         goto fail;
     }
     *what = "bind";
-    if (bind(fd, sa, a->a_len) == -1)
+    if (bind(fd, sa, salen) == -1)
         goto fail;
     *what = "listen";
     if (t != TRANSPORT_UDP && listen(fd, backlog) == -1)
         goto fail;
-    *what = "out of memory";
-    if ((ls = listener_alloc(srv, t, fd)) == NULL)
-        goto fail;
-    ls->ls_conf_addr = *a;
-    if (listener_attach(ls) != 0) {
-        free(ls);
-        errno = ENOMEM;
-        goto fail;
-    }
-    return ls;
+    return fd;
 fail:
     err = errno;
     close(fd);
+    errno = err;
+    return -1;
+}
+
+/*
+ * Bind a TCP or UDP address with nsockets sockets (SO_REUSEPORT when more
+ * than one).  Returns the listener, or NULL with errno set and *what naming
+ * the step that failed ("bind", "listen", ...).
+ */
+struct listener *
+listener_new_inet(enum transport t, const struct addr *a, int backlog, unsigned nsockets,
+                  const char **what)
+{
+    struct sockaddr_storage ss = a->a_ss;
+    socklen_t sslen = a->a_len;
+    struct listener *ls;
+    int err;
+
+    *what = "out of memory";
+    if ((ls = listener_alloc(t, nsockets)) == NULL) {
+        errno = ENOMEM;
+        return NULL;
+    }
+    ls->ls_conf_addr = *a;
+    for (unsigned i = 0; i < nsockets; i++) {
+        ls->ls_fds[i] =
+            listener_bind_inet(t, (struct sockaddr *)&ss, sslen, backlog, nsockets > 1, what);
+        if (ls->ls_fds[i] == -1)
+            goto fail;
+        /* Port 0: the others join the port the kernel picked for the first. */
+        if (i == 0 && getsockname(ls->ls_fds[0], (struct sockaddr *)&ss, &sslen) == -1) {
+            *what = "getsockname";
+            goto fail;
+        }
+    }
+    listener_name(ls);
+    return ls;
+fail:
+    err = errno;
+    listener_release(ls);
     errno = err;
     return NULL;
 }
@@ -193,9 +193,9 @@ listener_unix_clear(const char *path, const char **what)
     return 0;
 }
 
-/* Bind an AF_UNIX stream socket at path with the given file mode. */
+/* Bind an AF_UNIX stream socket at path with the given file mode; every worker shares it. */
 struct listener *
-listener_new_unix(struct server *srv, const char *path, mode_t mode, int backlog, const char **what)
+listener_new_unix(const char *path, mode_t mode, int backlog, const char **what)
 {
     struct sockaddr_un sun;
     struct listener *ls;
@@ -228,16 +228,15 @@ listener_new_unix(struct server *srv, const char *path, mode_t mode, int backlog
     if (listen(fd, backlog) == -1)
         goto fail_unlink;
     *what = "out of memory";
-    if ((ls = listener_alloc(srv, TRANSPORT_UNIX, fd)) == NULL)
-        goto fail_unlink;
-    snprintf(ls->ls_path, sizeof(ls->ls_path), "%s", path);
-    ls->ls_dev = st.st_dev;
-    ls->ls_ino = st.st_ino;
-    if (listener_attach(ls) != 0) {
-        free(ls);
+    if ((ls = listener_alloc(TRANSPORT_UNIX, 1)) == NULL) {
         errno = ENOMEM;
         goto fail_unlink;
     }
+    ls->ls_fds[0] = fd;
+    snprintf(ls->ls_path, sizeof(ls->ls_path), "%s", path);
+    ls->ls_dev = st.st_dev;
+    ls->ls_ino = st.st_ino;
+    listener_name(ls);
     return ls;
 fail_unlink:
     err = errno;
@@ -252,24 +251,23 @@ fail:
 
 /* Serve an already bound (and, for streams, listening) socket passed in by systemd. */
 struct listener *
-listener_new_fd(struct server *srv, int fd, enum transport t)
+listener_new_fd(int fd, enum transport t)
 {
-    struct listener *ls = listener_alloc(srv, t, fd);
+    struct listener *ls = listener_alloc(t, 1);
 
     if (ls == NULL)
         return NULL;
+    ls->ls_fds[0] = fd;
     ls->ls_activated = 1;
-    if (listener_attach(ls) != 0) {
-        free(ls);
-        return NULL;
-    }
+    listener_name(ls);
     return ls;
 }
 
 /*
- * Stop listening and close the socket.  Connections accepted from it are
- * independent and carry on.  The AF_UNIX file is removed only while it is
- * still the one we created: a second daemon may have replaced it.
+ * Close the sockets; every worker must have let go of them first.
+ * Connections accepted from them are independent and carry on.  The AF_UNIX
+ * file is removed only while it is still the one we created: a second
+ * daemon may have replaced it.
  */
 void
 listener_free(struct listener *ls)
@@ -278,33 +276,27 @@ listener_free(struct listener *ls)
 
     if (ls == NULL)
         return;
-    if (ls->ls_evl != NULL)
-        evconnlistener_free(ls->ls_evl);
-    udp_free(ls->ls_udp);
     if (ls->ls_path[0] != '\0' && !ls->ls_activated && stat(ls->ls_path, &st) == 0 &&
         st.st_dev == ls->ls_dev && st.st_ino == ls->ls_ino && unlink(ls->ls_path) == -1)
         log_warn("cannot remove %s: %s", ls->ls_path, strerror(errno));
-    close(ls->ls_fd);
-    free(ls);
+    listener_release(ls);
 }
 
-/* Apply a new backlog to a listening socket; Linux accepts listen(2) again for that. */
+/* Apply a new backlog to the listening sockets; Linux accepts listen(2) again for that. */
 int
 listener_set_backlog(struct listener *ls, int backlog)
 {
     if (ls->ls_transport == TRANSPORT_UDP || ls->ls_activated)
         return 0;
-    return listen(ls->ls_fd, backlog) == -1 ? -errno : 0;
+    for (unsigned i = 0; i < ls->ls_nfds; i++)
+        if (listen(ls->ls_fds[i], backlog) == -1)
+            return -errno;
+    return 0;
 }
 
-/* Pause or resume accepting on a stream listener; UDP sockets are never paused. */
-void
-listener_set_accepting(struct listener *ls, int on)
+/* The socket worker number `worker` serves: its own, or the one they all share. */
+int
+listener_fd(const struct listener *ls, unsigned worker)
 {
-    if (ls->ls_evl == NULL)
-        return;
-    if (on)
-        evconnlistener_enable(ls->ls_evl);
-    else
-        evconnlistener_disable(ls->ls_evl);
+    return ls->ls_nfds == 1 ? ls->ls_fds[0] : ls->ls_fds[worker % ls->ls_nfds];
 }

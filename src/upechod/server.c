@@ -17,164 +17,44 @@
 #include "notify.h"
 #include "privs.h"
 #include "server.h"
-#include "stream.h"
-#include "udp.h"
 #include "upechod-build.h"
+#include "worker.h"
 
-/* How soon accepting is retried after running out of descriptors. */
-#define SERVER_NOFD_RETRY_MS 50
 /* How often the service manager's STATUS= line is refreshed. */
 #define SERVER_STATUS_SEC 5
 /* Descriptors kept for listeners, logs and the like, beyond one per connection. */
 #define SERVER_FD_RESERVE 64
+/* Worker heartbeats per watchdog period; the main thread checks them every half period. */
+#define SERVER_BEATS_PER_WATCHDOG 8
 
-const char *
-transport_name(enum transport t)
+/* Stream connections open across every worker. */
+size_t
+server_connections(struct server *srv)
 {
-    switch (t) {
-    case TRANSPORT_TCP:
-        return "tcp";
-    case TRANSPORT_UDP:
-        return "udp";
-    case TRANSPORT_UNIX:
-        return "unix";
-    }
-    return "?";
+    return srv->srv_workers_ready ? worker_group_connections(&srv->srv_workers) : 0;
 }
 
-/* Accept on every stream listener exactly when nothing asks for a pause. */
-static void
-server_update_accepting(struct server *srv)
-{
-    struct listener *ls;
-
-    TAILQ_FOREACH(ls, &srv->srv_listeners, ls_entry)
-        listener_set_accepting(ls, srv->srv_paused == 0);
-}
-
-static void
-server_pause(struct server *srv, int why, int on)
-{
-    int was = srv->srv_paused;
-
-    if (on)
-        srv->srv_paused |= why;
-    else
-        srv->srv_paused &= ~why;
-    if ((was == 0) != (srv->srv_paused == 0))
-        server_update_accepting(srv);
-}
-
-/*
- * Lines about accept failures and recovery share one budget of a line a
- * second.  At the descriptor limit every close lets one client in and the
- * next accept fails again; a line for each would flood the log.  What is
- * not reported now is counted and reported by the next line.
- */
-static int
-server_nofd_may_log(struct server *srv)
-{
-    struct timespec ts;
-    struct timeval now, since;
-
-    /* Monotonic: a wall clock set back must not silence the reports. */
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    TIMESPEC_TO_TIMEVAL(&now, &ts);
-    timersub(&now, &srv->srv_nofd_logged, &since);
-    if (since.tv_sec < 1)
-        return 0;
-    srv->srv_nofd_logged = now;
-    return 1;
-}
-
-/*
- * max_connections: at the limit the listeners pause, so the next client
- * waits in the kernel's backlog instead of being accepted and ignored.
- */
+/* The daemon's counters: the sum over workers, read without stopping them. */
 void
-server_stream_opened(struct server *srv)
+server_stats(struct server *srv, struct server_stats *sum)
 {
-    srv->srv_nstreams++;
-    srv->srv_stats.st_accepted++;
-    if (srv->srv_nofd_count > 0 && server_nofd_may_log(srv)) {
-        log_info("accepting connections again (%llu accept failures since the last report)",
-                 (unsigned long long)srv->srv_nofd_count);
-        srv->srv_nofd_count = 0;
-    }
-    if (srv->srv_nstreams >= srv->srv_conf.cf_max_connections)
-        server_pause(srv, SERVER_PAUSE_FULL, 1);
+    memset(sum, 0, sizeof(*sum));
+    if (srv->srv_workers_ready)
+        worker_group_stats(&srv->srv_workers, sum);
 }
 
-void
-server_stream_closed(struct server *srv)
-{
-    srv->srv_nstreams--;
-    srv->srv_stats.st_closed++;
-    if (srv->srv_stopping) {
-        if (srv->srv_nstreams == 0)
-            event_base_loopexit(srv->srv_base, NULL);
-        return;
-    }
-    /* A descriptor was just freed: no reason to wait for the retry timer. */
-    server_pause(srv, SERVER_PAUSE_NOFD, 0);
-    if (srv->srv_nstreams < srv->srv_conf.cf_max_connections)
-        server_pause(srv, SERVER_PAUSE_FULL, 0);
-}
-
+/* Have every worker serve srv_listeners with cf, and wait until each has. */
 static void
-server_nofd_cb(evutil_socket_t fd, short what, void *arg)
+server_apply(struct server *srv, const struct upechod_config *cf)
 {
-    struct server *srv = arg;
+    struct worker_order o = {
+        .wo_kind = WORKER_APPLY,
+        .wo_conf = cf,
+        .wo_listeners = &srv->srv_listeners,
+    };
 
-    server_pause(srv, SERVER_PAUSE_NOFD, 0);
-}
-
-/*
- * accept(2) failed.  Out of descriptors (or memory), libevent's listener
- * would retry at once, forever: a full core and a flood of log lines.
- * Instead pause accepting, retry from a timer, and log at most one line a
- * second with a count.  Pending clients wait in the kernel's backlog.
- */
-void
-server_accept_failed(struct server *srv, int err)
-{
-    int starved = err == EMFILE || err == ENFILE || err == ENOBUFS || err == ENOMEM;
-
-    srv->srv_nofd_count++;
-    if (starved) {
-        struct timeval tv = {.tv_sec = 0, .tv_usec = SERVER_NOFD_RETRY_MS * 1000};
-
-        srv->srv_stats.st_accept_failures++;
-        server_pause(srv, SERVER_PAUSE_NOFD, 1);
-        if (!evtimer_pending(srv->srv_nofd_timer, NULL))
-            evtimer_add(srv->srv_nofd_timer, &tv);
-    }
-    if (server_nofd_may_log(srv)) {
-        if (starved)
-            log_warn("cannot accept connections: %s (%llu failures since the last report); "
-                     "pausing accepts and retrying every %d ms",
-                     strerror(err), (unsigned long long)srv->srv_nofd_count, SERVER_NOFD_RETRY_MS);
-        else
-            log_warn("cannot accept connections: %s (%llu failures since the last report)",
-                     strerror(err), (unsigned long long)srv->srv_nofd_count);
-        srv->srv_nofd_count = 0;
-    }
-}
-
-/*
- * Every stream shares one idle timeout, so let libevent keep them in one
- * queue (a "common timeout") instead of its heap: re-arming after each
- * read becomes O(1) rather than O(log connections).
- */
-static void
-server_set_idle_timeout(struct server *srv)
-{
-    struct timeval tv = {.tv_sec = srv->srv_conf.cf_idle_timeout, .tv_usec = 0};
-
-    srv->srv_idle_tv = NULL;
-    if (tv.tv_sec > 0 &&
-        (srv->srv_idle_tv = event_base_init_common_timeout(srv->srv_base, &tv)) == NULL)
-        log_warn("cannot set up a shared idle timeout; connections will never time out");
+    if (srv->srv_workers.wg_started)
+        worker_group_order(&srv->srv_workers, &o);
 }
 
 /* Raise the soft open-file limit to the hard one; warn when max_connections cannot fit. */
@@ -220,9 +100,10 @@ server_listen_one(struct server *srv, const struct upechod_config *cf, enum tran
     const char *what = "";
 
     if (t == TRANSPORT_UNIX)
-        ls = listener_new_unix(srv, cf->cf_unix_path, cf->cf_unix_mode, cf->cf_unix_backlog, &what);
+        ls = listener_new_unix(cf->cf_unix_path, cf->cf_unix_mode, cf->cf_unix_backlog, &what);
     else
-        ls = listener_new_inet(srv, t, a, t == TRANSPORT_TCP ? cf->cf_tcp_backlog : 0, &what);
+        ls = listener_new_inet(t, a, t == TRANSPORT_TCP ? cf->cf_tcp_backlog : 0,
+                               srv->srv_conf.cf_workers, &what);
     if (ls == NULL) {
         int err = errno;
 
@@ -237,21 +118,16 @@ server_listen_one(struct server *srv, const struct upechod_config *cf, enum tran
     return 0;
 }
 
-/* Stop listening on ls; connections accepted from it go on. */
+/* Stop listening; the workers have let go.  Connections accepted go on. */
 static void
-server_close_listener(struct server *srv, struct listener *ls)
-{
-    TAILQ_REMOVE(&srv->srv_listeners, ls, ls_entry);
-    listener_free(ls);
-}
-
-static void
-server_close_listeners(struct server *srv)
+server_close_listeners(struct listener_list *list)
 {
     struct listener *ls;
 
-    while ((ls = TAILQ_FIRST(&srv->srv_listeners)) != NULL)
-        server_close_listener(srv, ls);
+    while ((ls = TAILQ_FIRST(list)) != NULL) {
+        TAILQ_REMOVE(list, ls, ls_entry);
+        listener_free(ls);
+    }
 }
 
 struct server_want {
@@ -268,14 +144,17 @@ struct server_want {
  * on), new ones are bound.  A new address can collide with one about to be
  * removed (127.0.0.1:9090 becoming *:9090); those are bound again after the
  * removals.  With `fatal`, the first failure aborts and is returned.
+ * Running workers are told (and waited for) before a removed socket is
+ * closed, and again once the late ones are bound.
  */
 static int
 server_reconcile(struct server *srv, const struct upechod_config *cf, int fatal)
 {
     struct server_want want[2 * CONFIG_MAX_LISTEN + 1];
+    struct listener_list gone = TAILQ_HEAD_INITIALIZER(gone);
     struct listener *ls, *next;
     size_t nwant = 0;
-    int rc, first_err = 0;
+    int rc, first_err = 0, nretry = 0;
 
     if (cf->cf_tcp_enabled)
         for (size_t i = 0; i < cf->cf_tcp_nlisten; i++)
@@ -305,6 +184,7 @@ server_reconcile(struct server *srv, const struct upechod_config *cf, int fatal)
                                !fatal);
         if (rc == -EADDRINUSE && !fatal) {
             want[i].sw_retry = 1;
+            nretry++;
         } else if (rc != 0) {
             if (fatal)
                 return rc;
@@ -317,8 +197,14 @@ server_reconcile(struct server *srv, const struct upechod_config *cf, int fatal)
         if (ls->ls_mark)
             continue;
         log_info("no longer listening on %s %s", transport_name(ls->ls_transport), ls->ls_name);
-        server_close_listener(srv, ls);
+        TAILQ_REMOVE(&srv->srv_listeners, ls, ls_entry);
+        TAILQ_INSERT_TAIL(&gone, ls, ls_entry);
     }
+    if (!TAILQ_EMPTY(&gone))
+        server_apply(srv, cf);
+    server_close_listeners(&gone);
+    if (nretry == 0)
+        return first_err;
 
     for (size_t i = 0; i < nwant; i++) {
         if (want[i].sw_retry && (rc = server_listen_one(srv, cf, want[i].sw_transport,
@@ -343,7 +229,7 @@ server_adopt(struct server *srv, struct activated_fd *fds, size_t n)
             t = TRANSPORT_UNIX;
         else
             t = TRANSPORT_TCP;
-        if ((ls = listener_new_fd(srv, af->af_fd, t)) == NULL) {
+        if ((ls = listener_new_fd(af->af_fd, t)) == NULL) {
             log_error("cannot serve socket %s passed by the service manager: out of memory",
                       af->af_name);
             return -ENOMEM;
@@ -361,22 +247,25 @@ static void
 server_status_cb(evutil_socket_t fd, short what, void *arg)
 {
     struct server *srv = arg;
-    const struct server_stats *s = &srv->srv_stats;
+    struct server_stats s;
 
+    server_stats(srv, &s);
     notify_status(srv->srv_notify,
                   "serving: %zu connections open, %llu accepted, %llu bytes echoed, "
                   "%llu datagrams echoed, %llu dropped",
-                  srv->srv_nstreams, (unsigned long long)s->st_accepted,
-                  (unsigned long long)s->st_bytes_out, (unsigned long long)s->st_dgrams_out,
-                  (unsigned long long)s->st_dgrams_dropped);
+                  server_connections(srv), (unsigned long long)s.st_accepted,
+                  (unsigned long long)s.st_bytes_out, (unsigned long long)s.st_dgrams_out,
+                  (unsigned long long)s.st_dgrams_dropped);
 }
 
+/* Ping the watchdog only while the main loop and every worker's loop run. */
 static void
 server_watchdog_cb(evutil_socket_t fd, short what, void *arg)
 {
     struct server *srv = arg;
 
-    notify_watchdog(srv->srv_notify);
+    if (worker_group_alive(&srv->srv_workers))
+        notify_watchdog(srv->srv_notify);
 }
 
 static void
@@ -386,15 +275,16 @@ server_reload_error(void *arg, const char *msg)
 }
 
 /*
- * SIGHUP: parse into a fresh configuration.  An invalid one is reported
- * and the running one kept, nothing dropped.  A valid one is applied to
- * listeners and to the connections already open.
+ * SIGHUP: parse once, into a fresh configuration.  An invalid one is
+ * reported and the running one kept, nothing dropped.  A valid one is
+ * applied to the listeners here, then by every worker in its own loop to
+ * what it serves and to its open connections; READY=1 follows only once
+ * every worker has.
  */
 static void
 server_reload(struct server *srv)
 {
     struct upechod_config *nc = malloc(sizeof(*nc));
-    struct stream *st;
     int rc;
 
     notify_reloading(srv->srv_notify);
@@ -415,17 +305,18 @@ server_reload(struct server *srv)
     if (strcmp(nc->cf_user, srv->srv_conf.cf_user) != 0 ||
         strcmp(nc->cf_group, srv->srv_conf.cf_group) != 0)
         log_warn("reload: [server] user and group take effect only at the next start");
+    if (nc->cf_workers != srv->srv_conf.cf_workers) {
+        log_warn("reload: [server] workers takes effect only at the next start");
+        nc->cf_workers = srv->srv_conf.cf_workers;
+    }
 
     log_set_level(nc->cf_log_level);
     if (!srv->srv_activated)
         server_reconcile(srv, nc, 0);
+    server_apply(srv, nc);
     srv->srv_conf = *nc;
     free(nc);
-    server_set_idle_timeout(srv);
     server_raise_nofile(&srv->srv_conf);
-    TAILQ_FOREACH(st, &srv->srv_streams, st_entry)
-        stream_apply_limits(st);
-    server_pause(srv, SERVER_PAUSE_FULL, srv->srv_nstreams >= srv->srv_conf.cf_max_connections);
     log_info("configuration reloaded");
     notify_ready(srv->srv_notify, "configuration reloaded");
 }
@@ -436,38 +327,47 @@ server_shutdown_timeout_cb(evutil_socket_t fd, short what, void *arg)
     struct server *srv = arg;
 
     log_warn("shutdown: %zu connections still had output pending after %u s; closing them",
-             srv->srv_nstreams, srv->srv_conf.cf_shutdown_timeout);
+             server_connections(srv), srv->srv_conf.cf_shutdown_timeout);
     srv->srv_exit_code = 1;
     event_base_loopbreak(srv->srv_base);
 }
 
+/* A worker's loop ended: once every one has, after a stop, the daemon exits. */
+static void
+server_done_cb(evutil_socket_t fd, short what, void *arg)
+{
+    struct server *srv = arg;
+    uint64_t n;
+
+    if (read(fd, &n, sizeof(n)) != sizeof(n))
+        return;
+    srv->srv_workers_done += (unsigned)n;
+    if (srv->srv_workers_done >= srv->srv_workers.wg_n)
+        event_base_loopexit(srv->srv_base, NULL);
+}
+
 /*
- * SIGTERM/SIGINT: close the listeners, stop reading, deliver what is
- * pending, exit once every connection is done or shutdown_timeout passes.
+ * SIGTERM/SIGINT: every worker lets go of the listeners (closed here once
+ * all have), stops reading, delivers what is pending, and ends its loop
+ * once its connections are done; the daemon exits when every worker has,
+ * or when shutdown_timeout passes.
  */
 static void
 server_shutdown(struct server *srv, int sig)
 {
     struct timeval tv = {.tv_sec = srv->srv_conf.cf_shutdown_timeout, .tv_usec = 0};
-    struct stream *st, *next;
+    struct worker_order o = {.wo_kind = WORKER_STOP};
 
     srv->srv_stopping = 1;
     notify_stopping(srv->srv_notify);
-    server_close_listeners(srv);
+    worker_group_order(&srv->srv_workers, &o);
+    server_close_listeners(&srv->srv_listeners);
     log_info("SIG%s received: stopping, %zu connections to finish", sigabbrev_np(sig),
-             srv->srv_nstreams);
-    for (st = TAILQ_FIRST(&srv->srv_streams); st != NULL; st = next) {
-        next = TAILQ_NEXT(st, st_entry);
-        stream_shutdown(st);
-    }
-    if (srv->srv_nstreams == 0) {
-        event_base_loopexit(srv->srv_base, NULL);
-        return;
-    }
+             server_connections(srv));
     evtimer_add(srv->srv_shutdown_timer, &tv);
 }
 
-/* Every signal arrives here, inside the loop, never in a handler. */
+/* Every signal arrives here, inside the main loop, never in a handler. */
 static void
 server_signal_cb(evutil_socket_t sig, short what, void *arg)
 {
@@ -479,9 +379,10 @@ server_signal_cb(evutil_socket_t sig, short what, void *arg)
         return;
     }
     if (srv->srv_stopping) {
-        log_warn("SIG%s again: exiting now, closing %zu connections", sigabbrev_np(sig),
-                 srv->srv_nstreams);
-        srv->srv_exit_code = srv->srv_nstreams > 0;
+        size_t n = server_connections(srv);
+
+        log_warn("SIG%s again: exiting now, closing %zu connections", sigabbrev_np(sig), n);
+        srv->srv_exit_code = n > 0;
         event_base_loopbreak(srv->srv_base);
         return;
     }
@@ -496,25 +397,20 @@ server_new(const struct upechod_config *conf, const char *conf_path)
     if (srv == NULL)
         return NULL;
     TAILQ_INIT(&srv->srv_listeners);
-    TAILQ_INIT(&srv->srv_streams);
     srv->srv_conf = *conf;
     snprintf(srv->srv_conf_path, sizeof(srv->srv_conf_path), "%s", conf_path ? conf_path : "");
     srv->srv_base = event_base_new();
-    srv->srv_udp_batch = udp_batch_new();
-    srv->srv_ratelimit = udp_ratelimit_new();
-    if (srv->srv_base == NULL || srv->srv_udp_batch == NULL || srv->srv_ratelimit == NULL)
+    if (srv->srv_base == NULL)
         goto fail;
-    server_set_idle_timeout(srv);
     srv->srv_sigint = evsignal_new(srv->srv_base, SIGINT, server_signal_cb, srv);
     srv->srv_sigterm = evsignal_new(srv->srv_base, SIGTERM, server_signal_cb, srv);
     srv->srv_sighup = evsignal_new(srv->srv_base, SIGHUP, server_signal_cb, srv);
-    srv->srv_nofd_timer = evtimer_new(srv->srv_base, server_nofd_cb, srv);
     srv->srv_shutdown_timer = evtimer_new(srv->srv_base, server_shutdown_timeout_cb, srv);
     srv->srv_status_timer = event_new(srv->srv_base, -1, EV_PERSIST, server_status_cb, srv);
     srv->srv_watchdog_timer = event_new(srv->srv_base, -1, EV_PERSIST, server_watchdog_cb, srv);
     if (srv->srv_sigint == NULL || srv->srv_sigterm == NULL || srv->srv_sighup == NULL ||
-        srv->srv_nofd_timer == NULL || srv->srv_shutdown_timer == NULL ||
-        srv->srv_status_timer == NULL || srv->srv_watchdog_timer == NULL)
+        srv->srv_shutdown_timer == NULL || srv->srv_status_timer == NULL ||
+        srv->srv_watchdog_timer == NULL)
         goto fail;
     srv->srv_notify = notify_new();
     return srv;
@@ -524,9 +420,10 @@ fail:
 }
 
 /*
- * Bind (or adopt) every socket, drop privileges, arm signals and timers,
- * and tell the service manager we are ready.  Returns 0, -errno, or
- * SERVER_ECONFIG; each failure is logged with the address and the reason.
+ * Bind (or adopt) every socket, drop privileges, start the workers, arm
+ * signals and timers, and tell the service manager we are ready once every
+ * worker serves.  Returns 0, -errno, or SERVER_ECONFIG; each failure is
+ * logged with the address and the reason.
  */
 int
 server_start(struct server *srv)
@@ -534,12 +431,25 @@ server_start(struct server *srv)
     struct activated_fd *fds = NULL;
     size_t nfds = 0;
     const char *what = "";
-    uint64_t wd;
+    uint64_t wd = notify_watchdog_usec();
     int rc;
 
     /* A peer that closes while we write must be an error return, not a fatal signal. */
     signal(SIGPIPE, SIG_IGN);
     server_raise_nofile(&srv->srv_conf);
+
+    /* Loops built before anything is bound; their threads start after privileges drop. */
+    rc = worker_group_init(&srv->srv_workers, &srv->srv_conf,
+                           srv->srv_notify != NULL ? wd / SERVER_BEATS_PER_WATCHDOG : 0);
+    srv->srv_workers_ready = 1;
+    if (rc != 0) {
+        log_error("cannot set up %u workers: %s", srv->srv_conf.cf_workers, strerror(-rc));
+        return rc;
+    }
+    srv->srv_done_ev = event_new(srv->srv_base, srv->srv_workers.wg_done_fd, EV_READ | EV_PERSIST,
+                                 server_done_cb, srv);
+    if (srv->srv_done_ev == NULL || event_add(srv->srv_done_ev, NULL) == -1)
+        return -ENOMEM;
 
     if (activation_collect(&fds, &nfds) != 0)
         return SERVER_ECONFIG;
@@ -557,6 +467,12 @@ server_start(struct server *srv)
         return rc == -ENOENT ? SERVER_ECONFIG : rc;
     }
 
+    if ((rc = worker_group_start(&srv->srv_workers)) != 0) {
+        log_error("cannot start the workers: %s", strerror(-rc));
+        return rc;
+    }
+    server_apply(srv, &srv->srv_conf);
+
     if (evsignal_add(srv->srv_sigint, NULL) == -1 || evsignal_add(srv->srv_sigterm, NULL) == -1 ||
         evsignal_add(srv->srv_sighup, NULL) == -1)
         return -errno;
@@ -564,13 +480,16 @@ server_start(struct server *srv)
         struct timeval tv = {.tv_sec = SERVER_STATUS_SEC, .tv_usec = 0};
 
         event_add(srv->srv_status_timer, &tv);
-        if ((wd = notify_watchdog_usec()) > 0) {
+        if (wd > 0) {
             tv.tv_sec = (time_t)(wd / 2 / 1000000);
             tv.tv_usec = (suseconds_t)(wd / 2 % 1000000);
             event_add(srv->srv_watchdog_timer, &tv);
         }
     }
-    log_info("upechod %s ready", UPECHOD_VERSION);
+    if (srv->srv_conf.cf_workers > 1)
+        log_info("upechod %s with %u workers ready", UPECHOD_VERSION, srv->srv_conf.cf_workers);
+    else
+        log_info("upechod %s ready", UPECHOD_VERSION);
     notify_ready(srv->srv_notify, "serving");
     return 0;
 }
@@ -579,32 +498,35 @@ server_start(struct server *srv)
 int
 server_run(struct server *srv)
 {
+    int rc = srv->srv_exit_code;
+
     if (event_base_dispatch(srv->srv_base) == -1) {
         log_error("event loop failed");
-        return 1;
+        rc = 1;
+    } else {
+        rc = srv->srv_exit_code;
     }
-    return srv->srv_exit_code;
+    worker_group_join(&srv->srv_workers);
+    return rc;
 }
 
 /* Free in reverse order of creation; NULL-safe and safe on a half-built server. */
 void
 server_free(struct server *srv)
 {
-    struct stream *st;
-
     if (srv == NULL)
         return;
-    while ((st = TAILQ_FIRST(&srv->srv_streams)) != NULL)
-        stream_free(st);
-    server_close_listeners(srv);
+    if (srv->srv_workers_ready)
+        worker_group_deinit(&srv->srv_workers);
+    server_close_listeners(&srv->srv_listeners);
+    if (srv->srv_done_ev != NULL)
+        event_free(srv->srv_done_ev);
     if (srv->srv_watchdog_timer != NULL)
         event_free(srv->srv_watchdog_timer);
     if (srv->srv_status_timer != NULL)
         event_free(srv->srv_status_timer);
     if (srv->srv_shutdown_timer != NULL)
         event_free(srv->srv_shutdown_timer);
-    if (srv->srv_nofd_timer != NULL)
-        event_free(srv->srv_nofd_timer);
     if (srv->srv_sighup != NULL)
         event_free(srv->srv_sighup);
     if (srv->srv_sigterm != NULL)
@@ -612,8 +534,6 @@ server_free(struct server *srv)
     if (srv->srv_sigint != NULL)
         event_free(srv->srv_sigint);
     notify_free(srv->srv_notify);
-    udp_ratelimit_free(srv->srv_ratelimit);
-    udp_batch_free(srv->srv_udp_batch);
     if (srv->srv_base != NULL)
         event_base_free(srv->srv_base);
     free(srv);

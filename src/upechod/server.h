@@ -1,4 +1,4 @@
-/* server.h: the daemon's state: one event base, its listeners, streams and UDP sockets. */
+/* server.h: the daemon's main thread: signals, reload, shutdown, and the workers it runs. */
 #ifndef UPECHOD_SERVER_H
 #define UPECHOD_SERVER_H
 
@@ -8,67 +8,39 @@
 #include <event2/event.h>
 
 #include "config.h"
+#include "listener.h"
+#include "stats.h"
+#include "transport.h"
+#include "worker.h"
 
-struct listener;
-struct stream;
-struct udp_batch;
-struct udp_ratelimit;
 struct notify;
 
-/* The three ways a client reaches upechod; shared by logs and statistics. */
-enum transport {
-    TRANSPORT_TCP,
-    TRANSPORT_UDP,
-    TRANSPORT_UNIX,
-};
-
-const char *transport_name(enum transport t);
-
-struct server_stats {
-    uint64_t st_accepted;        /* stream connections accepted */
-    uint64_t st_closed;          /* stream connections closed */
-    uint64_t st_bytes_in;        /* stream bytes read */
-    uint64_t st_bytes_out;       /* stream bytes queued back */
-    uint64_t st_dgrams_in;       /* datagrams received */
-    uint64_t st_dgrams_out;      /* datagrams answered */
-    uint64_t st_dgrams_dropped;  /* datagrams not answered (guard, rate limit, send failure) */
-    uint64_t st_accept_failures; /* accept(2) failures for lack of descriptors or memory */
-    uint64_t st_timeouts;        /* streams closed by idle_timeout */
-};
-
-/* Why the server is not accepting right now; a bit set, accepting when zero. */
-#define SERVER_PAUSE_FULL 0x1 /* max_connections reached */
-#define SERVER_PAUSE_NOFD 0x2 /* accept(2) ran out of descriptors */
-
+/*
+ * The main thread's state: signals, reload, shutdown, the service manager,
+ * and the sockets it binds for the workers, which serve the clients.
+ */
 struct server {
     struct event_base *srv_base;
     struct upechod_config srv_conf;
     char srv_conf_path[4096]; /* what SIGHUP re-reads; "" = built-in defaults */
 
-    TAILQ_HEAD(, listener) srv_listeners;
-    TAILQ_HEAD(, stream) srv_streams;
-    size_t srv_nstreams;
-    int srv_paused; /* SERVER_PAUSE_* bits */
-
-    struct udp_batch *srv_udp_batch; /* one scratch area for every UDP socket */
-    struct udp_ratelimit *srv_ratelimit;
+    struct listener_list srv_listeners;
+    struct worker_group srv_workers;
+    int srv_workers_ready; /* srv_workers initialised */
+    unsigned srv_workers_done;
     struct notify *srv_notify;
 
     struct event *srv_sigint;
     struct event *srv_sigterm;
     struct event *srv_sighup;
-    struct event *srv_nofd_timer; /* re-arms accepting after EMFILE */
+    struct event *srv_done_ev; /* a worker's loop ended */
     struct event *srv_shutdown_timer;
     struct event *srv_status_timer;
     struct event *srv_watchdog_timer;
 
-    uint64_t srv_nofd_count;        /* EMFILE failures not logged yet */
-    struct timeval srv_nofd_logged; /* when the last EMFILE line was logged */
     int srv_stopping;
     int srv_exit_code;
     int srv_activated; /* serving sockets passed by systemd */
-    struct server_stats srv_stats;
-    const struct timeval *srv_idle_tv; /* idle_timeout as a common timeout, NULL for never */
 };
 
 /*
@@ -83,8 +55,7 @@ void server_free(struct server *srv);
 int server_start(struct server *srv);
 int server_run(struct server *srv);
 
-void server_stream_opened(struct server *srv);
-void server_stream_closed(struct server *srv);
-void server_accept_failed(struct server *srv, int err);
+size_t server_connections(struct server *srv);
+void server_stats(struct server *srv, struct server_stats *sum);
 
 #endif

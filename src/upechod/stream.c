@@ -7,6 +7,7 @@
 
 #include <event2/buffer.h>
 #include <event2/bufferevent.h>
+#include <event2/event.h>
 
 #include "log.h"
 #include "stream.h"
@@ -105,7 +106,7 @@ static void
 stream_check_pressure(struct stream *st)
 {
     struct evbuffer *out = bufferevent_get_output(st->st_bev);
-    size_t max = st->st_srv->srv_conf.cf_max_pending_output;
+    size_t max = st->st_env->se_conf->cf_max_pending_output;
 
     if (!st->st_paused && evbuffer_get_length(out) >= max) {
         st->st_paused = 1;
@@ -164,7 +165,7 @@ stream_read_cb(struct bufferevent *bev, void *arg)
     struct stream *st = arg;
     struct evbuffer *in = bufferevent_get_input(bev);
     struct evbuffer *out = bufferevent_get_output(bev);
-    size_t max = st->st_srv->srv_conf.cf_max_pending_output;
+    size_t max = st->st_env->se_conf->cf_max_pending_output;
     int fd = bufferevent_getfd(bev);
     int more = evbuffer_get_length(in) >= STREAM_BEV_READ;
 
@@ -172,8 +173,8 @@ stream_read_cb(struct bufferevent *bev, void *arg)
         size_t n = stream_upper(in);
         ssize_t r;
 
-        st->st_srv->srv_stats.st_bytes_in += n;
-        st->st_srv->srv_stats.st_bytes_out += n;
+        STATS_ADD(st->st_env->se_stats->st_bytes_in, n);
+        STATS_ADD(st->st_env->se_stats->st_bytes_out, n);
         if (n > 0 && evbuffer_get_length(out) == 0)
             evbuffer_write(in, fd);
         evbuffer_add_buffer(out, in);
@@ -225,9 +226,10 @@ stream_event_cb(struct bufferevent *bev, short what, void *arg)
          * The client half-closed (or closed).  Whatever it sent is still owed
          * to it: echo anything left in the input, flush, then close.
          */
-        st->st_srv->srv_stats.st_bytes_in += evbuffer_get_length(bufferevent_get_input(bev));
-        st->st_srv->srv_stats.st_bytes_out +=
-            stream_echo(bufferevent_get_input(bev), bufferevent_get_output(bev));
+        STATS_ADD(st->st_env->se_stats->st_bytes_in,
+                  evbuffer_get_length(bufferevent_get_input(bev)));
+        STATS_ADD(st->st_env->se_stats->st_bytes_out,
+                  stream_echo(bufferevent_get_input(bev), bufferevent_get_output(bev)));
         log_debug("%s %s: end of input", transport_name(st->st_transport), st->st_peer);
         stream_finish(st);
         return;
@@ -250,8 +252,8 @@ stream_event_cb(struct bufferevent *bev, short what, void *arg)
             return;
         }
         log_debug("%s %s: idle for %u s, closing", transport_name(st->st_transport), st->st_peer,
-                  st->st_srv->srv_conf.cf_idle_timeout);
-        st->st_srv->srv_stats.st_timeouts++;
+                  st->st_env->se_conf->cf_idle_timeout);
+        STATS_ADD(st->st_env->se_stats->st_timeouts, 1);
         stream_free(st);
     }
 }
@@ -260,8 +262,8 @@ stream_event_cb(struct bufferevent *bev, short what, void *arg)
 void
 stream_apply_limits(struct stream *st)
 {
-    const struct upechod_config *cf = &st->st_srv->srv_conf;
-    const struct timeval *idle = st->st_srv->srv_idle_tv;
+    const struct upechod_config *cf = st->st_env->se_conf;
+    const struct timeval *idle = st->st_env->se_idle_tv;
 
     if (!st->st_closing)
         bufferevent_setwatermark(st->st_bev, EV_WRITE, cf->cf_max_pending_output / 2, 0);
@@ -270,9 +272,13 @@ stream_apply_limits(struct stream *st)
         stream_check_pressure(st);
 }
 
-/* Serve a freshly accepted connection.  Returns NULL (fd not taken) on failure. */
+/*
+ * Serve a freshly accepted connection.  Returns NULL (fd not taken) on
+ * failure.  The caller counts the connection and puts it on its list.
+ */
 struct stream *
-stream_new(struct server *srv, int fd, enum transport t, const struct sockaddr *sa, socklen_t salen)
+stream_new(struct stream_env *env, int fd, enum transport t, const struct sockaddr *sa,
+           socklen_t salen)
 {
     struct stream *st = calloc(1, sizeof(*st));
 
@@ -280,21 +286,19 @@ stream_new(struct server *srv, int fd, enum transport t, const struct sockaddr *
         log_warn("out of memory for a new %s connection, refusing it", transport_name(t));
         return NULL;
     }
-    st->st_bev = bufferevent_socket_new(srv->srv_base, fd, BEV_OPT_CLOSE_ON_FREE);
+    st->st_bev = bufferevent_socket_new(env->se_base, fd, BEV_OPT_CLOSE_ON_FREE);
     if (st->st_bev == NULL) {
         log_warn("out of memory for a new %s connection, refusing it", transport_name(t));
         free(st);
         return NULL;
     }
-    st->st_srv = srv;
+    st->st_env = env;
     st->st_transport = t;
     if (t == TRANSPORT_UNIX)
         snprintf(st->st_peer, sizeof(st->st_peer), "fd %d", fd);
     else
         addr_format(sa, salen, st->st_peer, sizeof(st->st_peer));
     bufferevent_setcb(st->st_bev, stream_read_cb, stream_write_cb, stream_event_cb, st);
-    TAILQ_INSERT_TAIL(&srv->srv_streams, st, st_entry);
-    server_stream_opened(srv);
     stream_apply_limits(st);
     bufferevent_enable(st->st_bev, EV_READ | EV_WRITE);
     log_debug("%s %s: connected", transport_name(t), st->st_peer);
@@ -305,17 +309,13 @@ stream_new(struct server *srv, int fd, enum transport t, const struct sockaddr *
 void
 stream_free(struct stream *st)
 {
-    struct server *srv;
-
     if (st == NULL)
         return;
-    srv = st->st_srv;
-    TAILQ_REMOVE(&srv->srv_streams, st, st_entry);
     if (st->st_linger != NULL)
         event_free(st->st_linger);
     bufferevent_free(st->st_bev);
+    st->st_env->se_closed(st, st->st_env->se_arg);
     free(st);
-    server_stream_closed(srv);
 }
 
 /* Whether the linger after our FIN still has time left. */
@@ -324,7 +324,7 @@ stream_linger_left(struct stream *st)
 {
     struct timeval now;
 
-    event_base_gettimeofday_cached(st->st_srv->srv_base, &now);
+    event_base_gettimeofday_cached(st->st_env->se_base, &now);
     return timercmp(&now, &st->st_linger_until, <);
 }
 
@@ -359,7 +359,7 @@ stream_close(struct stream *st)
     struct timeval tv = {.tv_sec = STREAM_LINGER_SEC, .tv_usec = 0};
     int fd;
 
-    if (!st->st_srv->srv_stopping || st->st_linger != NULL) {
+    if (!st->st_env->se_stopping || st->st_linger != NULL) {
         stream_free(st);
         return;
     }
@@ -369,9 +369,9 @@ stream_close(struct stream *st)
         stream_free(st);
         return;
     }
-    event_base_gettimeofday_cached(st->st_srv->srv_base, &st->st_linger_until);
+    event_base_gettimeofday_cached(st->st_env->se_base, &st->st_linger_until);
     st->st_linger_until.tv_sec += STREAM_LINGER_SEC;
-    st->st_linger = event_new(st->st_srv->srv_base, fd, EV_READ | EV_PERSIST, stream_linger_cb, st);
+    st->st_linger = event_new(st->st_env->se_base, fd, EV_READ | EV_PERSIST, stream_linger_cb, st);
     if (st->st_linger == NULL || event_add(st->st_linger, &tv) == -1)
         stream_free(st);
 }

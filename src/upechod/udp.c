@@ -32,7 +32,7 @@ struct udp_batch {
 };
 
 struct udp {
-    struct server *u_srv;
+    const struct udp_env *u_env;
     struct event *u_ev;
     int u_fd;
 };
@@ -48,7 +48,7 @@ struct udp_ratelimit {
     struct udp_ratelimit_slot rl_slots[UDP_RATELIMIT_SLOTS];
 };
 
-/* The scratch space every UDP socket shares; the loop is single-threaded. */
+/* The scratch space every UDP socket of one event loop shares; each loop has its own. */
 struct udp_batch *
 udp_batch_new(void)
 {
@@ -184,7 +184,7 @@ udp_now_ms(void)
 
 /* Decide whether a datagram from sa gets an answer (reflection guard and rate limit). */
 static int
-udp_should_answer(struct server *srv, const struct sockaddr *sa, uint64_t now_ms)
+udp_should_answer(const struct udp_env *env, const struct sockaddr *sa, uint64_t now_ms)
 {
     int port = addr_port(sa);
 
@@ -192,23 +192,23 @@ udp_should_answer(struct server *srv, const struct sockaddr *sa, uint64_t now_ms
      * An echo service answering port 7 (echo), 19 (chargen) or any other
      * privileged port is the classic reflection loop (CERT CA-1996-01).
      */
-    if (srv->srv_conf.cf_udp_drop_privileged && port >= 0 && port < 1024)
+    if (env->ue_conf->cf_udp_drop_privileged && port >= 0 && port < 1024)
         return 0;
-    return udp_ratelimit_allow(srv->srv_ratelimit, sa, srv->srv_conf.cf_udp_rate_limit, now_ms);
+    return udp_ratelimit_allow(env->ue_ratelimit, sa, env->ue_conf->cf_udp_rate_limit, now_ms);
 }
 
 /* Send the prepared replies, dropping (and counting) what the kernel will not take now. */
 static void
 udp_send_batch(struct udp *u, struct mmsghdr *msgs, int n)
 {
-    struct server *srv = u->u_srv;
+    struct server_stats *stats = u->u_env->ue_stats;
     int off = 0;
 
     while (off < n) {
         int sent = sendmmsg(u->u_fd, msgs + off, (unsigned)(n - off), MSG_DONTWAIT);
 
         if (sent > 0) {
-            srv->srv_stats.st_dgrams_out += (uint64_t)sent;
+            STATS_ADD(stats->st_dgrams_out, sent);
             off += sent;
             continue;
         }
@@ -216,12 +216,12 @@ udp_send_batch(struct udp *u, struct mmsghdr *msgs, int n)
             continue;
         if (sent == -1 && (errno == EAGAIN || errno == EWOULDBLOCK || errno == ENOBUFS)) {
             /* UDP promises nothing; waiting here would stall every other client. */
-            srv->srv_stats.st_dgrams_dropped += (uint64_t)(n - off);
+            STATS_ADD(stats->st_dgrams_dropped, n - off);
             return;
         }
         /* This one datagram cannot go (unreachable, refused, ...): skip it. */
         log_debug("udp: sendmmsg: %s", strerror(errno));
-        srv->srv_stats.st_dgrams_dropped++;
+        STATS_ADD(stats->st_dgrams_dropped, 1);
         off++;
     }
 }
@@ -231,8 +231,8 @@ static void
 udp_read_cb(evutil_socket_t fd, short what, void *arg)
 {
     struct udp *u = arg;
-    struct server *srv = u->u_srv;
-    struct udp_batch *b = srv->srv_udp_batch;
+    const struct udp_env *env = u->u_env;
+    struct udp_batch *b = env->ue_batch;
     uint64_t now_ms = udp_now_ms();
 
     for (int round = 0; round < UDP_ROUNDS; round++) {
@@ -258,14 +258,14 @@ udp_read_cb(evutil_socket_t fd, short what, void *arg)
                 log_debug("udp: recvmmsg: %s", strerror(errno));
             return;
         }
-        srv->srv_stats.st_dgrams_in += (uint64_t)n;
+        STATS_ADD(env->ue_stats->st_dgrams_in, n);
         for (int i = 0; i < n; i++) {
             struct msghdr *mh = &b->ub_msgs[i].msg_hdr;
             size_t len = b->ub_msgs[i].msg_len;
 
             if ((mh->msg_flags & MSG_TRUNC) ||
-                !udp_should_answer(srv, (struct sockaddr *)mh->msg_name, now_ms)) {
-                srv->srv_stats.st_dgrams_dropped++;
+                !udp_should_answer(env, (struct sockaddr *)mh->msg_name, now_ms)) {
+                STATS_ADD(env->ue_stats->st_dgrams_dropped, 1);
                 continue;
             }
             /* Same buffer, same length: a reply is never larger than its request. */
@@ -286,15 +286,15 @@ udp_read_cb(evutil_socket_t fd, short what, void *arg)
 
 /* Serve datagrams on a bound UDP socket; the fd stays the caller's. */
 struct udp *
-udp_new(struct server *srv, int fd)
+udp_new(const struct udp_env *env, int fd)
 {
     struct udp *u = calloc(1, sizeof(*u));
 
     if (u == NULL)
         return NULL;
-    u->u_srv = srv;
+    u->u_env = env;
     u->u_fd = fd;
-    u->u_ev = event_new(srv->srv_base, fd, EV_READ | EV_PERSIST, udp_read_cb, u);
+    u->u_ev = event_new(env->ue_base, fd, EV_READ | EV_PERSIST, udp_read_cb, u);
     if (u->u_ev == NULL || event_add(u->u_ev, NULL) == -1) {
         if (u->u_ev != NULL)
             event_free(u->u_ev);
