@@ -377,13 +377,37 @@ stream_close(struct stream *st)
 }
 
 /*
- * The daemon is stopping: take no more input, deliver what was read, then
- * close.  Called once per connection from the shutdown path.
+ * What the client sent before the stop may still sit in the socket: the
+ * worker's loop learns of the stop at its own pace, from another thread.
+ * Answer that too, up to max_pending_output, so that what was sent before
+ * SIGTERM does not depend on which the worker noticed first.
+ */
+static void
+stream_read_pending(struct stream *st)
+{
+    struct evbuffer *in = bufferevent_get_input(st->st_bev);
+    struct evbuffer *out = bufferevent_get_output(st->st_bev);
+    size_t max = st->st_env->se_conf->cf_max_pending_output;
+    int fd = bufferevent_getfd(st->st_bev);
+
+    while (evbuffer_get_length(out) < max && stream_read_more(fd, in) > 0) {
+        size_t n = stream_upper(in);
+
+        STATS_ADD(st->st_env->se_stats->st_bytes_in, n);
+        STATS_ADD(st->st_env->se_stats->st_bytes_out, n);
+        evbuffer_add_buffer(out, in);
+    }
+}
+
+/*
+ * The daemon is stopping: take no more input, deliver what was sent before,
+ * then close.  Called once per connection from the shutdown path.
  */
 void
 stream_shutdown(struct stream *st)
 {
     if (st->st_closing)
         return;
+    stream_read_pending(st);
     stream_finish(st);
 }

@@ -74,6 +74,7 @@ struct worker {
 };
 
 static void worker_update_full(struct worker *w);
+static void worker_tell_full(struct worker *w);
 
 static int64_t
 worker_now_ms(void)
@@ -142,6 +143,8 @@ worker_slot_take(struct worker *w)
         if (cur >= w->w_conf.cf_max_connections)
             return 0;
     } while (!__atomic_compare_exchange_n(n, &cur, cur + 1, 1, __ATOMIC_SEQ_CST, __ATOMIC_SEQ_CST));
+    if (cur + 1 == w->w_conf.cf_max_connections)
+        worker_tell_full(w);
     return 1;
 }
 
@@ -153,6 +156,21 @@ worker_wake(struct worker *x)
 
     while (write(x->w_wake_fd, &one, sizeof(one)) == -1 && errno == EINTR)
         ;
+}
+
+/*
+ * w took the last slot: the other workers pause too, so that the next
+ * client waits in the kernel's backlog rather than being accepted by
+ * another worker and parked there, holding a descriptor.
+ */
+static void
+worker_tell_full(struct worker *w)
+{
+    struct worker_group *wg = w->w_group;
+
+    for (unsigned i = 0; i < wg->wg_n; i++)
+        if (wg->wg_workers[i] != w)
+            worker_wake(wg->wg_workers[i]);
 }
 
 /*
@@ -515,7 +533,8 @@ worker_wake_cb(evutil_socket_t fd, short what, void *arg)
         pthread_cond_broadcast(&wg->wg_cond);
         pthread_mutex_unlock(&wg->wg_lock);
     }
-    if (w->w_paused & WORKER_PAUSE_FULL)
+    if ((w->w_paused & WORKER_PAUSE_FULL) ||
+        __atomic_load_n(&wg->wg_nconns, __ATOMIC_SEQ_CST) >= w->w_conf.cf_max_connections)
         worker_update_full(w);
 }
 
