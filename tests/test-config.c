@@ -8,6 +8,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <ini.h>
@@ -101,6 +102,7 @@ assert_config_eq(const struct upechod_config *a, const struct upechod_config *b)
     }
     ck_assert_int_eq(a->cf_udp_drop_privileged, b->cf_udp_drop_privileged);
     ck_assert_uint_eq(a->cf_udp_rate_limit, b->cf_udp_rate_limit);
+    ck_assert_uint_eq(a->cf_udp_rate_limit_per_port, b->cf_udp_rate_limit_per_port);
     ck_assert_int_eq(a->cf_unix_enabled, b->cf_unix_enabled);
     ck_assert_str_eq(a->cf_unix_path, b->cf_unix_path);
     ck_assert_uint_eq(a->cf_unix_mode, b->cf_unix_mode);
@@ -144,6 +146,7 @@ START_TEST(test_config_defaults)
     ck_assert_int_eq(addr_port((struct sockaddr *)&cf.cf_udp_listen[0].a_ss), 7777);
     ck_assert(cf.cf_udp_drop_privileged);
     ck_assert_uint_eq(cf.cf_udp_rate_limit, 0);
+    ck_assert_uint_eq(cf.cf_udp_rate_limit_per_port, 10000);
     ck_assert(!cf.cf_unix_enabled);
     ck_assert_str_eq(cf.cf_unix_path, "/run/upechod/upechod.sock");
     ck_assert_uint_eq(cf.cf_unix_mode, 0660);
@@ -330,10 +333,12 @@ START_TEST(test_config_listen_lines)
     parse_bad("[tcp]\nlisten = *:1\nlisten = *:2\n  *:3\n",
               "t.ini:3: [tcp] listen: given twice, first on line 2");
     ck_assert_uint_eq(cf.cf_tcp_nlisten, 1);
-    /* A header ends the list: an indented line after it is a key of the new section. */
-    parse_ok("[tcp]\nlisten = *:1\n[udp]\n  listen = *:2\n");
+    /* A header ends the list: an indented line after it is an error, not more of the list. */
+    parse_bad("[tcp]\nlisten = *:1\n[udp]\n  listen = *:2\n",
+              "t.ini:4: [udp]: indented line \"listen = *:2\"; only the lines that continue a "
+              "[tcp] or [udp] listen list may be indented, remove the leading whitespace");
     ck_assert_uint_eq(cf.cf_tcp_nlisten, 1);
-    ck_assert_str_eq(cf.cf_udp_listen_text[0], "*:2");
+    ck_assert_str_eq(cf.cf_udp_listen_text[0], "127.0.0.1:7777");
 }
 END_TEST
 
@@ -351,8 +356,8 @@ START_TEST(test_config_values)
     parse_ok("[unix]\nmode = 777\n[log]\nlevel = ERROR\n");
     ck_assert_uint_eq(cf.cf_unix_mode, 0777);
     ck_assert_int_eq(cf.cf_log_level, LOG_LEVEL_ERROR);
-    parse_ok("[unix]\nmode = 07777\n[log]\nlevel = warning\n");
-    ck_assert_uint_eq(cf.cf_unix_mode, 07777);
+    parse_ok("[unix]\nmode = 0777\n[log]\nlevel = warning\n");
+    ck_assert_uint_eq(cf.cf_unix_mode, 0777);
     ck_assert_int_eq(cf.cf_log_level, LOG_LEVEL_WARNING);
     parse_ok("[unix]\nmode = 0\n");
     ck_assert_uint_eq(cf.cf_unix_mode, 0);
@@ -368,8 +373,8 @@ START_TEST(test_config_values)
     ck_assert_uint_eq(cf.cf_idle_timeout, 0);
     ck_assert_uint_eq(cf.cf_shutdown_timeout, 1);
 
-    parse_ok("[server]\nuser = upechod\ngroup = nogroup\n");
-    ck_assert_str_eq(cf.cf_user, "upechod");
+    parse_ok("[server]\nuser = nobody\ngroup = nogroup\n");
+    ck_assert_str_eq(cf.cf_user, "nobody");
     ck_assert_str_eq(cf.cf_group, "nogroup");
     parse_ok("[server]\nuser = daemon\ngroup =\n");
     ck_assert_str_eq(cf.cf_user, "daemon");
@@ -476,6 +481,9 @@ START_TEST(test_config_bad_values)
          "line, or remove the comma"},
         {"[udp]\nrate_limit = 1000001\n",
          "t.ini:2: [udp] rate_limit: must be a whole number from 0 to 1000000, got \"1000001\""},
+        {"[udp]\nrate_limit_per_port = -1\n",
+         "t.ini:2: [udp] rate_limit_per_port: must be a whole number from 0 to 1000000, got "
+         "\"-1\""},
         {"[unix]\npath = run/upechod.sock\n",
          "t.ini:2: [unix] path: must be an absolute path (starting with /), got "
          "\"run/upechod.sock\""},
@@ -483,13 +491,25 @@ START_TEST(test_config_bad_values)
          "t.ini:2: [unix] path: must not be empty; give an absolute path such as "
          "/run/upechod/upechod.sock"},
         {"[unix]\nmode = 0800\n",
-         "t.ini:2: [unix] mode: must be an octal file mode from 0000 to 7777, such as 0660, got "
+         "t.ini:2: [unix] mode: must be an octal file mode from 0000 to 0777 (no setuid, setgid or "
+         "sticky bit), such as 0660, got "
          "\"0800\""},
         {"[unix]\nmode = 10000\n",
-         "t.ini:2: [unix] mode: must be an octal file mode from 0000 to 7777, such as 0660, got "
+         "t.ini:2: [unix] mode: must be an octal file mode from 0000 to 0777 (no setuid, setgid or "
+         "sticky bit), such as 0660, got "
          "\"10000\""},
+        {"[unix]\nmode = 4660\n",
+         "t.ini:2: [unix] mode: must be an octal file mode from 0000 to 0777 (no setuid, setgid or "
+         "sticky bit), such as 0660, got \"4660\""},
+        {"[unix]\nmode = 1777\n",
+         "t.ini:2: [unix] mode: must be an octal file mode from 0000 to 0777 (no setuid, setgid or "
+         "sticky bit), such as 0660, got \"1777\""},
+        {"[unix]\nmode = 07777\n",
+         "t.ini:2: [unix] mode: must be an octal file mode from 0000 to 0777 (no setuid, setgid or "
+         "sticky bit), such as 0660, got \"07777\""},
         {"[unix]\nmode = rw\n",
-         "t.ini:2: [unix] mode: must be an octal file mode from 0000 to 7777, such as 0660, got "
+         "t.ini:2: [unix] mode: must be an octal file mode from 0000 to 0777 (no setuid, setgid or "
+         "sticky bit), such as 0660, got "
          "\"rw\""},
         {"[log]\nlevel = verbose\n",
          "t.ini:2: [log] level: must be one of error, warning, info, debug, got \"verbose\""},
@@ -532,7 +552,7 @@ START_TEST(test_config_bad_values)
         {"[server]\nuser = up echod\n",
          "t.ini:2: [server] user: \"up echod\" is not a valid user name (no spaces, colons or "
          "control characters)"},
-        {"[server]\nuser = u\ngroup = a:b\n",
+        {"[server]\nuser = nobody\ngroup = a:b\n",
          "t.ini:3: [server] group: \"a:b\" is not a valid group name (no spaces, colons or control "
          "characters)"},
         /* Quotes are not syntax: they end up in the value, and the message shows them escaped. */
@@ -618,10 +638,22 @@ START_TEST(test_config_syntax)
     parse_bad("[unix]\npath = /run/a\n  b.sock\n",
               "t.ini:3: [unix] path: only a [tcp] or [udp] listen list goes on over indented "
               "lines; put the whole value on line 2, or remove the leading whitespace");
-    /* Indentation is harmless where there is no key to continue, and for comments. */
-    parse_ok("  [tcp]\n  backlog = 6\n  ; comment\n    \n[udp]\n rate_limit = 3\n");
+    /* Indentation is harmless before a header and for comments. */
+    parse_ok("  [tcp]\nbacklog = 6\n  ; comment\n    \n[udp]\nrate_limit = 3\n");
     ck_assert_int_eq(cf.cf_tcp_backlog, 6);
     ck_assert_uint_eq(cf.cf_udp_rate_limit, 3);
+    /* Before a key it is an error, the first key after a header included. */
+    parse_bad("[tcp]\n  backlog = 6\n",
+              "t.ini:2: [tcp]: indented line \"backlog = 6\"; only the lines that continue a "
+              "[tcp] or [udp] listen list may be indented, remove the leading whitespace");
+    ck_assert_int_eq(cf.cf_tcp_backlog, 1024);
+    parse_bad("[tcp]\nbacklog = 6\n[udp]\n\trate_limit = 3\n",
+              "t.ini:4: [udp]: indented line \"rate_limit = 3\"; only the lines that continue a "
+              "[tcp] or [udp] listen list may be indented, remove the leading whitespace");
+    ck_assert_uint_eq(cf.cf_udp_rate_limit, 0);
+    parse_bad(" backlog = 6\n[tcp]\n",
+              "t.ini:1: indented line \"backlog = 6\"; only the lines that continue a [tcp] or "
+              "[udp] listen list may be indented, remove the leading whitespace");
 }
 END_TEST
 
@@ -660,7 +692,10 @@ START_TEST(test_config_long_lines)
     off = (size_t)snprintf(text, sizeof(text), "[server]\nuser = ");
     memset(text + off, 'u', LINE_MAX_CHARS - 7);
     strcpy(text + off + LINE_MAX_CHARS - 7, "\n");
-    parse_ok(text);
+    /* Taken whole: the one error is that no such user exists. */
+    ck_assert_int_eq(parse(text), 1);
+    ck_assert_ptr_nonnull(strstr(ms.m_text[0], "t.ini:2: [server] user: \"uuu"));
+    ck_assert_ptr_nonnull(strstr(ms.m_text[0], "\": no such user"));
     ck_assert_uint_eq(strlen(cf.cf_user), LINE_MAX_CHARS - 7);
     memset(text + off, 'u', LINE_MAX_CHARS - 6);
     strcpy(text + off + LINE_MAX_CHARS - 6, "\r\n");
@@ -690,7 +725,12 @@ START_TEST(test_config_cross_checks)
     parse_bad(
         "[tcp]\nenabled = no\n[udp]\nenabled = nah\n",
         "t.ini:4: [udp] enabled: must be yes or no (or true/false, on/off, 1/0), got \"nah\"");
-    parse_bad("[server]\nuser = a b\ngroup = g\n",
+    /* The user and group must exist, so that -t catches a misspelt one with its line. */
+    parse_bad("[log]\nlevel = info\n[server]\nuser = upechod-no-such-user\n",
+              "t.ini:4: [server] user: \"upechod-no-such-user\": no such user");
+    parse_bad("[server]\nuser = nobody\ngroup = upechod-no-such-group\n",
+              "t.ini:3: [server] group: \"upechod-no-such-group\": no such group");
+    parse_bad("[server]\nuser = a b\ngroup = nogroup\n",
               "t.ini:2: [server] user: \"a b\" is not a valid user name (no spaces, colons or "
               "control characters)");
 }
@@ -777,6 +817,22 @@ START_TEST(test_config_files)
     ck_assert_uint_eq(cf.cf_udp_rate_limit, 9);
     ck_assert_int_eq(cf.cf_log_level, LOG_LEVEL_INFO);
     unlink(path);
+
+    /*
+     * A FIFO would block the reader (and the daemon's loop on reload) until
+     * someone wrote to it: only a regular file is read, and the error names it.
+     */
+    snprintf(path, sizeof(path), "%s/fifo.ini", dir);
+    ck_assert_int_eq(mkfifo(path, 0600), 0);
+    memset(&ms, 0, sizeof(ms));
+    ck_assert_int_eq(config_parse_file(&cf, path, collect, &ms), -EINVAL);
+    ck_assert_int_eq(ms.m_n, 1);
+    snprintf(msg, sizeof(msg), "%s: not a regular file (a FIFO, device or socket?)", path);
+    ck_assert_str_eq(ms.m_text[0], msg);
+    unlink(path);
+    memset(&ms, 0, sizeof(ms));
+    ck_assert_int_eq(config_parse_file(&cf, "/dev/zero", collect, &ms), -EINVAL);
+    ck_assert_str_eq(ms.m_text[0], "/dev/zero: not a regular file (a FIFO, device or socket?)");
 
     /* An unreadable file gives -EACCES, unless we run as root. */
     if (geteuid() != 0) {

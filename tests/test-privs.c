@@ -99,6 +99,7 @@ START_TEST(test_runs_as_nobody)
     proc_status(dp.dp_pid, "CapEff", got, sizeof(got));
     ck_assert_str_eq(got, "0000000000000000");
     ck_assert(daemon_log_contains(&dp, "running as user nobody"));
+    ck_assert(!daemon_log_contains(&dp, "running as root"));
 
     fd = tcp_connect(AF_INET, port);
     ck_assert_msg(fd >= 0, "tcp_connect: %s", strerror(-fd));
@@ -123,6 +124,7 @@ END_TEST
  */
 START_TEST(test_unknown_user)
 {
+    static const char *const check_args[] = {"-t", NULL};
     struct daemon_proc dp;
     int status = -1;
 
@@ -131,9 +133,35 @@ START_TEST(test_unknown_user)
     if (status != 78)
         daemon_dump_log(&dp);
     ck_assert_int_eq(status, 78);
-    ck_assert(daemon_log_contains(&dp, "cannot switch to user upechod-no-such-user: no such user"));
+    /* Found while validating, before anything is bound: FILE:LINE names it. */
+    ck_assert(daemon_log_contains(
+        &dp, "upechod.ini:6: [server] user: \"upechod-no-such-user\": no such user"));
+    ck_assert(!daemon_log_contains(&dp, "listening on"));
     ck_assert(!daemon_log_contains(&dp, " ready\n"));
     daemon_stop(&dp);
+
+    /* upechod -t says the same and exits 78 too. */
+    ck_assert_int_eq(daemon_spawn(&dp, unknown_ini, check_args), 0);
+    ck_assert_int_eq(daemon_wait(&dp, 10000, &status), 0);
+    ck_assert_int_eq(status, 78);
+    ck_assert(daemon_log_contains(
+        &dp, "upechod.ini:6: [server] user: \"upechod-no-such-user\": no such user"));
+    ck_assert(!daemon_log_contains(&dp, "configuration OK"));
+    ck_assert(!daemon_log_contains(&dp, " ready\n"));
+    daemon_stop(&dp);
+}
+END_TEST
+
+/* Started as root with no user to become: it serves, but says so. */
+START_TEST(test_root_warned)
+{
+    struct daemon_proc dp;
+
+    if (geteuid() != 0)
+        return;
+    start_or_fail(&dp, INI_TCP4_ONLY);
+    ck_assert(daemon_log_contains(&dp, "warning: running as root: [server] user is empty"));
+    ck_assert_int_eq(daemon_stop(&dp), 0);
 }
 END_TEST
 
@@ -145,6 +173,7 @@ privs_suite(void)
 
     tcase_add_test(tc, test_runs_as_nobody);
     tcase_add_test(tc, test_unknown_user);
+    tcase_add_test(tc, test_root_warned);
     suite_add_tcase(s, tc);
     return s;
 }

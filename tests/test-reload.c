@@ -316,6 +316,120 @@ START_TEST(test_reload_limits_existing)
 }
 END_TEST
 
+/*
+ * The new address is held by someone else: the reload fails whole.  The
+ * old listener stays (same socket, still serving), the old configuration
+ * stays (its idle_timeout still applies), and the log says the reload
+ * failed, never that it worked.
+ */
+START_TEST(test_reload_bind_fails_keeps_old)
+{
+    char ini[512];
+    struct daemon_proc dp;
+    int held, held_port = 0, fd, port;
+
+    snprintf(ini, sizeof(ini),
+             "[tcp]\nlisten = 127.0.0.1:0\n[udp]\nenabled = no\n[limits]\nidle_timeout = 0\n");
+    ck_assert_int_eq(daemon_start(&dp, ini), 0);
+    port = dp.dp_tcp_port;
+    ck_assert_int_gt(port, 0);
+    fd = connect_ip_or_fail("127.0.0.1", port);
+    held = tcp_listen_on(AF_INET, 0, &held_port);
+    ck_assert_int_ge(held, 0);
+
+    /* A free new address and a held one: neither may stay. */
+    snprintf(ini, sizeof(ini),
+             "[tcp]\nlisten = 127.0.0.2:0, 127.0.0.1:%d\n[udp]\nenabled = no\n"
+             "[limits]\nidle_timeout = 1\n",
+             held_port);
+    ck_assert_int_eq(daemon_write_config(&dp, ini), 0);
+    reload(&dp, "reload failed", 1);
+    ck_assert(daemon_log_contains(&dp, "cannot listen on tcp 127.0.0.1:"));
+    ck_assert(!daemon_log_contains(&dp, "configuration reloaded"));
+    ck_assert(!daemon_log_contains(&dp, "no longer listening"));
+    ck_assert_int_eq(log_port(&dp, "127.0.0.2"), 0);
+    serves("127.0.0.1", port);
+    /* idle_timeout = 1 was not applied: the open connection outlives it. */
+    usleep(2500 * 1000);
+    echo_once(fd, "still here", 5000);
+
+    /* Once the address is free the same file loads. */
+    close(held);
+    reload(&dp, "configuration reloaded", 1);
+    ck_assert(daemon_log_contains(&dp, "no longer listening on tcp 127.0.0.1:"));
+    ck_assert_int_gt(log_port(&dp, "127.0.0.2"), 0);
+    close(fd);
+    daemon_stop(&dp);
+}
+END_TEST
+
+/*
+ * libevent has 256 common timeouts per base: 300 reloads, each with another
+ * idle_timeout, must not switch the idle timeout off.
+ */
+START_TEST(test_reload_many_idle_timeouts)
+{
+    char ini[512];
+    struct daemon_proc dp;
+    long long t0;
+    int fd;
+
+    snprintf(ini, sizeof(ini), INI_UNIX_ONLY "path = @DIR@/s.sock\n[limits]\nidle_timeout = 999\n");
+    ck_assert_int_eq(daemon_start(&dp, ini), 0);
+    for (int i = 1; i <= 300; i++) {
+        snprintf(ini, sizeof(ini),
+                 INI_UNIX_ONLY "path = @DIR@/s.sock\n[limits]\nidle_timeout = %d\n", 1000 + i);
+        ck_assert_int_eq(daemon_write_config(&dp, ini), 0);
+        reload(&dp, "configuration reloaded", i);
+    }
+    snprintf(ini, sizeof(ini), INI_UNIX_ONLY "path = @DIR@/s.sock\n[limits]\nidle_timeout = 1\n");
+    ck_assert_int_eq(daemon_write_config(&dp, ini), 0);
+    reload(&dp, "configuration reloaded", 301);
+    fd = unix_connect(dp.dp_unix_path);
+    ck_assert_int_ge(fd, 0);
+    echo_once(fd, "then idle", 5000);
+    t0 = now_ms();
+    ck_assert_msg(read_eof(fd, 10000) == 0, "idle connection not closed after 300 reloads");
+    ck_assert_int_le(now_ms() - t0, 5000);
+    close(fd);
+    daemon_stop(&dp);
+}
+END_TEST
+
+/*
+ * Out of descriptors, the reload cannot even open the file: the log says
+ * that, not that the file is invalid.
+ */
+START_TEST(test_reload_no_descriptors)
+{
+    static const char ini[] = INI_TCP4_ONLY "[limits]\nidle_timeout = 0\n";
+    struct daemon_proc dp;
+    int fds[64], n = 0;
+
+    /* Room for the start-up of two workers (a loop, a wake-up and a socket each), little more. */
+    ck_assert_int_eq(daemon_start_nofile(&dp, ini, 24), 0);
+    /* Connect until one is not served: the daemon has no descriptor left. */
+    for (; n < 64; n++) {
+        char got[4];
+
+        fds[n] = connect_ip_or_fail("127.0.0.1", dp.dp_tcp_port);
+        ck_assert_int_eq(write_all(fds[n], "abc", 3), 0);
+        if (read_exact(fds[n], got, 3, 500) != 3) {
+            n++;
+            break;
+        }
+    }
+    ck_assert_int_lt(n, 64);
+    reload(&dp, "reload failed", 1);
+    ck_assert(daemon_log_contains(&dp, "reload failed: cannot read "));
+    ck_assert(daemon_log_contains(&dp, strerror(EMFILE)));
+    ck_assert(!daemon_log_contains(&dp, "is not valid"));
+    for (int i = 0; i < n; i++)
+        close(fds[i]);
+    daemon_stop(&dp);
+}
+END_TEST
+
 static Suite *
 reload_suite(void)
 {
@@ -324,6 +438,9 @@ reload_suite(void)
 
     tcase_add_test(tc, test_reload_listeners);
     tcase_add_test(tc, test_reload_limits_existing);
+    tcase_add_test(tc, test_reload_bind_fails_keeps_old);
+    tcase_add_test(tc, test_reload_many_idle_timeouts);
+    tcase_add_test(tc, test_reload_no_descriptors);
     suite_add_tcase(s, tc);
     return s;
 }

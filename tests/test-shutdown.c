@@ -3,7 +3,9 @@
 #include <check.h>
 #include <errno.h>
 #include <poll.h>
+#include <pthread.h>
 #include <signal.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -146,6 +148,90 @@ START_TEST(test_drain_is_bounded)
 }
 END_TEST
 
+struct blaster {
+    int b_fd;
+    atomic_int b_stop;
+};
+
+/* Write as fast as the socket takes it until told to stop or the peer goes. */
+static void *
+blaster_run(void *arg)
+{
+    struct blaster *b = arg;
+    static char buf[1 << 20];
+
+    while (!atomic_load(&b->b_stop)) {
+        ssize_t n = send(b->b_fd, buf, sizeof(buf), MSG_NOSIGNAL);
+
+        if (n <= 0)
+            break;
+    }
+    return NULL;
+}
+
+/* Read and discard until EOF, an error, or told to stop. */
+static void *
+drainer_run(void *arg)
+{
+    struct blaster *b = arg;
+    static char buf[256 << 10];
+
+    while (!atomic_load(&b->b_stop) && recv(b->b_fd, buf, sizeof(buf), 0) > 0)
+        ;
+    return NULL;
+}
+
+/*
+ * Clients that never stop writing while the daemon lingers after its FIN:
+ * the linger reads a bounded amount per callback, so the loop's timers
+ * still run and the daemon exits on time rather than reading for ever.
+ */
+START_TEST(test_linger_fast_writers)
+{
+    enum { NCLIENTS = 2, NWRITERS = 3 };
+    struct daemon_proc dp;
+    struct blaster b[NCLIENTS];
+    pthread_t wt[NCLIENTS][NWRITERS], rt[NCLIENTS];
+    int status = -1, big = 64 << 20, done;
+    long long t0, elapsed;
+
+    start_or_fail(&dp, INI_UNIX_ONLY "path = @DIR@/s.sock\n[limits]\nshutdown_timeout = 30\n");
+    for (int i = 0; i < NCLIENTS; i++) {
+        b[i].b_fd = unix_connect(dp.dp_unix_path);
+        ck_assert_int_ge(b[i].b_fd, 0);
+        atomic_init(&b[i].b_stop, 0);
+        /* A deep queue (root may force it): the daemon seldom finds the socket empty. */
+        setsockopt(b[i].b_fd, SOL_SOCKET, SO_SNDBUFFORCE, &big, sizeof(big));
+        for (int k = 0; k < NWRITERS; k++)
+            ck_assert_int_eq(pthread_create(&wt[i][k], NULL, blaster_run, &b[i]), 0);
+        ck_assert_int_eq(pthread_create(&rt[i], NULL, drainer_run, &b[i]), 0);
+    }
+    usleep(500 * 1000);
+    t0 = now_ms();
+    ck_assert_int_eq(daemon_signal(&dp, SIGTERM), 0);
+    done = daemon_wait(&dp, 20000, &status) == 0;
+    elapsed = now_ms() - t0;
+    for (int i = 0; i < NCLIENTS; i++) {
+        atomic_store(&b[i].b_stop, 1);
+        shutdown(b[i].b_fd, SHUT_RDWR);
+    }
+    if (!done)
+        daemon_stop(&dp);
+    for (int i = 0; i < NCLIENTS; i++) {
+        for (int k = 0; k < NWRITERS; k++)
+            pthread_join(wt[i][k], NULL);
+        pthread_join(rt[i], NULL);
+        close(b[i].b_fd);
+    }
+    fprintf(stderr, "shutdown: fast writers in the linger, exit %lld ms after SIGTERM\n", elapsed);
+    ck_assert_msg(done, "still running 20 s after SIGTERM with writers in the linger");
+    /* The linger is 2 s; reading until EAGAIN took about 7 s here. */
+    ck_assert_int_le(elapsed, 4500);
+    ck_assert_int_eq(status, 0);
+    daemon_stop(&dp);
+}
+END_TEST
+
 static Suite *
 shutdown_suite(void)
 {
@@ -156,6 +242,7 @@ shutdown_suite(void)
     tcase_add_test(tc, test_second_sigterm);
     tcase_add_test(tc, test_discards_after_fin);
     tcase_add_test(tc, test_drain_is_bounded);
+    tcase_add_test(tc, test_linger_fast_writers);
     suite_add_tcase(s, tc);
     return s;
 }

@@ -187,6 +187,30 @@ START_TEST(test_shutdown_lingers)
 }
 END_TEST
 
+/*
+ * A connection the loop cannot watch (epoll refuses /dev/null, as it would
+ * refuse anything when the kernel is out of memory): stream_new() fails,
+ * closes the descriptor, and never calls the closed callback, so its
+ * owner counts nothing and gives no slot back twice.
+ */
+START_TEST(test_enable_fails)
+{
+    struct fixture f;
+    int fd;
+
+    fixture_init(&f, 1024 * 1024);
+    fd = open("/dev/null", O_RDWR | O_CLOEXEC);
+    ck_assert_int_ge(fd, 0);
+    ck_assert_ptr_null(stream_new(&f.f_env, fd, TRANSPORT_UNIX, NULL, 0));
+    /* libevent closes a freed bufferevent's descriptor from the loop. */
+    event_base_loop(f.f_base, EVLOOP_NONBLOCK);
+    ck_assert_msg(fcntl(fd, F_GETFD) == -1 && errno == EBADF, "the descriptor was left open");
+    ck_assert_int_eq(f.f_closed, 0);
+    fixture_deinit(&f);
+    ck_assert_int_eq(f.f_closed, 1);
+}
+END_TEST
+
 static Suite *
 stream_suite(void)
 {
@@ -197,6 +221,7 @@ stream_suite(void)
     tcase_add_test(tc, test_eof_flushes_then_closes);
     tcase_add_test(tc, test_backpressure);
     tcase_add_test(tc, test_shutdown_lingers);
+    tcase_add_test(tc, test_enable_fails);
     suite_add_tcase(s, tc);
     return s;
 }

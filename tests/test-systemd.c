@@ -5,6 +5,7 @@
 #include <fcntl.h>
 #include <arpa/inet.h>
 #include <netinet/in.h>
+#include <poll.h>
 #include <signal.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -168,6 +169,25 @@ START_TEST(test_reload)
     manager_expect(&m, dp.dp_pid, "READY=1", msg, sizeof(msg), MSG_TIMEOUT_MS);
     check_echo_all(tcp, 0, NULL);
 
+    /* A new address that cannot be bound fails the reload whole, and STATUS= says so. */
+    {
+        char ini[256];
+        int held, held_port = 0;
+
+        held = tcp_listen_on(AF_INET, 0, &held_port);
+        ck_assert_int_ge(held, 0);
+        snprintf(ini, sizeof(ini), "[tcp]\nlisten = 127.0.0.1:%d\n[udp]\nenabled = no\n",
+                 held_port);
+        ck_assert_int_eq(daemon_write_config(&dp, ini), 0);
+        ck_assert_int_eq(daemon_signal(&dp, SIGHUP), 0);
+        manager_expect(&m, dp.dp_pid, "RELOADING=1\n", msg, sizeof(msg), MSG_TIMEOUT_MS);
+        manager_expect(&m, dp.dp_pid, "READY=1", msg, sizeof(msg), MSG_TIMEOUT_MS);
+        ck_assert_msg(strstr(msg, "STATUS=reload failed: cannot listen") != NULL,
+                      "READY=1 without a failed STATUS=: '%s'", msg);
+        check_echo_all(tcp, 0, NULL);
+        close(held);
+    }
+
     stop_expect_stopping(&m, &dp);
     daemon_stop(&dp);
     manager_close(&m);
@@ -234,6 +254,42 @@ START_TEST(test_watchdog)
     }
     ck_assert_msg(pings >= 4 && pings <= 8, "%d pings in 3 s at a 1 s watchdog", pings);
     ck_assert_msg(max_gap < 1000, "%lld ms between pings at a 1 s watchdog", max_gap);
+
+    stop_expect_stopping(&m, &dp);
+    daemon_stop(&dp);
+    manager_close(&m);
+}
+END_TEST
+
+/*
+ * WATCHDOG_USEC=1 would make a zero-interval timer, a busy loop: the
+ * interval is clamped to 10 ms, so a second brings about 100 pings.
+ */
+START_TEST(test_watchdog_tiny)
+{
+    struct daemon_proc dp;
+    struct manager m;
+    char msg[4096];
+    long long end;
+    pid_t from;
+    int pings = 0;
+
+    unsetenv("WATCHDOG_PID");
+    ck_assert_int_eq(setenv("WATCHDOG_USEC", "1", 1), 0);
+    manager_open_or_fail(&m, false);
+    spawn(&dp, tcp_only_ini);
+    unsetenv("WATCHDOG_USEC");
+    manager_expect(&m, dp.dp_pid, "READY=1", msg, sizeof(msg), READY_TIMEOUT_MS);
+
+    end = now_ms() + 1000;
+    while (now_ms() < end) {
+        if (manager_recv_or_fail(&m, msg, sizeof(msg), &from, end - now_ms()) < 0)
+            break;
+        if (strcmp(msg, "WATCHDOG=1") == 0)
+            pings++;
+    }
+    fprintf(stderr, "systemd: %d pings in 1 s at WATCHDOG_USEC=1\n", pings);
+    ck_assert_msg(pings >= 5 && pings <= 200, "%d pings in 1 s at WATCHDOG_USEC=1", pings);
 
     stop_expect_stopping(&m, &dp);
     daemon_stop(&dp);
@@ -493,6 +549,94 @@ START_TEST(test_socket_activation)
 }
 END_TEST
 
+/*
+ * A wildcard UDP socket from the manager (ListenDatagram=0.0.0.0:P) must
+ * answer from the address the client wrote to: a client that sent to
+ * 127.0.0.2 and gets its answer from 127.0.0.1 (what routing picks for a
+ * socket not told the destination) drops it if connected.
+ */
+START_TEST(test_activated_udp_wildcard)
+{
+    const char *activate = getenv("ACTIVATE");
+    const char *upechod = getenv("UPECHOD");
+    struct sockaddr_in me = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+    struct sockaddr_in to = {.sin_family = AF_INET}, from;
+    socklen_t flen = sizeof(from);
+    struct daemon_proc dp;
+    struct manager m;
+    char msg[4096], report[256], line[256], got[64], src[INET_ADDRSTRLEN];
+    struct pollfd pfd;
+    int logfd, status, fd, udp_port = 0;
+    pid_t parent = getpid();
+    ssize_t r;
+    FILE *f;
+
+    ck_assert_msg(activate != NULL && upechod != NULL, "ACTIVATE and UPECHOD must be set");
+    memset(&dp, 0, sizeof(dp));
+    manager_open_or_fail(&m, false);
+    snprintf(dp.dp_dir, sizeof(dp.dp_dir), "%s", m.m_dir);
+    snprintf(dp.dp_config, sizeof(dp.dp_config), "%s/upechod.ini", m.m_dir);
+    snprintf(dp.dp_log, sizeof(dp.dp_log), "%s/upechod.log", m.m_dir);
+    snprintf(report, sizeof(report), "%s/sockets", m.m_dir);
+    ck_assert_int_eq(daemon_write_config(&dp, INI_UDP4_ONLY), 0);
+    logfd = open(dp.dp_log, O_WRONLY | O_CREAT | O_TRUNC | O_APPEND | O_CLOEXEC, 0600);
+    ck_assert_int_ge(logfd, 0);
+
+    dp.dp_pid = fork();
+    ck_assert_int_ge(dp.dp_pid, 0);
+    if (dp.dp_pid == 0) {
+        const char *argv[] = {activate, "-r",         report, "udp:0.0.0.0:0", "--", upechod,
+                              "-c",     dp.dp_config, NULL};
+
+        prctl(PR_SET_PDEATHSIG, SIGKILL);
+        if (getppid() != parent)
+            _exit(127);
+        dup2(logfd, STDOUT_FILENO);
+        dup2(logfd, STDERR_FILENO);
+        close_range(3, ~0U, 0);
+        execv(activate, (char *const *)argv);
+        _exit(127);
+    }
+    close(logfd);
+    dp.dp_status = -1;
+
+    manager_expect(&m, dp.dp_pid, "READY=1", msg, sizeof(msg), READY_TIMEOUT_MS);
+    f = fopen(report, "re");
+    ck_assert_ptr_nonnull(f);
+    while (fgets(line, sizeof(line), f) != NULL) {
+        char *colon = strrchr(line, ':');
+
+        if (strncmp(line, "udp ", 4) == 0 && colon != NULL)
+            udp_port = atoi(colon + 1);
+    }
+    fclose(f);
+    ck_assert_int_gt(udp_port, 0);
+
+    /* From 127.0.0.1, unconnected, so that a reply from any source is seen. */
+    fd = socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+    ck_assert_int_ge(fd, 0);
+    ck_assert_int_eq(bind(fd, (struct sockaddr *)&me, sizeof(me)), 0);
+    ck_assert_int_eq(inet_pton(AF_INET, "127.0.0.2", &to.sin_addr), 1);
+    to.sin_port = htons((uint16_t)udp_port);
+    ck_assert_int_eq(sendto(fd, "to two", 6, 0, (struct sockaddr *)&to, sizeof(to)), 6);
+    pfd = (struct pollfd){.fd = fd, .events = POLLIN};
+    ck_assert_msg(poll(&pfd, 1, MSG_TIMEOUT_MS) == 1, "no reply from the activated socket");
+    r = recvfrom(fd, got, sizeof(got), 0, (struct sockaddr *)&from, &flen);
+    ck_assert_int_eq(r, 6);
+    ck_assert_mem_eq(got, "TO TWO", 6);
+    inet_ntop(AF_INET, &from.sin_addr, src, sizeof(src));
+    ck_assert_msg(from.sin_addr.s_addr == to.sin_addr.s_addr && from.sin_port == to.sin_port,
+                  "sent to 127.0.0.2:%d, answered from %s:%d", udp_port, src, ntohs(from.sin_port));
+    close(fd);
+
+    ck_assert_int_eq(daemon_signal(&dp, SIGTERM), 0);
+    manager_expect(&m, dp.dp_pid, "STOPPING=1", msg, sizeof(msg), MSG_TIMEOUT_MS);
+    ck_assert_int_eq(daemon_wait(&dp, HARNESS_STOP_TIMEOUT_MS, &status), 0);
+    ck_assert_int_eq(status, 0);
+    manager_close(&m);
+}
+END_TEST
+
 static Suite *
 systemd_suite(void)
 {
@@ -506,11 +650,13 @@ systemd_suite(void)
     tcase_add_test(tc, test_reload);
     tcase_add_test(tc, test_status);
     tcase_add_test(tc, test_watchdog);
+    tcase_add_test(tc, test_watchdog_tiny);
     tcase_add_test(tc, test_watchdog_other_pid);
     suite_add_tcase(s, tc);
     tcase_add_unchecked_fixture(ta, scratch_setup, scratch_teardown);
     tcase_set_timeout(ta, 60);
     tcase_add_test(ta, test_socket_activation);
+    tcase_add_test(ta, test_activated_udp_wildcard);
     suite_add_tcase(s, ta);
     return s;
 }

@@ -3,6 +3,7 @@
 #include <check.h>
 #include <errno.h>
 #include <netinet/in.h>
+#include <netinet/ip.h>
 #include <poll.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -23,6 +24,10 @@ static const char guard6_ini[] = INI_UDP6_ONLY;
 static const char noguard_ini[] = INI_UDP4_ONLY "drop_privileged_source_ports = no\n";
 
 static const char rate_ini[] = INI_UDP4_ONLY "rate_limit = 5\n";
+
+/* Wildcard, no guard but the loop guard (and no rate limit to stop a loop in its stead). */
+static const char loop_ini[] = "[tcp]\nenabled = no\n[udp]\nlisten = 0.0.0.0:0\n"
+                               "drop_privileged_source_ports = no\nrate_limit = 0\n";
 
 /*
  * A UDP socket bound to src (port src_port, 0 for any) and connected to the
@@ -271,6 +276,192 @@ START_TEST(test_rate_limit)
 }
 END_TEST
 
+/*
+ * Send one UDP datagram with a forged source, as an attacker would: an IPv4
+ * header of our own (IP_HDRINCL) carries src:sport, to 127.0.0.1:dport.
+ */
+static void
+spoof_udp(const char *src, int sport, int dport, const char *payload)
+{
+    unsigned char pkt[128];
+    size_t plen = strlen(payload), len = sizeof(struct iphdr) + 8 + plen;
+    struct iphdr *ip = (struct iphdr *)pkt;
+    unsigned char *udp = pkt + sizeof(*ip);
+    struct sockaddr_in to = {.sin_family = AF_INET};
+    int fd;
+
+    ck_assert_uint_le(len, sizeof(pkt));
+    memset(pkt, 0, sizeof(pkt));
+    ip->version = 4;
+    ip->ihl = 5;
+    ip->tot_len = htons((uint16_t)len);
+    ip->ttl = 64;
+    ip->protocol = IPPROTO_UDP;
+    ck_assert_int_eq(inet_pton(AF_INET, src, &ip->saddr), 1);
+    ip->daddr = htonl(INADDR_LOOPBACK);
+    /* UDP header: ports, length, checksum 0 (none, allowed over IPv4). */
+    udp[0] = (unsigned char)(sport >> 8);
+    udp[1] = (unsigned char)sport;
+    udp[2] = (unsigned char)(dport >> 8);
+    udp[3] = (unsigned char)dport;
+    udp[4] = (unsigned char)((8 + plen) >> 8);
+    udp[5] = (unsigned char)(8 + plen);
+    memcpy(udp + 8, payload, plen);
+    to.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    /* IPPROTO_RAW implies IP_HDRINCL: the kernel sends the header as written. */
+    fd = socket(AF_INET, SOCK_RAW | SOCK_CLOEXEC, IPPROTO_RAW);
+    ck_assert_msg(fd >= 0, "raw socket: %s", strerror(errno));
+    ck_assert_int_eq(sendto(fd, pkt, len, 0, (struct sockaddr *)&to, sizeof(to)), (ssize_t)len);
+    close(fd);
+}
+
+static bool
+raw_or_skip(const char *test)
+{
+    if (geteuid() == 0)
+        return true;
+    fprintf(stderr, "%s: skipped: forging a source address needs root (a raw socket)\n", test);
+    return false;
+}
+
+/*
+ * A datagram forged from the daemon's own address and port (and from
+ * another local address on its port, which a wildcard socket also owns)
+ * would be answered to itself, forever: 100% CPU.  It must be dropped,
+ * counted and logged, the log line rate-limited, and a client still served.
+ */
+START_TEST(test_loop_own_port)
+{
+    struct daemon_proc dp;
+    long long ticks0, ticks1;
+    int control, port;
+
+    if (!raw_or_skip("test_loop_own_port"))
+        return;
+    start_or_fail(&dp, loop_ini);
+    /* The wildcard's port: the log names it as 0.0.0.0:P, which the harness does not read. */
+    ck_assert(daemon_log_contains(&dp, "listening on udp 0.0.0.0:"));
+    {
+        FILE *f = fopen(dp.dp_log, "re");
+        char line[512];
+        const char *p;
+
+        ck_assert_ptr_nonnull(f);
+        port = 0;
+        while (port == 0 && fgets(line, sizeof(line), f) != NULL)
+            if ((p = strstr(line, "listening on udp 0.0.0.0:")) != NULL)
+                port = atoi(p + strlen("listening on udp 0.0.0.0:"));
+        fclose(f);
+    }
+    ck_assert_int_gt(port, 0);
+    control = udp_from_or_fail(AF_INET, "127.0.0.1", port);
+    answered(control, "before");
+
+    ticks0 = daemon_cpu_ticks(&dp);
+    for (int i = 0; i < 10; i++) {
+        spoof_udp("127.0.0.1", port, port, "loop me");
+        spoof_udp("127.0.0.2", port, port, "loop me too");
+    }
+    usleep(1000 * 1000);
+    ticks1 = daemon_cpu_ticks(&dp);
+    fprintf(stderr, "udpguard: 20 datagrams forged from our own port: %lld CPU ticks in 1 s\n",
+            ticks1 - ticks0);
+    /* A loop burns a whole core (100 ticks a second); idle is about 0. */
+    ck_assert_msg(ticks1 - ticks0 < 30, "the daemon used %lld ticks in 1 s: looping?",
+                  ticks1 - ticks0);
+    answered(control, "still served");
+    ck_assert(daemon_log_contains(&dp, "answering would start an endless loop"));
+    /* 20 drops within a second: one line, not twenty. */
+    ck_assert_int_eq(daemon_log_count(&dp, "answering would start an endless loop"), 1);
+    close(control);
+    ck_assert_int_eq(daemon_stop(&dp), 0);
+}
+END_TEST
+
+/*
+ * Two daemons on different ports, one datagram forged from the second to
+ * the first: with the defaults they answer each other until the per-port
+ * rate limit empties and the datagram drops out of the loop.
+ */
+START_TEST(test_loop_two_daemons)
+{
+    struct daemon_proc a, b;
+    long long a0, b0, a1, b1;
+
+    if (!raw_or_skip("test_loop_two_daemons"))
+        return;
+    start_or_fail(&a, guard_ini);
+    start_or_fail(&b, guard_ini);
+    spoof_udp("127.0.0.1", b.dp_udp_port, a.dp_udp_port, "ping pong");
+    /* The loop runs until the burst (a second's worth) is spent, then stops. */
+    usleep(1500 * 1000);
+    a0 = daemon_cpu_ticks(&a);
+    b0 = daemon_cpu_ticks(&b);
+    usleep(1000 * 1000);
+    a1 = daemon_cpu_ticks(&a);
+    b1 = daemon_cpu_ticks(&b);
+    fprintf(stderr, "udpguard: two daemons, one forged datagram: %lld and %lld ticks in 1 s\n",
+            a1 - a0, b1 - b0);
+    ck_assert_msg(a1 - a0 < 30 && b1 - b0 < 30, "%lld and %lld ticks in 1 s: still looping",
+                  a1 - a0, b1 - b0);
+    ck_assert_int_eq(daemon_stop(&b), 0);
+    ck_assert_int_eq(daemon_stop(&a), 0);
+}
+END_TEST
+
+/*
+ * drop_privileged_source_ports = no still does not answer echo-like
+ * services' ports (7 echo here): that is a loop with the other service.
+ */
+START_TEST(test_loop_echo_port)
+{
+    struct daemon_proc dp;
+    int priv, ok, control, port;
+
+    if (!root_or_skip("test_loop_echo_port"))
+        return;
+    start_or_fail(&dp, noguard_ini);
+    priv = udp_from_port(AF_INET, "127.0.0.1", 7, 7, dp.dp_udp_port, &port);
+    ok = udp_from_port(AF_INET, "127.0.0.1", 1000, 1019, dp.dp_udp_port, &port);
+    control = udp_from_or_fail(AF_INET, "127.0.0.1", dp.dp_udp_port);
+    check_dropped(&priv, 1, control);
+    answered(ok, "not an echo port");
+    close(priv);
+    close(ok);
+    close(control);
+    ck_assert_int_eq(daemon_stop(&dp), 0);
+}
+END_TEST
+
+/*
+ * A second daemon on the same UDP address must fail to bind, not share the
+ * port (SO_REUSEADDR on UDP would let it take some of the datagrams).
+ */
+START_TEST(test_udp_port_in_use)
+{
+    struct daemon_proc first, second;
+    char ini[256], want[128];
+    int status = -1;
+
+    start_or_fail(&first, guard_ini);
+    snprintf(ini, sizeof(ini), "[tcp]\nenabled = no\n[udp]\nlisten = 127.0.0.1:%d\n",
+             first.dp_udp_port);
+    ck_assert_int_eq(daemon_start(&second, ini), -ECHILD);
+    status = second.dp_status;
+    ck_assert_msg(status != 0, "the second daemon exited %d", status);
+    snprintf(want, sizeof(want), "cannot listen on udp 127.0.0.1:%d: bind: Address already in use",
+             first.dp_udp_port);
+    /* The log may reach the file a moment after the exit. */
+    for (long long end = now_ms() + 5000; !daemon_log_contains(&second, want) && now_ms() < end;)
+        usleep(10 * 1000);
+    if (!daemon_log_contains(&second, want))
+        daemon_dump_log(&second);
+    ck_assert_msg(daemon_log_contains(&second, want), "no '%s' in the log", want);
+    daemon_stop(&second);
+    ck_assert_int_eq(daemon_stop(&first), 0);
+}
+END_TEST
+
 static Suite *
 udpguard_suite(void)
 {
@@ -281,6 +472,10 @@ udpguard_suite(void)
     tcase_add_test(tc, test_guard_drops_privileged_ipv6);
     tcase_add_test(tc, test_guard_off);
     tcase_add_test(tc, test_rate_limit);
+    tcase_add_test(tc, test_loop_own_port);
+    tcase_add_test(tc, test_loop_two_daemons);
+    tcase_add_test(tc, test_loop_echo_port);
+    tcase_add_test(tc, test_udp_port_in_use);
     suite_add_tcase(s, tc);
     return s;
 }

@@ -239,6 +239,160 @@ START_TEST(test_removed_on_exit)
 }
 END_TEST
 
+/*
+ * The socket's directory is writable by someone else, who swaps the socket
+ * for a symlink to a private file before a reload: the file keeps its mode
+ * (no chmod of a path, ever), and the exit does not remove the symlink.
+ */
+START_TEST(test_symlink_swap_on_reload)
+{
+    char dir[256], secret[300], ini[1024];
+    struct daemon_proc dp;
+    struct stat st;
+    int fd;
+
+    make_dir(dir, sizeof(dir));
+    snprintf(secret, sizeof(secret), "%s/secret", dir);
+    fd = open(secret, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+    ck_assert_int_ge(fd, 0);
+    close(fd);
+    ck_assert_int_eq(chmod(secret, 0600), 0);
+
+    unix_ini_for(ini, sizeof(ini), "@DIR@/s.sock", "0666");
+    start_or_fail(&dp, ini);
+    ck_assert_int_eq(unlink(dp.dp_unix_path), 0);
+    ck_assert_int_eq(symlink(secret, dp.dp_unix_path), 0);
+    ck_assert_int_eq(daemon_signal(&dp, SIGHUP), 0);
+    for (long long end = now_ms() + 10000; !daemon_log_contains(&dp, "configuration reloaded");)
+        ck_assert_msg(now_ms() < end, "no reload in 10 s");
+    ck_assert_int_eq(stat(secret, &st), 0);
+    ck_assert_msg((st.st_mode & 07777) == 0600, "the symlink's target became %04o",
+                  (unsigned)(st.st_mode & 07777));
+    ck_assert_int_eq(daemon_signal(&dp, SIGTERM), 0);
+    ck_assert_int_eq(daemon_wait(&dp, 10000, NULL), 0);
+    ck_assert_int_eq(lstat(dp.dp_unix_path, &st), 0);
+    ck_assert(S_ISLNK(st.st_mode));
+    ck_assert_int_eq(stat(secret, &st), 0);
+    ck_assert_uint_eq((unsigned)(st.st_mode & 07777), 0600);
+    unlink(dp.dp_unix_path);
+    daemon_stop(&dp);
+    unlink(secret);
+    rmdir(dir);
+}
+END_TEST
+
+/*
+ * A live listener whose backlog is full: the stale-socket probe must not
+ * wait in connect(2).  The daemon refuses the path at once and exits.
+ */
+START_TEST(test_live_full_backlog_refused)
+{
+    char dir[256], path[300], ini[1024];
+    struct sockaddr_un sun = {.sun_family = AF_UNIX};
+    struct daemon_proc dp;
+    int lfd, cfd[64], n = 0, status = -1;
+
+    make_dir(dir, sizeof(dir));
+    snprintf(path, sizeof(path), "%s/full.sock", dir);
+    lfd = bind_unix(path, false);
+    ck_assert_int_eq(listen(lfd, 0), 0);
+    strcpy(sun.sun_path, path);
+    /* Fill the backlog: non-blocking connects until the kernel says EAGAIN. */
+    for (; n < 64; n++) {
+        cfd[n] = socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+        ck_assert_int_ge(cfd[n], 0);
+        if (connect(cfd[n], (struct sockaddr *)&sun, sizeof(sun)) == -1) {
+            ck_assert_int_eq(errno, EAGAIN);
+            close(cfd[n]);
+            break;
+        }
+    }
+    ck_assert_int_lt(n, 64);
+
+    unix_ini_for(ini, sizeof(ini), path, "0600");
+    ck_assert_int_eq(daemon_spawn(&dp, ini, NULL), 0);
+    ck_assert_msg(daemon_wait(&dp, 10000, &status) == 0,
+                  "the daemon hangs on a listener with a full backlog");
+    ck_assert_msg(status != 0 && status != EXIT_CONFIG, "exit status %d", status);
+    ck_assert(daemon_log_contains(&dp, "another process is listening on this socket"));
+    daemon_stop(&dp);
+    for (int i = 0; i < n; i++)
+        close(cfd[i]);
+    close(lfd);
+    unlink(path);
+    rmdir(dir);
+}
+END_TEST
+
+/*
+ * Started as root with user and group: the socket belongs to them, so
+ * mode 0660 lets the group in, and the daemon, no longer root, can still
+ * remove it at exit.
+ */
+START_TEST(test_owned_by_user)
+{
+    char dir[256], path[300], ini[1024];
+    struct daemon_proc dp;
+    struct stat st;
+    int status = -1;
+
+    if (geteuid() != 0)
+        return;
+    /* The socket's directory is the user's, as the unlink at exit needs. */
+    make_dir(dir, sizeof(dir));
+    ck_assert_int_eq(chown(dir, 65534, 65534), 0);
+    snprintf(path, sizeof(path), "%s/o.sock", dir);
+    snprintf(ini, sizeof(ini),
+             INI_UNIX_ONLY "path = %s\nmode = 0660\n[server]\nuser = nobody\ngroup = nogroup\n",
+             path);
+    start_or_fail(&dp, ini);
+    ck_assert_int_eq(lstat(path, &st), 0);
+    ck_assert(S_ISSOCK(st.st_mode));
+    ck_assert_uint_eq(st.st_uid, 65534);
+    ck_assert_uint_eq(st.st_gid, 65534);
+    ck_assert_uint_eq((unsigned)(st.st_mode & 07777), 0660);
+    check_echo(path);
+    ck_assert_int_eq(daemon_signal(&dp, SIGTERM), 0);
+    ck_assert_int_eq(daemon_wait(&dp, 10000, &status), 0);
+    ck_assert_int_eq(status, 0);
+    ck_assert_msg(lstat(path, &st) == -1 && errno == ENOENT, "%s still there after exit", path);
+    ck_assert(!daemon_log_contains(&dp, "cannot remove"));
+    daemon_stop(&dp);
+    rmdir(dir);
+}
+END_TEST
+
+/*
+ * A socket path with control bytes (an escape sequence, a newline) reaches
+ * the log escaped as \\xHH: no raw control byte, no forged second line.
+ */
+START_TEST(test_control_bytes_escaped)
+{
+    char dir[256], path[300], want[320], ini[1024], buf[8192];
+    struct daemon_proc dp;
+    ssize_t n;
+    int fd;
+
+    make_dir(dir, sizeof(dir));
+    snprintf(path, sizeof(path), "%s/a\x1b[31mb\x7f.sock", dir);
+    snprintf(want, sizeof(want), "listening on unix %s/a\\x1b[31mb\\x7f.sock\n", dir);
+    unix_ini_for(ini, sizeof(ini), path, "0600");
+    start_or_fail(&dp, ini);
+    check_echo(path);
+    ck_assert_msg(daemon_log_contains(&dp, want), "no %s in the log", want);
+    fd = open(dp.dp_log, O_RDONLY | O_CLOEXEC);
+    ck_assert_int_ge(fd, 0);
+    n = read(fd, buf, sizeof(buf));
+    close(fd);
+    ck_assert_int_gt(n, 0);
+    for (ssize_t i = 0; i < n; i++)
+        ck_assert_msg(buf[i] == '\n' || ((unsigned char)buf[i] >= 0x20 && buf[i] != 0x7f),
+                      "raw byte 0x%02x in the log at %zd", (unsigned char)buf[i], i);
+    ck_assert_int_eq(daemon_stop(&dp), 0);
+    rmdir(dir);
+}
+END_TEST
+
 static Suite *
 unix_suite(void)
 {
@@ -251,6 +405,10 @@ unix_suite(void)
     tcase_add_test(tc, test_live_refused);
     tcase_add_test(tc, test_not_a_socket_refused);
     tcase_add_test(tc, test_removed_on_exit);
+    tcase_add_test(tc, test_symlink_swap_on_reload);
+    tcase_add_test(tc, test_live_full_backlog_refused);
+    tcase_add_test(tc, test_owned_by_user);
+    tcase_add_test(tc, test_control_bytes_escaped);
     suite_add_tcase(s, tc);
     return s;
 }

@@ -105,13 +105,39 @@ log_level_name(enum log_level level)
 }
 
 /*
+ * Copy msg into line from off, control bytes (below 0x20, and 0x7f) written
+ * as \xHH: a path from the configuration, a variable from the environment
+ * or bytes from a peer then cannot forge a log line, break one in two or
+ * send escape sequences to a terminal.  A backslash is left alone, so
+ * what is printed stays readable; each escape is written whole or not at
+ * all.  Returns the new end, at most size.
+ */
+static size_t
+log_escape(char *line, size_t size, size_t off, const char *msg)
+{
+    for (; *msg != '\0' && off < size; msg++) {
+        unsigned char c = (unsigned char)*msg;
+
+        if (c >= 0x20 && c != 0x7f) {
+            line[off++] = (char)c;
+        } else if (off + 4 <= size) {
+            snprintf(line + off, 5, "\\x%02x", c);
+            off += 4;
+        } else {
+            break;
+        }
+    }
+    return off;
+}
+
+/*
  * One line per call, written with a single write(2) so that lines from a
  * daemon and its tests never interleave mid-line.
  */
 void
 log_msg(enum log_level level, const char *fmt, ...)
 {
-    char line[1024];
+    char line[1024], msg[1024];
     size_t off = 0;
     int saved = errno;
     va_list ap;
@@ -137,10 +163,10 @@ log_msg(enum log_level level, const char *fmt, ...)
         off = (size_t)n;
 
     va_start(ap, fmt);
-    n = vsnprintf(line + off, sizeof(line) - off - 1, fmt, ap);
+    n = vsnprintf(msg, sizeof(msg), fmt, ap);
     va_end(ap);
     if (n > 0)
-        off += (size_t)n < sizeof(line) - off - 1 ? (size_t)n : sizeof(line) - off - 2;
+        off = log_escape(line, sizeof(line) - 1, off, msg);
     line[off++] = '\n';
 
     while (write(STDERR_FILENO, line, off) == -1 && errno == EINTR)

@@ -2,7 +2,9 @@
 #include <ctype.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <grp.h>
 #include <limits.h>
+#include <pwd.h>
 #include <sched.h>
 #include <stdarg.h>
 #include <stdint.h>
@@ -42,6 +44,7 @@ enum config_key_id {
     KEY_UDP_LISTEN,
     KEY_UDP_DROP_PRIVILEGED,
     KEY_UDP_RATE_LIMIT,
+    KEY_UDP_RATE_LIMIT_PER_PORT,
     KEY_UNIX_ENABLED,
     KEY_UNIX_PATH,
     KEY_UNIX_MODE,
@@ -76,6 +79,7 @@ static const struct config_key config_keys[KEY_COUNT] = {
     [KEY_UDP_LISTEN] = {1, "listen", "127.0.0.1:7777"},
     [KEY_UDP_DROP_PRIVILEGED] = {1, "drop_privileged_source_ports", "yes"},
     [KEY_UDP_RATE_LIMIT] = {1, "rate_limit", "0"},
+    [KEY_UDP_RATE_LIMIT_PER_PORT] = {1, "rate_limit_per_port", "10000"},
     [KEY_UNIX_ENABLED] = {2, "enabled", "no"},
     [KEY_UNIX_PATH] = {2, "path", "/run/upechod/upechod.sock"},
     [KEY_UNIX_MODE] = {2, "mode", "0660"},
@@ -415,11 +419,17 @@ config_mode(struct config_parser *p, int id, const char *v, mode_t *out)
     unsigned long long m;
     char q[1024];
 
-    if (number_parse(v, 8, &m) == 0 && m <= 07777) {
+    /*
+     * Permission bits only: setuid, setgid and sticky mean nothing on a
+     * socket, and a mode that asks for them is a typo or worse.
+     */
+    if (number_parse(v, 8, &m) == 0 && m <= 0777) {
         *out = (mode_t)m;
         return 0;
     }
-    config_bad(p, id, "must be an octal file mode from 0000 to 7777, such as 0660, got %s",
+    config_bad(p, id,
+               "must be an octal file mode from 0000 to 0777 (no setuid, setgid or sticky bit), "
+               "such as 0660, got %s",
                config_quote(q, sizeof(q), v));
     return -EINVAL;
 }
@@ -537,6 +547,10 @@ config_set(struct config_parser *p, int id, const char *v)
     case KEY_UDP_RATE_LIMIT:
         if ((rc = config_number(p, id, v, 0, CONFIG_RATE_LIMIT_MAX, NULL, &n)) == 0)
             cf->cf_udp_rate_limit = (unsigned)n;
+        return rc;
+    case KEY_UDP_RATE_LIMIT_PER_PORT:
+        if ((rc = config_number(p, id, v, 0, CONFIG_RATE_LIMIT_MAX, NULL, &n)) == 0)
+            cf->cf_udp_rate_limit_per_port = (unsigned)n;
         return rc;
     case KEY_UNIX_ENABLED:
         return config_bool(p, id, v, &cf->cf_unix_enabled);
@@ -761,6 +775,20 @@ config_classify(struct config_parser *p, char *line)
             config_report(p, p->p_lineno, NULL, NULL, "missing key name before '%c'", *e);
             goto blank;
         }
+        /*
+         * Indented, with no key above it in this section (the first key after
+         * a header): inih would take it as a key, but indentation before a
+         * key is an error wherever it is.
+         */
+        if (s > line) {
+            if (p->p_section != SECTION_BAD)
+                config_report(p, p->p_lineno,
+                              p->p_section >= 0 ? config_sections[p->p_section] : NULL, NULL,
+                              "indented line %s; only the lines that continue a [tcp] or [udp] "
+                              "listen list may be indented, remove the leading whitespace",
+                              config_quote(q, sizeof(q), s));
+            goto blank;
+        }
         if (n >= sizeof(p->p_prev_key))
             n = sizeof(p->p_prev_key) - 1;
         memcpy(p->p_prev_key, s, n);
@@ -842,6 +870,33 @@ config_validate_listen(struct config_parser *p, int enabled_id, int listen_id, b
                   config_sections[k->k_section]);
 }
 
+/*
+ * The user and group must exist now, not only once the sockets are bound:
+ * `upechod -t` then catches a misspelt name, with its line, and start-up
+ * never fails halfway for it.
+ */
+static void
+config_validate_accounts(struct config_parser *p)
+{
+    const struct upechod_config *cf = p->p_cf;
+    char q[1024];
+
+    if (cf->cf_user[0] != '\0' && !p->p_key_bad[KEY_USER]) {
+        errno = 0;
+        if (getpwnam(cf->cf_user) == NULL)
+            config_report(p, p->p_key_line[KEY_USER], "server", "user", "%s: %s",
+                          config_quote(q, sizeof(q), cf->cf_user),
+                          errno != 0 && errno != ENOENT ? strerror(errno) : "no such user");
+    }
+    if (cf->cf_group[0] != '\0' && !p->p_key_bad[KEY_GROUP]) {
+        errno = 0;
+        if (getgrnam(cf->cf_group) == NULL)
+            config_report(p, p->p_key_line[KEY_GROUP], "server", "group", "%s: %s",
+                          config_quote(q, sizeof(q), cf->cf_group),
+                          errno != 0 && errno != ENOENT ? strerror(errno) : "no such group");
+    }
+}
+
 /* The checks that involve more than one key, once the whole file is read. */
 static void
 config_validate(struct config_parser *p)
@@ -875,6 +930,7 @@ config_validate(struct config_parser *p)
         config_report(p, p->p_key_line[KEY_GROUP], "server", "group",
                       "set without user; group only applies when dropping privileges to a user, "
                       "so set user too");
+    config_validate_accounts(p);
 }
 
 void
@@ -948,6 +1004,7 @@ int
 config_parse_file(struct upechod_config *cf, const char *path, config_error_fn err, void *arg)
 {
     struct config_parser p;
+    struct stat st;
     char *buf = NULL;
     size_t len = 0, size = 0;
     int fd, rc = 0;
@@ -958,9 +1015,24 @@ config_parse_file(struct upechod_config *cf, const char *path, config_error_fn e
     p.p_err = err;
     p.p_arg = arg;
 
-    fd = open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY);
-    if (fd == -1)
+    /*
+     * Only a regular file: a FIFO or a device would block the event loop on
+     * reload (O_NONBLOCK keeps even the open from waiting for a writer).
+     */
+    fd = open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY | O_NONBLOCK);
+    if (fd == -1) {
         rc = -errno;
+    } else if (fstat(fd, &st) == -1) {
+        rc = -errno;
+    } else if (S_ISDIR(st.st_mode)) {
+        rc = -EISDIR;
+    } else if (!S_ISREG(st.st_mode)) {
+        config_defaults(cf);
+        snprintf(cf->cf_file, sizeof(cf->cf_file), "%s", path);
+        config_report(&p, 0, NULL, NULL, "not a regular file (a FIFO, device or socket?)");
+        close(fd);
+        return -EINVAL;
+    }
     while (rc == 0) {
         ssize_t n;
 

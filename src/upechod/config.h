@@ -38,6 +38,9 @@ struct upechod_config {
     bool cf_udp_drop_privileged; /* drop_privileged_source_ports = yes */
     unsigned cf_udp_rate_limit;  /* rate_limit = 0 (off), replies/s per source */
 
+    /* rate_limit_per_port = 10000 (0 = off), replies/s per source address and port */
+    unsigned cf_udp_rate_limit_per_port;
+
     /* [unix] */
     bool cf_unix_enabled;                    /* no */
     char cf_unix_path[CONFIG_UNIX_PATH_MAX]; /* /run/upechod/upechod.sock */

@@ -75,8 +75,13 @@ listener_bind_inet(enum transport t, const struct sockaddr *sa, socklen_t salen,
     fd = socket(sa->sa_family, type | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
     if (fd == -1)
         return -1;
-    /* Restarts must not wait out TIME_WAIT; UDP gets it for symmetry. */
-    setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
+    /*
+     * Restarts must not wait out TIME_WAIT.  TCP only: on a UDP socket
+     * SO_REUSEADDR lets another process bind the same address and take
+     * a share of the datagrams; a second daemon must get EADDRINUSE.
+     */
+    if (t == TRANSPORT_TCP)
+        setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
     /*
      * Only with several workers: SO_REUSEPORT would also let a second
      * daemon of the same user share the port instead of failing to start.
@@ -125,6 +130,18 @@ listener_new_inet(enum transport t, const struct addr *a, int backlog, unsigned 
         return NULL;
     }
     ls->ls_conf_addr = *a;
+    /*
+     * SO_REUSEPORT would let us join a port another process (of the same
+     * user) already serves, and share its clients: first check that the
+     * port is free with a socket that does not ask to share.
+     */
+    if (nsockets > 1 && addr_port((struct sockaddr *)&ss) > 0) {
+        int probe = listener_bind_inet(t, (struct sockaddr *)&ss, sslen, backlog, 0, what);
+
+        if (probe == -1)
+            goto fail;
+        close(probe);
+    }
     for (unsigned i = 0; i < nsockets; i++) {
         ls->ls_fds[i] =
             listener_bind_inet(t, (struct sockaddr *)&ss, sslen, backlog, nsockets > 1, what);
@@ -171,11 +188,18 @@ listener_unix_clear(const char *path, const char **what)
     memset(&sun, 0, sizeof(sun));
     sun.sun_family = AF_UNIX;
     memcpy(sun.sun_path, path, strlen(path));
-    if ((fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0)) == -1) {
+    /*
+     * Non-blocking: a live listener whose backlog is full would otherwise
+     * hold start-up (or a reload) in connect(2).  EAGAIN means just that:
+     * someone listens there.
+     */
+    if ((fd = socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0)) == -1) {
         *what = "socket";
         return -errno;
     }
     rc = connect(fd, (struct sockaddr *)&sun, sizeof(sun));
+    if (rc == -1 && (errno == EAGAIN || errno == EINPROGRESS))
+        rc = 0;
     close(fd);
     if (rc == 0) {
         *what = "another process is listening on this socket";
@@ -193,13 +217,66 @@ listener_unix_clear(const char *path, const char **what)
     return 0;
 }
 
-/* Bind an AF_UNIX stream socket at path with the given file mode; every worker shares it. */
+/*
+ * Remove the AF_UNIX file at path if it still is the socket we created
+ * (lstat: a symlink put in its place is not followed).  0, or -1 with errno.
+ */
+static int
+listener_unix_unlink(const struct listener *ls, const char *path)
+{
+    struct stat st;
+
+    if (ls->ls_ino == 0 || lstat(path, &st) == -1 || st.st_dev != ls->ls_dev ||
+        st.st_ino != ls->ls_ino)
+        return 0;
+    return unlink(path);
+}
+
+/*
+ * The socket file just bound at path: check through an O_PATH descriptor,
+ * which never follows a symlink, that it is a socket, note its identity,
+ * and hand it to uid:gid (when not -1) through that same descriptor.  So
+ * whatever is swapped in at the path meanwhile, no other file is ever
+ * chowned, and no file's mode is ever changed after the fact: the mode
+ * comes from the umask at bind time, as systemd does it.
+ */
+static int
+listener_unix_own(struct listener *ls, const char *path, uid_t uid, gid_t gid, const char **what)
+{
+    struct stat st;
+    int pfd, err = 0;
+
+    *what = "open";
+    if ((pfd = open(path, O_PATH | O_NOFOLLOW | O_CLOEXEC)) == -1)
+        return -errno;
+    *what = "stat";
+    if (fstat(pfd, &st) == -1) {
+        err = -errno;
+    } else if (!S_ISSOCK(st.st_mode)) {
+        *what = "the path was replaced by something that is not a socket";
+        err = -EEXIST;
+    } else {
+        ls->ls_dev = st.st_dev;
+        ls->ls_ino = st.st_ino;
+        *what = "chown";
+        if ((uid != (uid_t)-1 || gid != (gid_t)-1) &&
+            fchownat(pfd, "", uid, gid, AT_EMPTY_PATH | AT_SYMLINK_NOFOLLOW) == -1)
+            err = -errno;
+    }
+    close(pfd);
+    return err;
+}
+
+/*
+ * Bind an AF_UNIX stream socket at path with the given file mode, owned by
+ * uid:gid (-1: left as created); every worker shares it.
+ */
 struct listener *
-listener_new_unix(const char *path, mode_t mode, int backlog, const char **what)
+listener_new_unix(const char *path, mode_t mode, uid_t uid, gid_t gid, int backlog,
+                  const char **what)
 {
     struct sockaddr_un sun;
     struct listener *ls;
-    struct stat st;
     mode_t omask;
     int fd, rc, err;
 
@@ -211,9 +288,15 @@ listener_new_unix(const char *path, mode_t mode, int backlog, const char **what)
     sun.sun_family = AF_UNIX;
     memcpy(sun.sun_path, path, strlen(path));
 
+    *what = "out of memory";
+    if ((ls = listener_alloc(TRANSPORT_UNIX, 1)) == NULL) {
+        errno = ENOMEM;
+        return NULL;
+    }
     *what = "socket";
     if ((fd = socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0)) == -1)
-        return NULL;
+        goto fail;
+    ls->ls_fds[0] = fd;
     /* The file is created with the mode asked for: no window with wider permissions. */
     omask = umask(~mode & 0777);
     rc = bind(fd, (struct sockaddr *)&sun, sizeof(sun));
@@ -221,42 +304,55 @@ listener_new_unix(const char *path, mode_t mode, int backlog, const char **what)
     *what = "bind";
     if (rc == -1)
         goto fail;
-    *what = "chmod";
-    if (chmod(path, mode) == -1 || stat(path, &st) == -1)
+    if ((rc = listener_unix_own(ls, path, uid, gid, what)) != 0) {
+        errno = -rc;
         goto fail_unlink;
+    }
     *what = "listen";
     if (listen(fd, backlog) == -1)
         goto fail_unlink;
-    *what = "out of memory";
-    if ((ls = listener_alloc(TRANSPORT_UNIX, 1)) == NULL) {
-        errno = ENOMEM;
-        goto fail_unlink;
-    }
-    ls->ls_fds[0] = fd;
     snprintf(ls->ls_path, sizeof(ls->ls_path), "%s", path);
-    ls->ls_dev = st.st_dev;
-    ls->ls_ino = st.st_ino;
     listener_name(ls);
     return ls;
 fail_unlink:
     err = errno;
-    unlink(path);
+    listener_unix_unlink(ls, path);
     errno = err;
 fail:
     err = errno;
-    close(fd);
+    listener_release(ls);
     errno = err;
     return NULL;
 }
 
-/* Serve an already bound (and, for streams, listening) socket passed in by systemd. */
+/*
+ * Serve an already bound (and, for streams, listening) socket passed in by
+ * systemd; every worker shares it.  A datagram socket gets the same
+ * preparation as one we bind (destination addresses, receive buffer): a
+ * wildcard ListenDatagram= must answer from the address the client wrote
+ * to.  Returns NULL with errno set and *what naming the step that failed.
+ */
 struct listener *
-listener_new_fd(int fd, enum transport t)
+listener_new_fd(int fd, enum transport t, const char **what)
 {
-    struct listener *ls = listener_alloc(t, 1);
+    struct listener *ls;
 
-    if (ls == NULL)
+    if (t == TRANSPORT_UDP) {
+        struct sockaddr_storage ss;
+        socklen_t len = sizeof(ss);
+
+        *what = "getsockname";
+        if (getsockname(fd, (struct sockaddr *)&ss, &len) == -1)
+            return NULL;
+        *what = "setsockopt";
+        if (udp_prepare_socket(fd, (struct sockaddr *)&ss) == -1)
+            return NULL;
+    }
+    *what = "out of memory";
+    if ((ls = listener_alloc(t, 1)) == NULL) {
+        errno = ENOMEM;
         return NULL;
+    }
     ls->ls_fds[0] = fd;
     ls->ls_activated = 1;
     listener_name(ls);
@@ -272,12 +368,9 @@ listener_new_fd(int fd, enum transport t)
 void
 listener_free(struct listener *ls)
 {
-    struct stat st;
-
     if (ls == NULL)
         return;
-    if (ls->ls_path[0] != '\0' && !ls->ls_activated && stat(ls->ls_path, &st) == 0 &&
-        st.st_dev == ls->ls_dev && st.st_ino == ls->ls_ino && unlink(ls->ls_path) == -1)
+    if (ls->ls_path[0] != '\0' && !ls->ls_activated && listener_unix_unlink(ls, ls->ls_path) == -1)
         log_warn("cannot remove %s: %s", ls->ls_path, strerror(errno));
     listener_release(ls);
 }

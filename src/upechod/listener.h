@@ -34,8 +34,9 @@ TAILQ_HEAD(listener_list, listener);
 
 struct listener *listener_new_inet(enum transport t, const struct addr *a, int backlog,
                                    unsigned nsockets, const char **what);
-struct listener *listener_new_unix(const char *path, mode_t mode, int backlog, const char **what);
-struct listener *listener_new_fd(int fd, enum transport t);
+struct listener *listener_new_unix(const char *path, mode_t mode, uid_t uid, gid_t gid, int backlog,
+                                   const char **what);
+struct listener *listener_new_fd(int fd, enum transport t, const char **what);
 void listener_free(struct listener *ls);
 int listener_set_backlog(struct listener *ls, int backlog);
 int listener_fd(const struct listener *ls, unsigned worker);

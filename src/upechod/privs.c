@@ -10,6 +10,30 @@
 #include "privs.h"
 
 /*
+ * The uid and gid `user` and `group` name (group "" = the user's primary
+ * group).  0, or -ENOENT / -errno.
+ */
+int
+privs_lookup(const char *user, const char *group, uid_t *uid, gid_t *gid)
+{
+    struct passwd *pw;
+    struct group *gr;
+
+    errno = 0;
+    if ((pw = getpwnam(user)) == NULL)
+        return errno ? -errno : -ENOENT;
+    *uid = pw->pw_uid;
+    *gid = pw->pw_gid;
+    if (group[0] != '\0') {
+        errno = 0;
+        if ((gr = getgrnam(group)) == NULL)
+            return errno ? -errno : -ENOENT;
+        *gid = gr->gr_gid;
+    }
+    return 0;
+}
+
+/*
  * Become `user` (and `group`, or the user's primary group): supplementary
  * groups first, then the gid, then the uid, in the only order that works.
  * Then prove it: if setuid(0) still succeeds, root could be regained and we

@@ -22,10 +22,16 @@
 
 /* How often the service manager's STATUS= line is refreshed. */
 #define SERVER_STATUS_SEC 5
+/* Shortest interval between watchdog pings, whatever WATCHDOG_USEC says. */
+#define SERVER_WATCHDOG_MIN_USEC 10000
+/* Worker heartbeats per watchdog ping: a worker that missed them all is stuck. */
+#define SERVER_BEATS_PER_PING 4
 /* Descriptors kept for listeners, logs and the like, beyond one per connection. */
 #define SERVER_FD_RESERVE 64
-/* Worker heartbeats per watchdog period; the main thread checks them every half period. */
-#define SERVER_BEATS_PER_WATCHDOG 8
+/* ls_mark during server_reconcile(): to close, to keep, or bound by this round. */
+#define SERVER_LS_DROP 0
+#define SERVER_LS_KEEP 1
+#define SERVER_LS_NEW 2
 
 /* Stream connections open across every worker. */
 size_t
@@ -99,11 +105,27 @@ server_listen_one(struct server *srv, const struct upechod_config *cf, enum tran
     struct listener *ls;
     const char *what = "";
 
-    if (t == TRANSPORT_UNIX)
-        ls = listener_new_unix(cf->cf_unix_path, cf->cf_unix_mode, cf->cf_unix_backlog, &what);
-    else
+    if (t == TRANSPORT_UNIX) {
+        uid_t uid = (uid_t)-1;
+        gid_t gid = (gid_t)-1;
+
+        /*
+         * Still root, about to become user: give the socket to user and
+         * group, so that mode's group bits mean them and the unlink at exit
+         * is allowed.  Later (a reload) we already are that user.
+         */
+        if (cf->cf_user[0] != '\0' && geteuid() == 0 &&
+            privs_lookup(cf->cf_user, cf->cf_group, &uid, &gid) != 0) {
+            log_error("cannot listen on unix %s: no such user or group %s:%s", text, cf->cf_user,
+                      cf->cf_group);
+            return -ENOENT;
+        }
+        ls = listener_new_unix(cf->cf_unix_path, cf->cf_unix_mode, uid, gid, cf->cf_unix_backlog,
+                               &what);
+    } else {
         ls = listener_new_inet(t, a, t == TRANSPORT_TCP ? cf->cf_tcp_backlog : 0,
                                srv->srv_conf.cf_workers, &what);
+    }
     if (ls == NULL) {
         int err = errno;
 
@@ -112,9 +134,8 @@ server_listen_one(struct server *srv, const struct upechod_config *cf, enum tran
                       strerror(err));
         return -err;
     }
-    ls->ls_mark = 1;
+    ls->ls_mark = SERVER_LS_NEW;
     TAILQ_INSERT_TAIL(&srv->srv_listeners, ls, ls_entry);
-    log_info("listening on %s %s", transport_name(t), ls->ls_name);
     return 0;
 }
 
@@ -138,23 +159,68 @@ struct server_want {
 };
 
 /*
+ * Close every listener whose mark is `mark`, logging each with why.  The
+ * workers let go of them first (and serve the others, with the running
+ * configuration): a socket is never closed under a worker's loop.
+ */
+static void
+server_close_marked(struct server *srv, int mark, const char *why)
+{
+    struct listener_list gone = TAILQ_HEAD_INITIALIZER(gone);
+    struct listener *ls, *next;
+
+    for (ls = TAILQ_FIRST(&srv->srv_listeners); ls != NULL; ls = next) {
+        next = TAILQ_NEXT(ls, ls_entry);
+        if (ls->ls_mark != mark)
+            continue;
+        if (why != NULL)
+            log_info("%s %s %s", why, transport_name(ls->ls_transport), ls->ls_name);
+        TAILQ_REMOVE(&srv->srv_listeners, ls, ls_entry);
+        TAILQ_INSERT_TAIL(&gone, ls, ls_entry);
+    }
+    if (!TAILQ_EMPTY(&gone))
+        server_apply(srv, &srv->srv_conf);
+    server_close_listeners(&gone);
+}
+
+/* Whether a listener about to be closed may be what keeps want from binding. */
+static int
+server_want_blocked(struct server *srv, const struct server_want *w)
+{
+    struct listener *ls;
+
+    TAILQ_FOREACH(ls, &srv->srv_listeners, ls_entry) {
+        if (ls->ls_mark == SERVER_LS_DROP && ls->ls_transport == w->sw_transport &&
+            ls->ls_transport != TRANSPORT_UNIX &&
+            addr_port((const struct sockaddr *)&ls->ls_conf_addr.a_ss) ==
+                addr_port((const struct sockaddr *)&w->sw_addr->a_ss))
+            return 1;
+    }
+    return 0;
+}
+
+/*
  * Make the listening sockets match cf.  Used at start and on reload: an
  * address already being listened on keeps its socket (no moment where
  * connects are refused), removed ones are closed (their connections go
- * on), new ones are bound.  A new address can collide with one about to be
- * removed (127.0.0.1:9090 becoming *:9090); those are bound again after the
- * removals.  With `fatal`, the first failure aborts and is returned.
- * Running workers are told (and waited for) before a removed socket is
- * closed, and again once the late ones are bound.
+ * on), new ones are bound.
+ *
+ * A reload is all or nothing, as nginx and HAProxy do it: everything new is
+ * bound first, and if any of it fails the new sockets are closed again and
+ * the old ones were never touched.  Only a new address that collides with
+ * one about to be removed (127.0.0.1:9090 becoming *:9090) needs the old
+ * socket closed before it can be bound; if it still fails then, the old
+ * listeners are bound again from the running configuration.  With `fatal`
+ * (start-up) the first failure is returned at once.  Returns 0 or the
+ * first -errno; every failure is logged with the address.
  */
 static int
 server_reconcile(struct server *srv, const struct upechod_config *cf, int fatal)
 {
     struct server_want want[2 * CONFIG_MAX_LISTEN + 1];
-    struct listener_list gone = TAILQ_HEAD_INITIALIZER(gone);
-    struct listener *ls, *next;
+    struct listener *ls;
     size_t nwant = 0;
-    int rc, first_err = 0, nretry = 0;
+    int rc, blocked, first_err = 0;
 
     if (cf->cf_tcp_enabled)
         for (size_t i = 0; i < cf->cf_tcp_nlisten; i++)
@@ -168,50 +234,62 @@ server_reconcile(struct server *srv, const struct upechod_config *cf, int fatal)
         want[nwant++] = (struct server_want){TRANSPORT_UNIX, NULL, cf->cf_unix_path, 0};
 
     TAILQ_FOREACH(ls, &srv->srv_listeners, ls_entry)
-        ls->ls_mark = ls->ls_activated;
+        ls->ls_mark = ls->ls_activated ? SERVER_LS_KEEP : SERVER_LS_DROP;
 
-    for (size_t i = 0; i < nwant; i++) {
+    for (size_t i = 0; i < nwant && first_err == 0; i++) {
         ls = server_find(srv, want[i].sw_transport, want[i].sw_addr, want[i].sw_text);
         if (ls != NULL) {
-            ls->ls_mark = 1;
-            if (ls->ls_transport == TRANSPORT_UNIX && chmod(ls->ls_path, cf->cf_unix_mode) == -1)
-                log_warn("cannot chmod %s: %s", ls->ls_path, strerror(errno));
-            listener_set_backlog(ls, ls->ls_transport == TRANSPORT_UNIX ? cf->cf_unix_backlog
-                                                                        : cf->cf_tcp_backlog);
+            ls->ls_mark = SERVER_LS_KEEP;
+            /*
+             * Never chmod a path: whatever now sits there (a symlink to
+             * another file, say) would get the mode.  The mode is set
+             * through the umask when the socket is created, and only then.
+             */
+            if (ls->ls_transport == TRANSPORT_UNIX &&
+                cf->cf_unix_mode != srv->srv_conf.cf_unix_mode)
+                log_warn("reload: [unix] mode applies when the socket is created: at the next "
+                         "start, or when path changes");
             continue;
         }
+        /* An address an old socket may hold: EADDRINUSE is retried once that one is closed. */
+        blocked =
+            !fatal && want[i].sw_transport != TRANSPORT_UNIX && server_want_blocked(srv, &want[i]);
         rc = server_listen_one(srv, cf, want[i].sw_transport, want[i].sw_addr, want[i].sw_text,
-                               !fatal);
-        if (rc == -EADDRINUSE && !fatal) {
+                               blocked);
+        if (rc == -EADDRINUSE && blocked) {
             want[i].sw_retry = 1;
-            nretry++;
         } else if (rc != 0) {
-            if (fatal)
-                return rc;
-            first_err = first_err ? first_err : rc;
+            first_err = rc;
         }
     }
-
-    for (ls = TAILQ_FIRST(&srv->srv_listeners); ls != NULL; ls = next) {
-        next = TAILQ_NEXT(ls, ls_entry);
-        if (ls->ls_mark)
-            continue;
-        log_info("no longer listening on %s %s", transport_name(ls->ls_transport), ls->ls_name);
-        TAILQ_REMOVE(&srv->srv_listeners, ls, ls_entry);
-        TAILQ_INSERT_TAIL(&gone, ls, ls_entry);
-    }
-    if (!TAILQ_EMPTY(&gone))
-        server_apply(srv, cf);
-    server_close_listeners(&gone);
-    if (nretry == 0)
+    if (first_err != 0) {
+        if (!fatal)
+            server_close_marked(srv, SERVER_LS_NEW, NULL);
         return first_err;
-
-    for (size_t i = 0; i < nwant; i++) {
-        if (want[i].sw_retry && (rc = server_listen_one(srv, cf, want[i].sw_transport,
-                                                        want[i].sw_addr, want[i].sw_text, 0)) != 0)
-            first_err = first_err ? first_err : rc;
     }
-    return first_err;
+
+    /* Everything that could be bound beside the old sockets is: commit. */
+    server_close_marked(srv, SERVER_LS_DROP, "no longer listening on");
+    for (size_t i = 0; i < nwant && first_err == 0; i++)
+        if (want[i].sw_retry)
+            first_err = server_listen_one(srv, cf, want[i].sw_transport, want[i].sw_addr,
+                                          want[i].sw_text, 0);
+    if (first_err != 0) {
+        /* The old sockets are gone: put back what the running configuration had. */
+        server_close_marked(srv, SERVER_LS_NEW, NULL);
+        log_warn("reload: binding the listeners of the running configuration again");
+        if (server_reconcile(srv, &srv->srv_conf, 1) != 0)
+            log_error("reload: not every listener of the running configuration could be "
+                      "bound again");
+        TAILQ_FOREACH(ls, &srv->srv_listeners, ls_entry)
+            if (ls->ls_mark == SERVER_LS_NEW)
+                log_info("listening on %s %s", transport_name(ls->ls_transport), ls->ls_name);
+        return first_err;
+    }
+    TAILQ_FOREACH(ls, &srv->srv_listeners, ls_entry)
+        if (ls->ls_mark == SERVER_LS_NEW)
+            log_info("listening on %s %s", transport_name(ls->ls_transport), ls->ls_name);
+    return 0;
 }
 
 /* Serve the sockets systemd passed; the configured addresses are then not bound. */
@@ -222,6 +300,7 @@ server_adopt(struct server *srv, struct activated_fd *fds, size_t n)
         struct activated_fd *af = &fds[i];
         enum transport t;
         struct listener *ls;
+        const char *what = "";
 
         if (af->af_type == SOCK_DGRAM)
             t = TRANSPORT_UDP;
@@ -229,10 +308,12 @@ server_adopt(struct server *srv, struct activated_fd *fds, size_t n)
             t = TRANSPORT_UNIX;
         else
             t = TRANSPORT_TCP;
-        if ((ls = listener_new_fd(af->af_fd, t)) == NULL) {
-            log_error("cannot serve socket %s passed by the service manager: out of memory",
-                      af->af_name);
-            return -ENOMEM;
+        if ((ls = listener_new_fd(af->af_fd, t, &what)) == NULL) {
+            int err = errno;
+
+            log_error("cannot serve socket %s passed by the service manager: %s: %s", af->af_name,
+                      what, strerror(err));
+            return -err;
         }
         TAILQ_INSERT_TAIL(&srv->srv_listeners, ls, ls_entry);
         log_info("listening on %s %s (socket %s from the service manager)", transport_name(t),
@@ -289,12 +370,22 @@ server_reload(struct server *srv)
 
     notify_reloading(srv->srv_notify);
     if (nc == NULL) {
-        log_error("reload: out of memory; keeping the running configuration");
-        notify_ready(srv->srv_notify, "reload failed: out of memory");
+        log_error("reload failed: out of memory; still running the previous configuration");
+        notify_ready(srv->srv_notify, "reload failed: out of memory; running the previous "
+                                      "configuration");
         return;
     }
     rc = config_load(nc, srv->srv_conf_path[0] != '\0' ? srv->srv_conf_path : NULL,
                      server_reload_error, NULL);
+    if (rc < 0) {
+        /* Not a verdict on the file: it could not be read (out of descriptors, say). */
+        log_error("reload failed: cannot read %s: %s; still running the previous configuration",
+                  nc->cf_file[0] ? nc->cf_file : srv->srv_conf_path, strerror(-rc));
+        notify_ready(srv->srv_notify, "reload failed: cannot read the configuration; running the "
+                                      "previous one");
+        free(nc);
+        return;
+    }
     if (rc != 0) {
         log_error("reload failed: %s is not valid; still running the previous configuration",
                   nc->cf_file[0] ? nc->cf_file : srv->srv_conf_path);
@@ -302,17 +393,27 @@ server_reload(struct server *srv)
         free(nc);
         return;
     }
-    if (strcmp(nc->cf_user, srv->srv_conf.cf_user) != 0 ||
-        strcmp(nc->cf_group, srv->srv_conf.cf_group) != 0)
-        log_warn("reload: [server] user and group take effect only at the next start");
     if (nc->cf_workers != srv->srv_conf.cf_workers) {
         log_warn("reload: [server] workers takes effect only at the next start");
         nc->cf_workers = srv->srv_conf.cf_workers;
     }
+    if (!srv->srv_activated && (rc = server_reconcile(srv, nc, 0)) != 0) {
+        /* Whatever was rebound of the running listeners, the workers serve exactly those. */
+        server_apply(srv, &srv->srv_conf);
+        log_error("reload failed: cannot listen on every address of %s (%s); still running the "
+                  "previous configuration and listeners",
+                  nc->cf_file[0] ? nc->cf_file : "the built-in defaults", strerror(-rc));
+        notify_ready(srv->srv_notify, "reload failed: cannot listen on every new address; "
+                                      "running the previous configuration");
+        free(nc);
+        return;
+    }
+    if (strcmp(nc->cf_user, srv->srv_conf.cf_user) != 0 ||
+        strcmp(nc->cf_group, srv->srv_conf.cf_group) != 0)
+        log_warn("reload: [server] user and group take effect only at the next start");
 
     log_set_level(nc->cf_log_level);
-    if (!srv->srv_activated)
-        server_reconcile(srv, nc, 0);
+    /* Every worker takes nc in its own loop, listeners and open connections alike. */
     server_apply(srv, nc);
     srv->srv_conf = *nc;
     free(nc);
@@ -434,13 +535,24 @@ server_start(struct server *srv)
     uint64_t wd = notify_watchdog_usec();
     int rc;
 
+    /*
+     * Ping at half the period, but never faster than
+     * SERVER_WATCHDOG_MIN_USEC: WATCHDOG_USEC=1 would otherwise make a
+     * zero-interval timer, a busy loop.
+     */
+    if (wd > 0) {
+        wd /= 2;
+        if (wd < SERVER_WATCHDOG_MIN_USEC)
+            wd = SERVER_WATCHDOG_MIN_USEC;
+    }
+
     /* A peer that closes while we write must be an error return, not a fatal signal. */
     signal(SIGPIPE, SIG_IGN);
     server_raise_nofile(&srv->srv_conf);
 
     /* Loops built before anything is bound; their threads start after privileges drop. */
     rc = worker_group_init(&srv->srv_workers, &srv->srv_conf,
-                           srv->srv_notify != NULL ? wd / SERVER_BEATS_PER_WATCHDOG : 0);
+                           srv->srv_notify != NULL ? wd / SERVER_BEATS_PER_PING : 0);
     srv->srv_workers_ready = 1;
     if (rc != 0) {
         log_error("cannot set up %u workers: %s", srv->srv_conf.cf_workers, strerror(-rc));
@@ -466,6 +578,9 @@ server_start(struct server *srv)
         log_error("cannot switch to user %s: %s: %s", srv->srv_conf.cf_user, what, strerror(-rc));
         return rc == -ENOENT ? SERVER_ECONFIG : rc;
     }
+    if (geteuid() == 0 && srv->srv_conf.cf_user[0] == '\0')
+        log_warn("running as root: [server] user is empty; set it (to nobody, say) to drop "
+                 "root once the sockets are bound");
 
     if ((rc = worker_group_start(&srv->srv_workers)) != 0) {
         log_error("cannot start the workers: %s", strerror(-rc));
@@ -481,8 +596,8 @@ server_start(struct server *srv)
 
         event_add(srv->srv_status_timer, &tv);
         if (wd > 0) {
-            tv.tv_sec = (time_t)(wd / 2 / 1000000);
-            tv.tv_usec = (suseconds_t)(wd / 2 % 1000000);
+            tv.tv_sec = (time_t)(wd / 1000000);
+            tv.tv_usec = (suseconds_t)(wd % 1000000);
             event_add(srv->srv_watchdog_timer, &tv);
         }
     }

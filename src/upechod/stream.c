@@ -17,6 +17,8 @@
 #define STREAM_ECHO_STEP (64 * 1024)
 /* How long a shutdown waits, after our FIN, for the client to close its side. */
 #define STREAM_LINGER_SEC 2
+/* Most reads one linger callback makes before it lets the loop go on. */
+#define STREAM_LINGER_READS 16
 
 static void stream_close(struct stream *st);
 
@@ -273,8 +275,10 @@ stream_apply_limits(struct stream *st)
 }
 
 /*
- * Serve a freshly accepted connection.  Returns NULL (fd not taken) on
- * failure.  The caller counts the connection and puts it on its list.
+ * Serve a freshly accepted connection.  The fd is taken either way: on
+ * failure (NULL) it is closed, and the connection counted nowhere (the
+ * closed callback is not called).  The caller counts the connection and
+ * puts it on its list.
  */
 struct stream *
 stream_new(struct stream_env *env, int fd, enum transport t, const struct sockaddr *sa,
@@ -284,11 +288,13 @@ stream_new(struct stream_env *env, int fd, enum transport t, const struct sockad
 
     if (st == NULL) {
         log_warn("out of memory for a new %s connection, refusing it", transport_name(t));
+        close(fd);
         return NULL;
     }
     st->st_bev = bufferevent_socket_new(env->se_base, fd, BEV_OPT_CLOSE_ON_FREE);
     if (st->st_bev == NULL) {
         log_warn("out of memory for a new %s connection, refusing it", transport_name(t));
+        close(fd);
         free(st);
         return NULL;
     }
@@ -300,7 +306,14 @@ stream_new(struct stream_env *env, int fd, enum transport t, const struct sockad
         addr_format(sa, salen, st->st_peer, sizeof(st->st_peer));
     bufferevent_setcb(st->st_bev, stream_read_cb, stream_write_cb, stream_event_cb, st);
     stream_apply_limits(st);
-    bufferevent_enable(st->st_bev, EV_READ | EV_WRITE);
+    if (bufferevent_enable(st->st_bev, EV_READ | EV_WRITE) == -1) {
+        /* Registering with the loop failed: nothing was counted yet; undo the rest. */
+        log_warn("cannot watch a new %s connection: %s; closing it", transport_name(t),
+                 strerror(errno));
+        bufferevent_free(st->st_bev);
+        free(st);
+        return NULL;
+    }
     log_debug("%s %s: connected", transport_name(t), st->st_peer);
     return st;
 }
@@ -337,10 +350,17 @@ stream_linger_cb(evutil_socket_t fd, short what, void *arg)
     ssize_t n;
 
     if (what & EV_READ) {
-        while ((n = read(fd, buf, sizeof(buf))) > 0)
+        int rounds = 0;
+
+        /*
+         * A bounded number of reads: a client that writes as fast as we
+         * read must not keep the loop here, away from timers and the
+         * watchdog.  The event fires again while more is waiting.
+         */
+        while ((n = read(fd, buf, sizeof(buf))) > 0 && ++rounds < STREAM_LINGER_READS)
             ;
         /* A persistent event's timeout restarts on activity: bound the linger ourselves. */
-        if (n == -1 && (errno == EAGAIN || errno == EINTR) && stream_linger_left(st))
+        if ((n > 0 || (n == -1 && (errno == EAGAIN || errno == EINTR))) && stream_linger_left(st))
             return;
     }
     stream_free(st);

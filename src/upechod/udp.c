@@ -9,6 +9,7 @@
 #include <event2/event.h>
 
 #include "log.h"
+#include "ratelimit.h"
 #include "udp.h"
 #include "upper.h"
 
@@ -17,8 +18,6 @@
 #define UDP_ROUNDS 4
 /* Largest UDP payload over IPv6 (IPv4 stops at 65507); one byte more detects truncation. */
 #define UDP_BUFSIZE 65536
-/* Source addresses the rate limiter remembers; a fixed table, so spoofing cannot grow it. */
-#define UDP_RATELIMIT_SLOTS 4096
 /* Receive buffer asked for on each UDP socket. */
 #define UDP_RCVBUF (4 * 1024 * 1024)
 
@@ -32,20 +31,11 @@ struct udp_batch {
 };
 
 struct udp {
-    const struct udp_env *u_env;
+    TAILQ_ENTRY(udp) u_entry; /* in its env's ue_socks */
+    struct udp_env *u_env;
     struct event *u_ev;
     int u_fd;
-};
-
-struct udp_ratelimit_slot {
-    unsigned char rs_addr[16];
-    uint8_t rs_family;
-    uint32_t rs_tokens;
-    uint64_t rs_last_ms;
-};
-
-struct udp_ratelimit {
-    struct udp_ratelimit_slot rl_slots[UDP_RATELIMIT_SLOTS];
+    int u_port; /* the port bound, host order; for the loop guard */
 };
 
 /* The scratch space every UDP socket of one event loop shares; each loop has its own. */
@@ -59,60 +49,6 @@ void
 udp_batch_free(struct udp_batch *b)
 {
     free(b);
-}
-
-struct udp_ratelimit *
-udp_ratelimit_new(void)
-{
-    return calloc(1, sizeof(struct udp_ratelimit));
-}
-
-void
-udp_ratelimit_free(struct udp_ratelimit *rl)
-{
-    free(rl);
-}
-
-/*
- * A token bucket per source address (ports ignored: a spoofer picks those),
- * `rate` replies a second with a burst of one second's worth.  Addresses
- * hash into a fixed table; a collision simply restarts the slot's bucket, so
- * memory stays constant whatever the sources.  Returns 1 to answer.
- */
-int
-udp_ratelimit_allow(struct udp_ratelimit *rl, const struct sockaddr *sa, unsigned rate,
-                    uint64_t now_ms)
-{
-    unsigned char key[16] = {0};
-    struct udp_ratelimit_slot *s;
-    uint32_t h = 2166136261u;
-    uint64_t refill;
-
-    if (rate == 0)
-        return 1;
-    if (sa->sa_family == AF_INET)
-        memcpy(key, &((const struct sockaddr_in *)sa)->sin_addr, 4);
-    else if (sa->sa_family == AF_INET6)
-        memcpy(key, &((const struct sockaddr_in6 *)sa)->sin6_addr, 16);
-    for (size_t i = 0; i < sizeof(key); i++)
-        h = (h ^ key[i]) * 16777619u;
-    h ^= sa->sa_family;
-    s = &rl->rl_slots[h % UDP_RATELIMIT_SLOTS];
-    if (s->rs_family != sa->sa_family || memcmp(s->rs_addr, key, sizeof(key)) != 0) {
-        memcpy(s->rs_addr, key, sizeof(key));
-        s->rs_family = (uint8_t)sa->sa_family;
-        s->rs_tokens = rate;
-        s->rs_last_ms = now_ms;
-    }
-    refill = (now_ms - s->rs_last_ms) * rate / 1000;
-    if (refill > 0) {
-        s->rs_tokens = (uint32_t)(s->rs_tokens + refill > rate ? rate : s->rs_tokens + refill);
-        s->rs_last_ms = now_ms;
-    }
-    if (s->rs_tokens == 0)
-        return 0;
-    s->rs_tokens--;
-    return 1;
 }
 
 /*
@@ -182,8 +118,67 @@ udp_now_ms(void)
     return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
 }
 
-/* Decide whether a datagram from sa gets an answer (reflection guard and rate limit). */
+/* Why a datagram goes unanswered; UDP_ANSWER when it does not. */
+enum udp_verdict {
+    UDP_ANSWER,
+    UDP_DROP_PRIVILEGED,
+    UDP_DROP_LOOP,
+    UDP_DROP_RATELIMIT,
+};
+
+/*
+ * Source ports of services that answer whatever datagram reaches them:
+ * echo 7, daytime 13, qotd 17, chargen 19, time 37, DNS 53 (an error
+ * reply), NTP 123, SNMP 161.  Answering one starts a loop with it; all are
+ * below 1024, so this matters when drop_privileged_source_ports is off.
+ * Port 0 is no one's: only a forged datagram comes from it.
+ */
 static int
+udp_echoish_port(int port)
+{
+    switch (port) {
+    case 0:
+    case 7:
+    case 13:
+    case 17:
+    case 19:
+    case 37:
+    case 53:
+    case 123:
+    case 161:
+        return 1;
+    }
+    return 0;
+}
+
+/*
+ * A datagram from one of our own UDP ports is our own reply coming back,
+ * or another echo server's on the same port: answering it would loop
+ * forever.  As FreeBSD inetd's check_loop(), compare the source port with
+ * the port of every UDP socket we serve, whatever the source address.  For
+ * a socket bound to a specific address, comparing the address too would
+ * miss a wildcard one (any local address is ours) and another upechod on
+ * the same port elsewhere, whose loop with us is just as endless; a client
+ * whose source port is exactly one of ours loses little.  A few compares:
+ * one per UDP socket.  Every worker serves every UDP address, so the
+ * sockets of this worker's loop have all of our ports.
+ */
+static int
+udp_is_loop(const struct udp_env *env, int port)
+{
+    const struct udp *u;
+
+    if (udp_echoish_port(port))
+        return 1;
+    TAILQ_FOREACH(u, &env->ue_socks, u_entry) {
+        if (u->u_port == port)
+            return 1;
+    }
+    return 0;
+}
+
+/* Decide whether a datagram from sa gets an answer (reflection guard, loop guard, rate limit). */
+static enum udp_verdict
 udp_should_answer(const struct udp_env *env, const struct sockaddr *sa, uint64_t now_ms)
 {
     int port = addr_port(sa);
@@ -193,22 +188,86 @@ udp_should_answer(const struct udp_env *env, const struct sockaddr *sa, uint64_t
      * privileged port is the classic reflection loop (CERT CA-1996-01).
      */
     if (env->ue_conf->cf_udp_drop_privileged && port >= 0 && port < 1024)
+        return UDP_DROP_PRIVILEGED;
+    if (udp_is_loop(env, port))
+        return UDP_DROP_LOOP;
+    /*
+     * A loop between two servers (remote ones, or on other ports) is a
+     * single source address and port answering as fast as the round trip
+     * allows.  Once rate_limit_per_port x round trip is below one, no
+     * datagram can go round for long: the bucket empties and each drop
+     * takes one datagram out of the loop for good.  A load test from one
+     * host spreads over many sockets, each far below the limit.
+     */
+    if (!ratelimit_allow(env->ue_portlimit, sa, 1, env->ue_conf->cf_udp_rate_limit_per_port,
+                         now_ms) ||
+        !ratelimit_allow(env->ue_ratelimit, sa, 0, env->ue_conf->cf_udp_rate_limit, now_ms))
+        return UDP_DROP_RATELIMIT;
+    return UDP_ANSWER;
+}
+
+/*
+ * One loop line a second for the whole daemon: every worker's sockets
+ * share the budget, so N workers do not log N lines for one loop.
+ */
+static int
+udp_loop_may_log(struct udp_loop_log *ll, uint64_t now_ms)
+{
+    uint64_t last = __atomic_load_n(&ll->ll_logged_ms, __ATOMIC_RELAXED);
+
+    if (last != 0 && now_ms - last < 1000)
         return 0;
-    return udp_ratelimit_allow(env->ue_ratelimit, sa, env->ue_conf->cf_udp_rate_limit, now_ms);
+    return __atomic_compare_exchange_n(&ll->ll_logged_ms, &last, now_ms, 0, __ATOMIC_RELAXED,
+                                       __ATOMIC_RELAXED);
+}
+
+/* Count a datagram that goes unanswered, by reason; a loop is also logged, once a second at most.
+ */
+static void
+udp_count_drop(struct udp *u, enum udp_verdict v, const struct msghdr *mh, uint64_t now_ms)
+{
+    struct server_stats *st = u->u_env->ue_stats;
+    char from[ADDR_STRLEN];
+
+    STATS_ADD(st->st_dgrams_dropped, 1);
+    switch (v) {
+    case UDP_DROP_PRIVILEGED:
+        STATS_ADD(st->st_drop_privileged, 1);
+        break;
+    case UDP_DROP_RATELIMIT:
+        STATS_ADD(st->st_drop_ratelimit, 1);
+        break;
+    case UDP_DROP_LOOP:
+        STATS_ADD(st->st_drop_loop, 1);
+        if (!udp_loop_may_log(u->u_env->ue_loop_log, now_ms)) {
+            __atomic_fetch_add(&u->u_env->ue_loop_log->ll_unlogged, 1, __ATOMIC_RELAXED);
+            break;
+        }
+        addr_format((const struct sockaddr *)mh->msg_name, mh->msg_namelen, from, sizeof(from));
+        log_warn("udp: not answering %s: its port is upechod's own or an echo-like service's, "
+                 "and answering would start an endless loop (%llu more such datagrams since "
+                 "the last line)",
+                 from,
+                 (unsigned long long)__atomic_exchange_n(&u->u_env->ue_loop_log->ll_unlogged, 0,
+                                                         __ATOMIC_RELAXED));
+        break;
+    case UDP_ANSWER:
+        break;
+    }
 }
 
 /* Send the prepared replies, dropping (and counting) what the kernel will not take now. */
 static void
 udp_send_batch(struct udp *u, struct mmsghdr *msgs, int n)
 {
-    struct server_stats *stats = u->u_env->ue_stats;
+    struct server_stats *st = u->u_env->ue_stats;
     int off = 0;
 
     while (off < n) {
         int sent = sendmmsg(u->u_fd, msgs + off, (unsigned)(n - off), MSG_DONTWAIT);
 
         if (sent > 0) {
-            STATS_ADD(stats->st_dgrams_out, sent);
+            STATS_ADD(st->st_dgrams_out, sent);
             off += sent;
             continue;
         }
@@ -216,12 +275,14 @@ udp_send_batch(struct udp *u, struct mmsghdr *msgs, int n)
             continue;
         if (sent == -1 && (errno == EAGAIN || errno == EWOULDBLOCK || errno == ENOBUFS)) {
             /* UDP promises nothing; waiting here would stall every other client. */
-            STATS_ADD(stats->st_dgrams_dropped, n - off);
+            STATS_ADD(st->st_dgrams_dropped, n - off);
+            STATS_ADD(st->st_drop_sendfail, n - off);
             return;
         }
         /* This one datagram cannot go (unreachable, refused, ...): skip it. */
         log_debug("udp: sendmmsg: %s", strerror(errno));
-        STATS_ADD(stats->st_dgrams_dropped, 1);
+        STATS_ADD(st->st_dgrams_dropped, 1);
+        STATS_ADD(st->st_drop_sendfail, 1);
         off++;
     }
 }
@@ -262,10 +323,16 @@ udp_read_cb(evutil_socket_t fd, short what, void *arg)
         for (int i = 0; i < n; i++) {
             struct msghdr *mh = &b->ub_msgs[i].msg_hdr;
             size_t len = b->ub_msgs[i].msg_len;
+            enum udp_verdict v;
 
-            if ((mh->msg_flags & MSG_TRUNC) ||
-                !udp_should_answer(env, (struct sockaddr *)mh->msg_name, now_ms)) {
+            if (mh->msg_flags & MSG_TRUNC) {
                 STATS_ADD(env->ue_stats->st_dgrams_dropped, 1);
+                STATS_ADD(env->ue_stats->st_drop_truncated, 1);
+                continue;
+            }
+            v = udp_should_answer(env, (struct sockaddr *)mh->msg_name, now_ms);
+            if (v != UDP_ANSWER) {
+                udp_count_drop(u, v, mh, now_ms);
                 continue;
             }
             /* Same buffer, same length: a reply is never larger than its request. */
@@ -284,16 +351,22 @@ udp_read_cb(evutil_socket_t fd, short what, void *arg)
     }
 }
 
-/* Serve datagrams on a bound UDP socket; the fd stays the caller's. */
+/* Serve datagrams on a bound UDP socket in env's loop; the fd stays the caller's. */
 struct udp *
-udp_new(const struct udp_env *env, int fd)
+udp_new(struct udp_env *env, int fd)
 {
     struct udp *u = calloc(1, sizeof(*u));
+    struct sockaddr_storage ss;
+    socklen_t len = sizeof(ss);
 
     if (u == NULL)
         return NULL;
     u->u_env = env;
     u->u_fd = fd;
+    if (getsockname(fd, (struct sockaddr *)&ss, &len) == 0)
+        u->u_port = addr_port((struct sockaddr *)&ss);
+    else
+        u->u_port = -1;
     u->u_ev = event_new(env->ue_base, fd, EV_READ | EV_PERSIST, udp_read_cb, u);
     if (u->u_ev == NULL || event_add(u->u_ev, NULL) == -1) {
         if (u->u_ev != NULL)
@@ -301,6 +374,7 @@ udp_new(const struct udp_env *env, int fd)
         free(u);
         return NULL;
     }
+    TAILQ_INSERT_TAIL(&env->ue_socks, u, u_entry);
     return u;
 }
 
@@ -309,6 +383,7 @@ udp_free(struct udp *u)
 {
     if (u == NULL)
         return;
+    TAILQ_REMOVE(&u->u_env->ue_socks, u, u_entry);
     event_free(u->u_ev);
     free(u);
 }

@@ -15,6 +15,7 @@
 #include <event2/listener.h>
 
 #include "log.h"
+#include "ratelimit.h"
 #include "stream.h"
 #include "udp.h"
 #include "worker.h"
@@ -44,6 +45,7 @@ struct worker {
     int w_thread_started;
     struct event_base *w_base;
     struct upechod_config w_conf; /* this worker's copy, replaced on reload */
+    struct timeval w_idle_plain;  /* idle_timeout when no common timeout is left */
     struct stream_env w_senv;
     struct udp_env w_uenv;
     struct server_stats w_stats; /* written here only, read by the main thread */
@@ -223,7 +225,7 @@ worker_serve(struct worker *w, int fd, enum transport t, const struct sockaddr *
     struct stream *st;
 
     if ((st = stream_new(&w->w_senv, fd, t, sa, salen)) == NULL) {
-        close(fd);
+        /* stream_new() closed fd; the slot goes back (waking whoever waits for one). */
         worker_slot_give(w);
         return;
     }
@@ -374,7 +376,10 @@ worker_accept_error_cb(struct evconnlistener *evl, void *arg)
 /*
  * Every stream of a worker shares one idle timeout, so let libevent keep
  * them in one queue (a "common timeout") instead of its heap: re-arming
- * after each read becomes O(1) rather than O(log connections).
+ * after each read becomes O(1) rather than O(log connections).  libevent
+ * keeps at most 256 common timeouts per base and never frees one, so each
+ * reload with a new value uses one up; once they are gone the value is
+ * kept as an ordinary timeout, slower to re-arm but never switched off.
  */
 static void
 worker_set_idle_timeout(struct worker *w)
@@ -382,9 +387,14 @@ worker_set_idle_timeout(struct worker *w)
     struct timeval tv = {.tv_sec = w->w_conf.cf_idle_timeout, .tv_usec = 0};
 
     w->w_senv.se_idle_tv = NULL;
-    if (tv.tv_sec > 0 &&
-        (w->w_senv.se_idle_tv = event_base_init_common_timeout(w->w_base, &tv)) == NULL)
-        log_warn("cannot set up a shared idle timeout; connections will never time out");
+    if (tv.tv_sec == 0)
+        return;
+    if ((w->w_senv.se_idle_tv = event_base_init_common_timeout(w->w_base, &tv)) != NULL)
+        return;
+    log_debug("no common timeout left for idle_timeout = %u; using an ordinary one",
+              w->w_conf.cf_idle_timeout);
+    w->w_idle_plain = tv;
+    w->w_senv.se_idle_tv = &w->w_idle_plain;
 }
 
 /* Serve the socket of ls that belongs to w: an evconnlistener for streams, an event for UDP. */
@@ -619,7 +629,8 @@ worker_free(struct worker *w)
         event_free(w->w_wake_ev);
     if (w->w_wake_fd != -1)
         close(w->w_wake_fd);
-    udp_ratelimit_free(w->w_uenv.ue_ratelimit);
+    ratelimit_free(w->w_uenv.ue_ratelimit);
+    ratelimit_free(w->w_uenv.ue_portlimit);
     udp_batch_free(w->w_uenv.ue_batch);
     if (w->w_base != NULL)
         event_base_free(w->w_base);
@@ -644,9 +655,11 @@ worker_new(struct worker_group *wg, unsigned index, const struct upechod_config 
     w->w_wake_fd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
     w->w_base = event_base_new();
     w->w_uenv.ue_batch = udp_batch_new();
-    w->w_uenv.ue_ratelimit = udp_ratelimit_new();
+    w->w_uenv.ue_ratelimit = ratelimit_new();
+    w->w_uenv.ue_portlimit = ratelimit_new();
+    TAILQ_INIT(&w->w_uenv.ue_socks);
     if (w->w_wake_fd == -1 || w->w_base == NULL || w->w_uenv.ue_batch == NULL ||
-        w->w_uenv.ue_ratelimit == NULL)
+        w->w_uenv.ue_ratelimit == NULL || w->w_uenv.ue_portlimit == NULL)
         goto fail;
     w->w_senv = (struct stream_env){
         .se_base = w->w_base,
@@ -658,6 +671,7 @@ worker_new(struct worker_group *wg, unsigned index, const struct upechod_config 
     w->w_uenv.ue_base = w->w_base;
     w->w_uenv.ue_conf = &w->w_conf;
     w->w_uenv.ue_stats = &w->w_stats;
+    w->w_uenv.ue_loop_log = &wg->wg_loop_log;
     worker_set_idle_timeout(w);
     w->w_wake_ev = event_new(w->w_base, w->w_wake_fd, EV_READ | EV_PERSIST, worker_wake_cb, w);
     w->w_nofd_timer = evtimer_new(w->w_base, worker_nofd_cb, w);

@@ -9,6 +9,7 @@
 #include "config.h"
 #include "listener.h"
 #include "stats.h"
+#include "udp.h"
 
 struct worker;
 
@@ -34,11 +35,12 @@ struct worker_order {
 struct worker_group {
     struct worker **wg_workers;
     unsigned wg_n;
-    int wg_started;            /* threads running */
-    int wg_done_fd;            /* eventfd: each worker adds 1 when its loop ends */
-    size_t wg_nconns;          /* atomic: streams open in every worker together */
-    uint64_t wg_nofd_count;    /* atomic: accept failures not reported yet */
-    int64_t wg_nofd_logged_ms; /* atomic: when the last accept-failure line was logged */
+    int wg_started;                  /* threads running */
+    int wg_done_fd;                  /* eventfd: each worker adds 1 when its loop ends */
+    size_t wg_nconns;                /* atomic: streams open in every worker together */
+    uint64_t wg_nofd_count;          /* atomic: accept failures not reported yet */
+    int64_t wg_nofd_logged_ms;       /* atomic: when the last accept-failure line was logged */
+    struct udp_loop_log wg_loop_log; /* atomics: the UDP loop guard's log budget */
 
     pthread_mutex_t wg_lock;
     pthread_cond_t wg_cond;

@@ -1,0 +1,186 @@
+/* ratelimit.c: replies per second per source address, in a fixed table with a keyed hash. */
+#include <errno.h>
+#include <netinet/in.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/random.h>
+
+#include "ratelimit.h"
+
+/*
+ * One token bucket per slot, not per address: the slot's state is what a
+ * source finds there, whoever used it before.  A source arriving in a slot
+ * another one held gets the tokens left and what the time since has earned,
+ * never a fresh bucket, so sending from a colliding (spoofed) address
+ * cannot refill the victim's bucket.  A slot nobody has used for a second
+ * is full, which is exactly what a new source would have earned anyway.
+ */
+struct ratelimit_slot {
+    uint32_t rs_tokens;
+    uint64_t rs_last_ms; /* when rs_tokens was last brought up to date */
+};
+
+struct ratelimit {
+    uint8_t rl_key[16]; /* SipHash key: which addresses collide is nobody's guess */
+    struct ratelimit_slot rl_slots[RATELIMIT_SLOTS];
+};
+
+static inline uint64_t
+ratelimit_rotl(uint64_t x, int b)
+{
+    return (x << b) | (x >> (64 - b));
+}
+
+static inline uint64_t
+ratelimit_le64(const uint8_t *p)
+{
+    uint64_t v = 0;
+
+    for (int i = 7; i >= 0; i--)
+        v = (v << 8) | p[i];
+    return v;
+}
+
+#define RATELIMIT_SIPROUND(v0, v1, v2, v3)                                                         \
+    do {                                                                                           \
+        v0 += v1;                                                                                  \
+        v1 = ratelimit_rotl(v1, 13);                                                               \
+        v1 ^= v0;                                                                                  \
+        v0 = ratelimit_rotl(v0, 32);                                                               \
+        v2 += v3;                                                                                  \
+        v3 = ratelimit_rotl(v3, 16);                                                               \
+        v3 ^= v2;                                                                                  \
+        v0 += v3;                                                                                  \
+        v3 = ratelimit_rotl(v3, 21);                                                               \
+        v3 ^= v0;                                                                                  \
+        v2 += v1;                                                                                  \
+        v1 = ratelimit_rotl(v1, 17);                                                               \
+        v1 ^= v2;                                                                                  \
+        v2 = ratelimit_rotl(v2, 32);                                                               \
+    } while (0)
+
+/*
+ * SipHash-2-4 (Aumasson and Bernstein): a keyed PRF small enough to write
+ * out, so that without the key nobody can pick addresses that collide.
+ */
+uint64_t
+ratelimit_siphash(const uint8_t key[16], const void *data, size_t len)
+{
+    const uint8_t *p = data;
+    uint64_t k0 = ratelimit_le64(key), k1 = ratelimit_le64(key + 8);
+    uint64_t v0 = 0x736f6d6570736575ULL ^ k0, v1 = 0x646f72616e646f6dULL ^ k1;
+    uint64_t v2 = 0x6c7967656e657261ULL ^ k0, v3 = 0x7465646279746573ULL ^ k1;
+    uint64_t m, b = (uint64_t)len << 56;
+    size_t left = len & 7;
+
+    for (const uint8_t *end = p + (len - left); p != end; p += 8) {
+        m = ratelimit_le64(p);
+        v3 ^= m;
+        RATELIMIT_SIPROUND(v0, v1, v2, v3);
+        RATELIMIT_SIPROUND(v0, v1, v2, v3);
+        v0 ^= m;
+    }
+    for (size_t i = 0; i < left; i++)
+        b |= (uint64_t)p[i] << (8 * i);
+    v3 ^= b;
+    RATELIMIT_SIPROUND(v0, v1, v2, v3);
+    RATELIMIT_SIPROUND(v0, v1, v2, v3);
+    v0 ^= b;
+    v2 ^= 0xff;
+    for (int i = 0; i < 4; i++)
+        RATELIMIT_SIPROUND(v0, v1, v2, v3);
+    return v0 ^ v1 ^ v2 ^ v3;
+}
+
+/* A table with the given key; tests use it to be repeatable. */
+struct ratelimit *
+ratelimit_new_key(const uint8_t key[16])
+{
+    struct ratelimit *rl = calloc(1, sizeof(*rl));
+
+    if (rl != NULL)
+        memcpy(rl->rl_key, key, sizeof(rl->rl_key));
+    return rl;
+}
+
+/* A table keyed from getrandom(2), drawn once at start. */
+struct ratelimit *
+ratelimit_new(void)
+{
+    uint8_t key[16];
+    size_t got = 0;
+
+    while (got < sizeof(key)) {
+        ssize_t n = getrandom(key + got, sizeof(key) - got, 0);
+
+        if (n == -1 && errno == EINTR)
+            continue;
+        if (n <= 0)
+            return NULL;
+        got += (size_t)n;
+    }
+    return ratelimit_new_key(key);
+}
+
+void
+ratelimit_free(struct ratelimit *rl)
+{
+    free(rl);
+}
+
+/* The slot sa hashes to: the family and the address, and the port if by_port. */
+size_t
+ratelimit_slot(const struct ratelimit *rl, const struct sockaddr *sa, int by_port)
+{
+    uint8_t key[19] = {0};
+
+    key[0] = (uint8_t)sa->sa_family;
+    if (sa->sa_family == AF_INET) {
+        memcpy(key + 1, &((const struct sockaddr_in *)sa)->sin_addr, 4);
+        if (by_port)
+            memcpy(key + 17, &((const struct sockaddr_in *)sa)->sin_port, 2);
+    } else if (sa->sa_family == AF_INET6) {
+        memcpy(key + 1, &((const struct sockaddr_in6 *)sa)->sin6_addr, 16);
+        if (by_port)
+            memcpy(key + 17, &((const struct sockaddr_in6 *)sa)->sin6_port, 2);
+    }
+    return (size_t)(ratelimit_siphash(rl->rl_key, key, sizeof(key)) % RATELIMIT_SLOTS);
+}
+
+/*
+ * May a datagram from sa be answered at now_ms (a monotonic clock in ms,
+ * the caller's, so that tests can drive it)?  `rate` replies a second per
+ * source address, with a burst of one second's worth.  Ports are ignored
+ * unless by_port, since whoever forges the address picks those too; a
+ * table counts either by address or by address and port, never both.
+ * Returns 1 to answer.
+ */
+int
+ratelimit_allow(struct ratelimit *rl, const struct sockaddr *sa, int by_port, unsigned rate,
+                uint64_t now_ms)
+{
+    struct ratelimit_slot *s;
+    uint64_t refill;
+
+    if (rate == 0)
+        return 1;
+    s = &rl->rl_slots[ratelimit_slot(rl, sa, by_port)];
+    if (now_ms > s->rs_last_ms) {
+        /*
+         * Whole tokens earned since rs_last_ms; the clock moves on only by
+         * the time those took, so a fraction is not lost at every call.
+         */
+        refill = (now_ms - s->rs_last_ms) * rate / 1000;
+        if (s->rs_tokens + refill >= rate) {
+            s->rs_tokens = rate;
+            s->rs_last_ms = now_ms;
+        } else if (refill > 0) {
+            s->rs_tokens += (uint32_t)refill;
+            s->rs_last_ms += (refill * 1000 + rate - 1) / rate;
+        }
+    }
+    if (s->rs_tokens == 0)
+        return 0;
+    s->rs_tokens--;
+    return 1;
+}
