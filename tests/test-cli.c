@@ -7,6 +7,8 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include "harness.h"
@@ -165,6 +167,87 @@ START_TEST(test_help)
 }
 END_TEST
 
+/*
+ * Run argv (argv[0] is the daemon) with stdout and stderr into a file of
+ * our own, as journald's stream when journal is set (JOURNAL_STREAM naming
+ * that file), and read back what it wrote into out.  Returns the exit status.
+ */
+static int
+run_logged(const char *const *argv, int journal, char *out, size_t outsz)
+{
+    char path[] = "/tmp/upechod-cli-XXXXXX", env[64];
+    struct stat st;
+    int fd = mkstemp(path), status = -1;
+    ssize_t n;
+    pid_t pid;
+
+    ck_assert_int_ge(fd, 0);
+    unlink(path);
+    ck_assert_int_eq(fstat(fd, &st), 0);
+    snprintf(env, sizeof(env), "%llu:%llu", (unsigned long long)st.st_dev,
+             (unsigned long long)st.st_ino);
+    pid = fork();
+    ck_assert_int_ge(pid, 0);
+    if (pid == 0) {
+        dup2(fd, STDOUT_FILENO);
+        dup2(fd, STDERR_FILENO);
+        if (journal)
+            setenv("JOURNAL_STREAM", env, 1);
+        else
+            unsetenv("JOURNAL_STREAM");
+        execv(argv[0], (char *const *)argv);
+        _exit(127);
+    }
+    ck_assert_int_eq(waitpid(pid, &status, 0), pid);
+    n = pread(fd, out, outsz - 1, 0);
+    close(fd);
+    out[n > 0 ? n : 0] = '\0';
+    return WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+}
+
+/*
+ * Configuration errors are errors to the journal too (<3>, so that
+ * journalctl -p warning shows them, at start and from the -t a reload
+ * runs), and plain FILE:LINE lines elsewhere; -t only checks, so it does
+ * not say "not starting".
+ */
+START_TEST(test_config_error_priority)
+{
+    char ini[] = "/tmp/upechod-cli-ini-XXXXXX", out[8192], want[128];
+    const char *const check[] = {getenv("UPECHOD"), "-t", "-c", ini, NULL};
+    const char *const start[] = {getenv("UPECHOD"), "-c", ini, NULL};
+    int fd = mkstemp(ini);
+
+    ck_assert_int_ge(fd, 0);
+    ck_assert_int_gt(write(fd, "[tcp]\nlisten = 127.0.0.1:99999\n", 31), 0);
+    close(fd);
+    snprintf(want, sizeof(want), "%s:2: ", ini);
+
+    for (int journal = 0; journal <= 1; journal++) {
+        for (int t = 0; t <= 1; t++) {
+            const char *line = out;
+
+            ck_assert_int_eq(run_logged(t ? check : start, journal, out, sizeof(out)), EXIT_CONFIG);
+            ck_assert_msg(strstr(out, want) != NULL, "no %s in: %s", want, out);
+            ck_assert_msg(strstr(out, "1 error") != NULL, "no count in: %s", out);
+            ck_assert_msg((strstr(out, "not starting") == NULL) == t, "%s: %s", t ? "-t" : "start",
+                          out);
+            /* Every line: <3> under the journal, plain (no time or level) otherwise. */
+            for (; *line != '\0'; line = strchr(line, '\n') + 1) {
+                if (journal)
+                    ck_assert_msg(strncmp(line, "<3>", 3) == 0, "not an error: %s", out);
+                else
+                    ck_assert_msg(line[0] != '<' && strncmp(line, "20", 2) != 0, "not plain: %s",
+                                  out);
+                if (strchr(line, '\n') == NULL)
+                    break;
+            }
+        }
+    }
+    unlink(ini);
+}
+END_TEST
+
 /* A port someone else holds is a start-up failure, not a config error. */
 START_TEST(test_tcp_address_in_use)
 {
@@ -218,6 +301,7 @@ cli_suite(void)
     tcase_add_loop_test(tc, test_bad_config, 0,
                         (int)(2 * sizeof(bad_configs) / sizeof(bad_configs[0])));
     tcase_add_test(tc, test_missing_config);
+    tcase_add_test(tc, test_config_error_priority);
     tcase_add_test(tc, test_usage_errors);
     tcase_add_test(tc, test_version);
     tcase_add_test(tc, test_help);

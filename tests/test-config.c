@@ -3,6 +3,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
+#include <arpa/inet.h>
 #include <sched.h>
 #include <netinet/in.h>
 #include <stdio.h>
@@ -94,6 +95,10 @@ assert_config_eq(const struct upechod_config *a, const struct upechod_config *b)
         ck_assert_str_eq(a->cf_tcp_listen_text[i], b->cf_tcp_listen_text[i]);
     }
     ck_assert_int_eq(a->cf_tcp_backlog, b->cf_tcp_backlog);
+    ck_assert_int_eq(a->cf_tcp_proxy_protocol, b->cf_tcp_proxy_protocol);
+    ck_assert_uint_eq(a->cf_tcp_nproxy_from, b->cf_tcp_nproxy_from);
+    ck_assert(memcmp(a->cf_tcp_proxy_from, b->cf_tcp_proxy_from,
+                     a->cf_tcp_nproxy_from * sizeof(a->cf_tcp_proxy_from[0])) == 0);
     ck_assert_int_eq(a->cf_udp_enabled, b->cf_udp_enabled);
     ck_assert_uint_eq(a->cf_udp_nlisten, b->cf_udp_nlisten);
     for (size_t i = 0; i < a->cf_udp_nlisten; i++) {
@@ -107,9 +112,12 @@ assert_config_eq(const struct upechod_config *a, const struct upechod_config *b)
     ck_assert_str_eq(a->cf_unix_path, b->cf_unix_path);
     ck_assert_uint_eq(a->cf_unix_mode, b->cf_unix_mode);
     ck_assert_int_eq(a->cf_unix_backlog, b->cf_unix_backlog);
+    ck_assert_int_eq(a->cf_unix_proxy_protocol, b->cf_unix_proxy_protocol);
     ck_assert_int_eq(a->cf_log_level, b->cf_log_level);
     ck_assert_uint_eq(a->cf_max_connections, b->cf_max_connections);
     ck_assert_uint_eq(a->cf_max_pending_output, b->cf_max_pending_output);
+    ck_assert_uint_eq(a->cf_max_memory, b->cf_max_memory);
+    ck_assert_uint_eq(a->cf_max_connections_per_source, b->cf_max_connections_per_source);
     ck_assert_uint_eq(a->cf_idle_timeout, b->cf_idle_timeout);
     ck_assert_uint_eq(a->cf_shutdown_timeout, b->cf_shutdown_timeout);
     ck_assert_str_eq(a->cf_user, b->cf_user);
@@ -151,9 +159,14 @@ START_TEST(test_config_defaults)
     ck_assert_str_eq(cf.cf_unix_path, "/run/upechod/upechod.sock");
     ck_assert_uint_eq(cf.cf_unix_mode, 0660);
     ck_assert_int_eq(cf.cf_unix_backlog, 1024);
+    ck_assert(!cf.cf_tcp_proxy_protocol);
+    ck_assert_uint_eq(cf.cf_tcp_nproxy_from, 0);
+    ck_assert(!cf.cf_unix_proxy_protocol);
     ck_assert_int_eq(cf.cf_log_level, LOG_LEVEL_INFO);
     ck_assert_uint_eq(cf.cf_max_connections, 10000);
     ck_assert_uint_eq(cf.cf_max_pending_output, 1024 * 1024);
+    ck_assert_uint_eq(cf.cf_max_memory, 256 * 1024 * 1024);
+    ck_assert_uint_eq(cf.cf_max_connections_per_source, 0);
     ck_assert_uint_eq(cf.cf_idle_timeout, 300);
     ck_assert_uint_eq(cf.cf_shutdown_timeout, 10);
     ck_assert_str_eq(cf.cf_user, "");
@@ -372,6 +385,10 @@ START_TEST(test_config_values)
     ck_assert_uint_eq(cf.cf_max_connections, 1);
     ck_assert_uint_eq(cf.cf_idle_timeout, 0);
     ck_assert_uint_eq(cf.cf_shutdown_timeout, 1);
+    parse_ok("[limits]\nmax_connections_per_source = 10000000\n");
+    ck_assert_uint_eq(cf.cf_max_connections_per_source, 10000000);
+    parse_ok("[limits]\nmax_connections_per_source = 16\n");
+    ck_assert_uint_eq(cf.cf_max_connections_per_source, 16);
 
     parse_ok("[server]\nuser = nobody\ngroup = nogroup\n");
     ck_assert_str_eq(cf.cf_user, "nobody");
@@ -426,6 +443,10 @@ START_TEST(test_config_sizes)
         parse_ok(text);
         ck_assert_msg(cf.cf_max_pending_output == sizes[i].s_bytes, "%s: %zu", sizes[i].s_text,
                       cf.cf_max_pending_output);
+        snprintf(text, sizeof(text), "[limits]\nmax_memory = %s\n", sizes[i].s_text);
+        parse_ok(text);
+        ck_assert_msg(cf.cf_max_memory == sizes[i].s_bytes, "%s: %zu", sizes[i].s_text,
+                      cf.cf_max_memory);
     }
 }
 END_TEST
@@ -540,6 +561,20 @@ START_TEST(test_config_bad_values)
          "t.ini:2: [limits] max_pending_output: is too large, got \"17179869184G\""},
         {"[limits]\nmax_pending_output = 99999999999999999999999\n",
          "t.ini:2: [limits] max_pending_output: is too large, got \"99999999999999999999999\""},
+        {"[limits]\nmax_memory = 4095\n",
+         "t.ini:2: [limits] max_memory: must be a size of at least 4K, in bytes or with a "
+         "K, M or G suffix (1024-based), got \"4095\""},
+        {"[limits]\nmax_memory = 256 M\n",
+         "t.ini:2: [limits] max_memory: must be a size of at least 4K, in bytes or with a "
+         "K, M or G suffix (1024-based), got \"256 M\""},
+        {"[limits]\nmax_memory = 17179869184G\n",
+         "t.ini:2: [limits] max_memory: is too large, got \"17179869184G\""},
+        {"[limits]\nmax_connections_per_source = -1\n",
+         "t.ini:2: [limits] max_connections_per_source: must be a whole number from 0 to "
+         "10000000, got \"-1\""},
+        {"[limits]\nmax_connections_per_source = 10000001\n",
+         "t.ini:2: [limits] max_connections_per_source: must be a whole number from 0 to "
+         "10000000, got \"10000001\""},
         {"[limits]\nidle_timeout = 31536001\n",
          "t.ini:2: [limits] idle_timeout: must be a whole number of seconds from 0 to 31536000, "
          "got \"31536001\""},
@@ -609,7 +644,8 @@ START_TEST(test_config_syntax)
               "t.ini:2: [nosuch]: unknown section; known sections are tcp, udp, unix, log, limits, "
               "server");
     parse_bad("[tcp]\nbacklog = 5\nbacklg = 5\n",
-              "t.ini:3: [tcp] backlg: unknown key; [tcp] knows enabled, listen, backlog");
+              "t.ini:3: [tcp] backlg: unknown key; [tcp] knows enabled, listen, backlog, "
+              "proxy_protocol, proxy_protocol_from");
     parse_bad("[tcp]\nlisten = *:1\n\n[udp]\n[tcp]\nlisten = *:2\n",
               "t.ini:6: [tcp] listen: given twice, first on line 2");
     ck_assert_str_eq(cf.cf_tcp_listen_text[0], "*:1");
@@ -736,6 +772,107 @@ START_TEST(test_config_cross_checks)
 }
 END_TEST
 
+/* Whether address text (v4 or v6) is in the [tcp] proxy_protocol_from just parsed. */
+static bool
+proxy_from_has(const char *text)
+{
+    struct sockaddr_storage ss;
+    struct sockaddr_in *sin = (struct sockaddr_in *)&ss;
+    struct sockaddr_in6 *sin6 = (struct sockaddr_in6 *)&ss;
+
+    memset(&ss, 0, sizeof(ss));
+    if (inet_pton(AF_INET, text, &sin->sin_addr) == 1)
+        sin->sin_family = AF_INET;
+    else if (inet_pton(AF_INET6, text, &sin6->sin6_addr) == 1)
+        sin6->sin6_family = AF_INET6;
+    else
+        ck_abort_msg("bad test address %s", text);
+    return proxy_net_match(cf.cf_tcp_proxy_from, cf.cf_tcp_nproxy_from, (struct sockaddr *)&ss);
+}
+
+START_TEST(test_config_proxy)
+{
+    parse_ok("[tcp]\nproxy_protocol = yes\n"
+             "proxy_protocol_from = 127.0.0.1, 10.0.0.0/8 , ::1,[fd00::]/8, 192.168.0.0/16\n"
+             "[unix]\nenabled = yes\nproxy_protocol = on\nproxy_protocol_from =\n");
+    ck_assert(cf.cf_tcp_proxy_protocol);
+    ck_assert(cf.cf_unix_proxy_protocol);
+    ck_assert_uint_eq(cf.cf_tcp_nproxy_from, 5);
+    ck_assert(proxy_from_has("127.0.0.1"));
+    ck_assert(!proxy_from_has("127.0.0.2"));
+    ck_assert(proxy_from_has("10.200.3.4"));
+    ck_assert(!proxy_from_has("11.0.0.1"));
+    ck_assert(proxy_from_has("::1"));
+    ck_assert(!proxy_from_has("::2"));
+    ck_assert(proxy_from_has("fdab::17"));
+    ck_assert(!proxy_from_has("fe80::1"));
+    ck_assert(proxy_from_has("::ffff:192.168.7.7"));
+    ck_assert(proxy_from_has("192.168.255.255"));
+
+    /* A list may name everyone, though that lets any client claim any address. */
+    parse_ok("[tcp]\nproxy_protocol = yes\nproxy_protocol_from = 0.0.0.0/0, ::/0\n");
+    ck_assert(proxy_from_has("203.0.113.9"));
+    ck_assert(proxy_from_has("2001:db8::9"));
+    /* The list alone changes nothing, and is kept for when proxy_protocol is turned on. */
+    parse_ok("[tcp]\nproxy_protocol_from = 127.0.0.1\n");
+    ck_assert(!cf.cf_tcp_proxy_protocol);
+    ck_assert_uint_eq(cf.cf_tcp_nproxy_from, 1);
+
+    parse_bad("[tcp]\nproxy_protocol = yes\n",
+              "t.ini:2: [tcp] proxy_protocol: yes, but proxy_protocol_from is empty; list the "
+              "addresses or CIDR prefixes of the balancers allowed to send a PROXY header");
+    parse_bad("[tcp]\nproxy_protocol = maybe\n",
+              "t.ini:2: [tcp] proxy_protocol: must be yes or no (or true/false, on/off, 1/0), got "
+              "\"maybe\"");
+    /* No "empty" error on top of a bad list. */
+    parse_bad("[tcp]\nproxy_protocol = yes\nproxy_protocol_from = 10.0.0.1/8\n",
+              "t.ini:3: [tcp] proxy_protocol_from: \"10.0.0.1/8\": address has bits set past the "
+              "prefix length");
+    parse_bad("[tcp]\nproxy_protocol_from = 10.0.0.0/33\n",
+              "t.ini:2: [tcp] proxy_protocol_from: \"10.0.0.0/33\": prefix length must be 0 to "
+              "32");
+    parse_bad("[tcp]\nproxy_protocol_from = ::/129\n",
+              "t.ini:2: [tcp] proxy_protocol_from: \"::/129\": prefix length must be 0 to 128");
+    parse_bad("[tcp]\nproxy_protocol_from = 10.0.0.0/\n",
+              "t.ini:2: [tcp] proxy_protocol_from: \"10.0.0.0/\": prefix length must be 0 to 32");
+    parse_bad("[tcp]\nproxy_protocol_from = 10.0.0.0/+8\n",
+              "t.ini:2: [tcp] proxy_protocol_from: \"10.0.0.0/+8\": prefix length must be 0 to "
+              "32");
+    parse_bad("[tcp]\nproxy_protocol_from = lb.example.com\n",
+              "t.ini:2: [tcp] proxy_protocol_from: \"lb.example.com\": not an IPv4 or IPv6 "
+              "address (host names are not looked up)");
+    parse_bad("[tcp]\nproxy_protocol_from = 127.0.0.1:9090\n",
+              "t.ini:2: [tcp] proxy_protocol_from: \"127.0.0.1:9090\": not an IPv4 or IPv6 "
+              "address (host names are not looked up)");
+    parse_bad("[tcp]\nproxy_protocol_from = 127.0.0.1,,::1\n",
+              "t.ini:2: [tcp] proxy_protocol_from: empty address in the list (a stray comma?)");
+    parse_bad("[tcp]\nproxy_protocol_from = 127.0.0.1,\n",
+              "t.ini:2: [tcp] proxy_protocol_from: the list ends with a comma");
+    parse_bad("[tcp]\nproxy_protocol_from = /8\n",
+              "t.ini:2: [tcp] proxy_protocol_from: \"/8\": expected an IPv4 or IPv6 address, "
+              "optionally with /PREFIX");
+    {
+        char text[512];
+        size_t off = (size_t)snprintf(text, sizeof(text), "[tcp]\nproxy_protocol_from = ");
+
+        for (int i = 0; i < CONFIG_MAX_PROXY_FROM; i++)
+            off += (size_t)snprintf(text + off, sizeof(text) - off, "%s::%x", i ? "," : "", i);
+        snprintf(text + off, sizeof(text) - off, "\n");
+        parse_ok(text);
+        ck_assert_uint_eq(cf.cf_tcp_nproxy_from, CONFIG_MAX_PROXY_FROM);
+        snprintf(text + off, sizeof(text) - off, ",::ff\n");
+        parse_bad(text, "t.ini:2: [tcp] proxy_protocol_from: more than 32 addresses");
+    }
+    /* A unix socket's peers have no address to check. */
+    parse_bad("[unix]\nproxy_protocol_from = 127.0.0.1\n",
+              "t.ini:2: [unix] proxy_protocol_from: is not used for [unix]: unix socket peers have "
+              "no address; who may connect, and so send a PROXY header, is decided by the "
+              "socket's mode and its directory's permissions; leave it empty");
+    parse_bad("[tcp]\nproxy_protocol_from = ::1\nproxy_protocol = yes\nproxy_protocol = no\n",
+              "t.ini:4: [tcp] proxy_protocol: given twice, first on line 3");
+}
+END_TEST
+
 /* Every error of a file, each once, in order. */
 START_TEST(test_config_many_errors)
 {
@@ -766,7 +903,8 @@ START_TEST(test_config_many_errors)
         "t.ini:12: [limits] idle_timeout: must be a whole number of seconds from 0 to 31536000, "
         "got \"-1\"",
         "t.ini:13: [limits] max_connection: unknown key; [limits] knows max_connections, "
-        "max_pending_output, idle_timeout, shutdown_timeout",
+        "max_pending_output, max_memory, max_connections_per_source, idle_timeout, "
+        "shutdown_timeout",
         "t.ini:15: [server] group: set without user; group only applies when dropping privileges "
         "to a user, so set user too",
     };
@@ -849,6 +987,44 @@ START_TEST(test_config_files)
 }
 END_TEST
 
+/*
+ * config_key() lists exactly what the parser knows: each key with its
+ * default parses, and an unknown key's message names the same keys.
+ */
+START_TEST(test_config_key_list)
+{
+    static const char *const sections[] = {"tcp", "udp", "unix", "log", "limits", "server"};
+    const char *section, *name, *def;
+    char text[512], want[512];
+    size_t i, n = 0;
+
+    for (i = 0; config_key(i, &section, &name, &def) == 0; i++) {
+        snprintf(text, sizeof(text), "[%s]\n%s = %s\n", section, name, def);
+        parse_ok(text);
+    }
+    ck_assert_uint_ge(i, 18);
+    ck_assert_int_eq(config_key(i, &section, &name, &def), -ENOENT);
+    for (size_t s = 0; s < sizeof(sections) / sizeof(sections[0]); s++) {
+        size_t off = 0;
+
+        off += (size_t)snprintf(want, sizeof(want), "t.ini:2: [%s] zz: unknown key; [%s] knows ",
+                                sections[s], sections[s]);
+        for (size_t k = 0, first = 1; config_key(k, &section, &name, &def) == 0; k++) {
+            if (strcmp(section, sections[s]) != 0)
+                continue;
+            off +=
+                (size_t)snprintf(want + off, sizeof(want) - off, "%s%s", first ? "" : ", ", name);
+            first = 0;
+            n++;
+        }
+        snprintf(text, sizeof(text), "[%s]\nzz = 1\n", sections[s]);
+        parse_bad(text, want);
+    }
+    /* Every key belongs to one of the sections above. */
+    ck_assert_uint_eq(n, i);
+}
+END_TEST
+
 START_TEST(test_config_no_callback)
 {
     /* Errors are still counted when nobody listens to them. */
@@ -876,9 +1052,11 @@ config_suite(void)
     tcase_add_test(tc, test_config_syntax);
     tcase_add_test(tc, test_config_long_lines);
     tcase_add_test(tc, test_config_cross_checks);
+    tcase_add_test(tc, test_config_proxy);
     tcase_add_test(tc, test_config_many_errors);
     tcase_add_test(tc, test_config_files);
     tcase_add_test(tc, test_config_no_callback);
+    tcase_add_test(tc, test_config_key_list);
     suite_add_tcase(s, tc);
     return s;
 }

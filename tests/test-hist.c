@@ -222,6 +222,40 @@ START_TEST(test_hist_merge_equals_single)
 }
 END_TEST
 
+/* hist_next() visits each bucket in use once, lowest first, with the value hist_percentile() gives.
+ */
+START_TEST(test_hist_next)
+{
+    struct hist *h = hist_new();
+    uint64_t seed = 11, total = 0, value, count, last = 0, seen_rank = 0;
+    unsigned pos = 0;
+    int first = 1;
+
+    ck_assert_int_eq(hist_next(h, &pos, &value, &count), 0);
+    for (size_t i = 0; i < 50000; i++) {
+        uint64_t v;
+
+        gen_values(&v, 1, (int)(i % 5), &seed);
+        hist_record(h, v);
+    }
+    while (hist_next(h, &pos, &value, &count)) {
+        ck_assert_uint_gt(count, 0);
+        ck_assert(first || value > last);
+        total += count;
+        /* The first rank that lands in this bucket reports this bucket's value. */
+        ck_assert_uint_eq(hist_percentile(h, 100.0 * (double)(seen_rank + 1) / 50000.0 - 1e-9),
+                          value);
+        seen_rank = total;
+        last = value;
+        first = 0;
+    }
+    ck_assert_uint_eq(total, hist_count(h));
+    ck_assert_uint_le(last, hist_max(h));
+    ck_assert_int_eq(hist_next(h, &pos, &value, &count), 0);
+    hist_free(h);
+}
+END_TEST
+
 static Suite *
 hist_suite(void)
 {
@@ -235,6 +269,7 @@ hist_suite(void)
     tcase_add_test(tc, test_hist_empty);
     tcase_add_test(tc, test_hist_extremes);
     tcase_add_test(tc, test_hist_merge_equals_single);
+    tcase_add_test(tc, test_hist_next);
     suite_add_tcase(s, tc);
     return s;
 }

@@ -15,6 +15,9 @@
 #include "check-helpers.h"
 #include "harness.h"
 
+/* The exit status of a stop cut short with echo still owed (EX_TEMPFAIL). */
+#define EXIT_CUT_SHORT 75
+
 static const char quick_ini[] = INI_TCP4_ONLY "[limits]\n"
                                               "shutdown_timeout = 1\n";
 
@@ -34,7 +37,8 @@ fill(int fd)
 
 /*
  * shutdown_timeout = 1 and a client that reads nothing: the daemon waits
- * the second out, closes what is left, says how many, and exits 1.
+ * the second out, closes what is left, says how many, and exits 75: not 1,
+ * which says it could not start, nor 0, since echo was lost.
  */
 START_TEST(test_timeout_expires)
 {
@@ -52,8 +56,8 @@ START_TEST(test_timeout_expires)
     fprintf(stderr, "shutdown: exited %lld ms after SIGTERM with shutdown_timeout = 1\n", elapsed);
     ck_assert_msg(elapsed >= 800, "exited after %lld ms, before shutdown_timeout", elapsed);
     ck_assert_msg(elapsed <= 3000, "exited after %lld ms", elapsed);
-    ck_assert_int_eq(status, 1);
-    ck_assert(daemon_log_contains(&dp, "1 connections still had output pending after 1 s"));
+    ck_assert_int_eq(status, EXIT_CUT_SHORT);
+    ck_assert(daemon_log_contains(&dp, "1 connection still had output pending after 1 s"));
     close(fd);
     daemon_stop(&dp);
 }
@@ -78,8 +82,8 @@ START_TEST(test_second_sigterm)
     elapsed = now_ms() - t0;
     fprintf(stderr, "shutdown: exited %lld ms after the second SIGTERM\n", elapsed);
     ck_assert_msg(elapsed <= 1000, "exited %lld ms after the second SIGTERM", elapsed);
-    ck_assert_int_eq(status, 1);
-    ck_assert(daemon_log_contains(&dp, "again: exiting now, closing 1 connections"));
+    ck_assert_int_eq(status, EXIT_CUT_SHORT);
+    ck_assert(daemon_log_contains(&dp, "again: exiting now, closing 1 connection\n"));
     close(fd);
     daemon_stop(&dp);
 }
@@ -232,6 +236,61 @@ START_TEST(test_linger_fast_writers)
 }
 END_TEST
 
+/*
+ * shutdown_timeout = 1, shorter than the 2 s drain after FIN, and a client
+ * that got all its echo but keeps its end open: when the timeout comes the
+ * client is owed nothing, so the stop is clean (0), not cut short.
+ */
+START_TEST(test_timeout_in_drain_is_clean)
+{
+    struct daemon_proc dp;
+    int fd, status = -1;
+    char got[8];
+
+    start_or_fail(&dp, quick_ini);
+    fd = connect_or_fail(AF_INET, dp.dp_tcp_port);
+    ck_assert_int_eq(write_all(fd, "before", 6), 0);
+    ck_assert_int_eq(read_exact(fd, got, 6, 5000), 6);
+    ck_assert_int_eq(daemon_signal(&dp, SIGTERM), 0);
+    ck_assert_int_eq(read_eof(fd, 5000), 0);
+    ck_assert_msg(daemon_wait(&dp, 5000, &status) == 0, "still running 5 s after SIGTERM");
+    ck_assert_int_eq(status, 0);
+    ck_assert(!daemon_log_contains(&dp, "output pending"));
+    close(fd);
+    daemon_stop(&dp);
+}
+END_TEST
+
+/*
+ * A client that is quiet, with nothing unread and nothing sent for over a
+ * second, is closed at once: an idle connection does not make every stop
+ * wait out the drain after FIN.
+ */
+START_TEST(test_quiet_client_not_waited)
+{
+    struct daemon_proc dp;
+    int fd, status = -1;
+    long long t0, elapsed;
+    char got[8];
+
+    start_or_fail(&dp, patient_ini);
+    fd = connect_or_fail(AF_INET, dp.dp_tcp_port);
+    ck_assert_int_eq(write_all(fd, "before", 6), 0);
+    ck_assert_int_eq(read_exact(fd, got, 6, 5000), 6);
+    usleep(1500 * 1000);
+    t0 = now_ms();
+    ck_assert_int_eq(daemon_signal(&dp, SIGTERM), 0);
+    ck_assert_msg(daemon_wait(&dp, 5000, &status) == 0, "still running 5 s after SIGTERM");
+    elapsed = now_ms() - t0;
+    fprintf(stderr, "shutdown: a quiet client was let go after %lld ms\n", elapsed);
+    ck_assert_msg(elapsed < 1500, "a quiet client held the stop for %lld ms", elapsed);
+    ck_assert_int_eq(status, 0);
+    ck_assert_int_eq(read_eof(fd, 1000), 0);
+    close(fd);
+    daemon_stop(&dp);
+}
+END_TEST
+
 static Suite *
 shutdown_suite(void)
 {
@@ -243,6 +302,8 @@ shutdown_suite(void)
     tcase_add_test(tc, test_discards_after_fin);
     tcase_add_test(tc, test_drain_is_bounded);
     tcase_add_test(tc, test_linger_fast_writers);
+    tcase_add_test(tc, test_timeout_in_drain_is_clean);
+    tcase_add_test(tc, test_quiet_client_not_waited);
     suite_add_tcase(s, tc);
     return s;
 }

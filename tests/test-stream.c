@@ -20,6 +20,9 @@ struct fixture {
     struct server_stats f_stats;
     struct stream_env f_env;
     struct stream *f_st;
+    size_t f_total;    /* the output total every env shares; here just the one */
+    size_t f_nstreams; /* the streams of every env */
+    struct stats_budget f_proxy_log;
     int f_peer; /* the client's end */
     int f_closed;
 };
@@ -50,7 +53,12 @@ fixture_init(struct fixture *f, size_t max_pending)
         .se_stats = &f->f_stats,
         .se_closed = fixture_closed,
         .se_arg = f,
+        .se_total = &f->f_total,
+        .se_nstreams = &f->f_nstreams,
+        .se_proxy_log = &f->f_proxy_log,
     };
+    TAILQ_INIT(&f->f_env.se_mem_paused);
+    f->f_nstreams = 1;
     ck_assert_int_eq(socketpair(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0, sv), 0);
     f->f_st = stream_new(&f->f_env, sv[0], TRANSPORT_UNIX, NULL, 0);
     ck_assert_ptr_nonnull(f->f_st);

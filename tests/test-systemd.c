@@ -194,23 +194,30 @@ START_TEST(test_reload)
 }
 END_TEST
 
-/* Live figures reach systemctl status every few seconds. */
+/* Live figures reach systemctl status every few seconds, in English: "1 connection open". */
 START_TEST(test_status)
 {
     struct daemon_proc dp;
     struct manager m;
-    char msg[4096];
+    char msg[4096], echo[4];
     long long deadline;
     pid_t from;
-    int got = 0;
+    int got = 0, fd;
 
     manager_open_or_fail(&m, false);
     spawn(&dp, tcp_only_ini);
     manager_expect(&m, dp.dp_pid, "READY=1", msg, sizeof(msg), READY_TIMEOUT_MS);
+    ck_assert_msg(daemon_scan_log(&dp), "READY=1 came before the log said ready");
+    fd = connect_or_fail(AF_INET, dp.dp_tcp_port);
+    ck_assert_int_eq(write_all(fd, "one", 3), 0);
+    ck_assert_int_eq(read_exact(fd, echo, 3, 5000), 3);
     deadline = now_ms() + 10000;
     while (!got && manager_recv_or_fail(&m, msg, sizeof(msg), &from, deadline - now_ms()) >= 0)
-        got = strncmp(msg, "STATUS=", 7) == 0 && strlen(msg) > 7 && from == dp.dp_pid;
-    ck_assert_msg(got, "no STATUS= line within 10 s of READY=1");
+        got =
+            strncmp(msg, "STATUS=", 7) == 0 && strstr(msg, "accepted") != NULL && from == dp.dp_pid;
+    ck_assert_msg(got, "no STATUS= line with figures within 10 s of READY=1");
+    ck_assert_msg(strstr(msg, " 1 connection open, 1 accepted, 3 bytes echoed") != NULL, "%s", msg);
+    close(fd);
 
     stop_expect_stopping(&m, &dp);
     daemon_stop(&dp);

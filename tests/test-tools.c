@@ -468,6 +468,7 @@ json_num(const char *text, const char *key)
 
 /* Every key the README documents for --json. */
 static const char *const bench_keys[] = {
+    "label",
     "target",
     "transport",
     "connections",
@@ -485,6 +486,8 @@ static const char *const bench_keys[] = {
     "mb_per_s",
     "latency_ns",
     "connect_ns",
+    "latency_percentiles",
+    "timeline",
     "connections_opened",
     "connect_failures",
     "resets",

@@ -325,7 +325,7 @@ START_TEST(test_watchdog_sees_a_stuck_worker)
         t = now_ms() - ready;
         if (t < 900)
             before++;
-        else if (t >= 1700 && t < 4000)
+        else if (t >= 2000 && t < 4000)
             during++;
         else if (t >= 5500)
             after++;

@@ -14,6 +14,8 @@
 
 static enum log_level log_level = LOG_LEVEL_INFO;
 static int log_journal;
+/* Lines without the time and level prefix off the journal: the command line's own output. */
+static int log_plain;
 
 static const char *const log_names[] = {"error", "warning", "info", "debug"};
 /* syslog(3) priorities: LOG_ERR, LOG_WARNING, LOG_INFO, LOG_DEBUG. */
@@ -64,6 +66,17 @@ log_init(enum log_level level)
     log_level = level;
     log_journal = log_stderr_is_journal();
     event_set_log_callback(log_event_cb);
+}
+
+/*
+ * Plain lines (no time, pid or level) when not under the journal, for what
+ * reads as command output, such as configuration errors from -t; under the
+ * journal the <N> priority prefix stays, so those are still errors there.
+ */
+void
+log_set_plain(int on)
+{
+    log_plain = on;
 }
 
 /* Workers log from their own threads while the main thread may set the level: atomic. */
@@ -148,6 +161,8 @@ log_msg(enum log_level level, const char *fmt, ...)
 
     if (log_journal) {
         n = snprintf(line, sizeof(line), "<%d>", log_prio[level]);
+    } else if (log_plain) {
+        n = 0;
     } else {
         struct timespec ts;
         struct tm tm;

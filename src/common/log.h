@@ -10,6 +10,7 @@ enum log_level {
 };
 
 void log_init(enum log_level level);
+void log_set_plain(int on);
 void log_set_level(enum log_level level);
 enum log_level log_get_level(void);
 int log_level_parse(const char *name, enum log_level *level);

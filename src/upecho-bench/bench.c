@@ -18,6 +18,7 @@
 #include <event2/event_struct.h>
 
 #include "bench.h"
+#include "payload.h"
 #include "upper.h"
 
 #define BENCH_RBUF_SIZE (256u * 1024)
@@ -116,20 +117,6 @@ struct bench {
     unsigned b_nthreads;
 };
 
-/*
- * Payload bytes: lowercase letters (what the echo must change) mixed with
- * the bytes next to a-z, digits, capitals, controls, NUL and 8-bit bytes
- * (what it must leave alone).  64 entries, so 6 random bits pick one.
- */
-static const unsigned char bench_alphabet[64] = {
-    'a',  'b',  'c',  'd',  'e',  'f',  'g',  'h',  'i', 'j', 'k', 'l', 'm',  'n',  'o',  'p',
-    'q',  'r',  's',  't',  'u',  'v',  'w',  'x',  'y', 'z', '0', '1', '2',  '3',  '4',  '5',
-    '6',  '7',  '8',  '9',  '@',  '[',  '`',  '{',  'A', 'M', 'Z', ' ', '\0', '\n', '\r', '\t',
-    0x7f, 0x80, 0xc3, 0xa9, 0xe1, 0xf1, 0xff, 0xb5, '-', '_', '.', ',', ':',  ';',  '!',  '~',
-};
-
-static const char bench_hex[16] = "0123456789ABCDEF";
-
 static uint64_t
 bench_now(void)
 {
@@ -137,90 +124,6 @@ bench_now(void)
 
     clock_gettime(CLOCK_MONOTONIC, &ts);
     return (uint64_t)ts.tv_sec * BENCH_NS + (uint64_t)ts.tv_nsec;
-}
-
-/* splitmix64's finalizer: a cheap, well-mixed 64-bit hash. */
-static inline uint64_t
-bench_mix(uint64_t x)
-{
-    x = (x ^ (x >> 30)) * 0xBF58476D1CE4E5B9ULL;
-    x = (x ^ (x >> 27)) * 0x94D049BB133111EBULL;
-    return x ^ (x >> 31);
-}
-
-/*
- * Payload bytes come from one table of the alphabet, filled once: writing a
- * message is then a memcpy from an offset that depends on the connection's
- * seed and the message number, cheap enough that a 16 KiB bulk run is not
- * paced by the client.  The table is longer than any offset step, so
- * neighbouring messages differ, and a swapped, dropped or repeated message
- * shows up in the reply check.
- */
-#define BENCH_TABLE (64 * 1024)
-
-static unsigned char bench_table[BENCH_TABLE];
-static pthread_once_t bench_table_once = PTHREAD_ONCE_INIT;
-
-static void
-bench_table_fill(void)
-{
-    uint64_t state = 0x5EED;
-
-    for (size_t i = 0; i < BENCH_TABLE; i += 10) {
-        uint64_t r = bench_mix(state += 0x9E3779B97F4A7C15ULL);
-
-        for (size_t k = 0; k < 10 && i + k < BENCH_TABLE; k++, r >>= 6)
-            bench_table[i + k] = (unsigned char)bench_alphabet[r & 63];
-    }
-}
-
-/* The payload of message msg of the connection seeded seed. */
-static void
-bench_payload(unsigned char *buf, size_t len, uint64_t seed, uint64_t msg)
-{
-    size_t off = (size_t)(bench_mix(seed ^ bench_mix(msg + 1)) % BENCH_TABLE);
-
-    pthread_once(&bench_table_once, bench_table_fill);
-    while (len > 0) {
-        size_t n = len < BENCH_TABLE - off ? len : BENCH_TABLE - off;
-
-        memcpy(buf, bench_table + off, n);
-        buf += n;
-        len -= n;
-        off = 0;
-    }
-}
-
-/*
- * A UDP message: the sequence number as 8 uppercase hex digits, which the
- * echo leaves as they are, then the payload.
- */
-static void
-bench_datagram(unsigned char *buf, size_t len, uint64_t seed, uint64_t seq)
-{
-    for (int i = 0; i < BENCH_UDP_MIN_SIZE; i++)
-        buf[i] = (unsigned char)bench_hex[(seq >> (4 * (BENCH_UDP_MIN_SIZE - 1 - i))) & 15];
-    bench_payload(buf + BENCH_UDP_MIN_SIZE, len - BENCH_UDP_MIN_SIZE, seed, seq);
-}
-
-/* Read back the sequence number; -EINVAL if a header byte is not an uppercase hex digit. */
-static int
-bench_seq_decode(const unsigned char *buf, uint64_t *seq)
-{
-    uint64_t v = 0;
-
-    for (int i = 0; i < BENCH_UDP_MIN_SIZE; i++) {
-        unsigned char c = buf[i];
-
-        if (c >= '0' && c <= '9')
-            v = v << 4 | (uint64_t)(c - '0');
-        else if (c >= 'A' && c <= 'F')
-            v = v << 4 | (uint64_t)(c - 'A' + 10);
-        else
-            return -EINVAL;
-    }
-    *seq = v;
-    return 0;
 }
 
 static void
@@ -412,7 +315,7 @@ bench_stream_fill(struct bench_conn *c, uint64_t now)
            !c->bn_thread->bt_stopping && bench_due(c, now, &stamp)) {
         size_t k = (size_t)(c->bn_sent % cfg->bc_pipeline);
 
-        bench_payload(c->bn_ring + k * cfg->bc_size, cfg->bc_size, c->bn_seed, c->bn_sent);
+        payload_fill(c->bn_ring + k * cfg->bc_size, cfg->bc_size, c->bn_seed, c->bn_sent);
         c->bn_stamps[k] = stamp;
         if (c->bn_sent == c->bn_done)
             c->bn_progress = now;
@@ -447,7 +350,7 @@ bench_udp_fill(struct bench_conn *c, uint64_t now)
         unsigned k = bench_udp_slot(c, cfg->bc_pipeline);
         ssize_t n;
 
-        bench_datagram(t->bt_sbuf, cfg->bc_size, c->bn_seed, c->bn_sent);
+        payload_datagram(t->bt_sbuf, cfg->bc_size, c->bn_seed, c->bn_sent);
         n = send(c->bn_fd, t->bt_sbuf, cfg->bc_size, MSG_NOSIGNAL | MSG_DONTWAIT);
         if (n == -1) {
             int err = errno;
@@ -561,7 +464,7 @@ bench_udp_reply(struct bench_conn *c, const unsigned char *buf, size_t n, uint64
     uint64_t bad = 0;
 
     r->br_bytes_received += n;
-    if (n < BENCH_UDP_MIN_SIZE || bench_seq_decode(buf, &seq) < 0) {
+    if (n < BENCH_UDP_MIN_SIZE || payload_seq_decode(buf, &seq) < 0) {
         bench_mismatch(c, UINT64_MAX, 0, n > 0 ? n : 1, now);
         r->br_mismatch_messages++;
         return;
@@ -578,7 +481,7 @@ bench_udp_reply(struct bench_conn *c, const unsigned char *buf, size_t n, uint64
         }
         return;
     }
-    bench_datagram(t->bt_sbuf, cfg->bc_size, c->bn_seed, seq);
+    payload_datagram(t->bt_sbuf, cfg->bc_size, c->bn_seed, seq);
     len = n < cfg->bc_size ? n : cfg->bc_size;
     while (pos < len && !upper_equal(buf + pos, t->bt_sbuf + pos, len - pos, &w)) {
         if (bad++ == 0)
@@ -913,7 +816,7 @@ bench_thread_init(struct bench *b, struct bench_thread *t, unsigned id)
         c->bn_thread = t;
         c->bn_fd = -1;
         c->bn_index = id + i * b->b_nthreads;
-        c->bn_seed = bench_mix(cfg->bc_seed ^ bench_mix(c->bn_index + 0x5EEDULL));
+        c->bn_seed = payload_mix(cfg->bc_seed ^ payload_mix(c->bn_index + 0x5EEDULL));
         if (cfg->bc_messages == 0)
             c->bn_quota = UINT64_MAX;
         else
@@ -1037,6 +940,43 @@ bench_progress_sum(struct bench *b, struct bench_progress *p, uint64_t *bytes)
 }
 
 /*
+ * Add an entry to the timeline: what the workers counted since the last one.
+ * Out of memory, the timeline just ends early; the run goes on.
+ */
+static void
+bench_timeline_add(struct bench_result *res, double second, uint64_t messages, uint64_t errors,
+                   uint64_t open)
+{
+    struct bench_sample *s, *grown;
+    uint64_t msgs_before = 0, errs_before = 0;
+
+    for (size_t i = 0; i < res->br_ntimeline; i++) {
+        msgs_before += res->br_timeline[i].bs_messages;
+        errs_before += res->br_timeline[i].bs_errors;
+    }
+    grown = realloc(res->br_timeline, (res->br_ntimeline + 1) * sizeof(*grown));
+    if (grown == NULL)
+        return;
+    res->br_timeline = grown;
+    s = &grown[res->br_ntimeline++];
+    s->bs_second = second;
+    s->bs_messages = messages > msgs_before ? messages - msgs_before : 0;
+    s->bs_errors = errors > errs_before ? errors - errs_before : 0;
+    s->bs_open = open;
+}
+
+/* The timeline entry for the second that just ended, from the workers' published counters. */
+static void
+bench_sample(struct bench *b, struct bench_result *res, double second)
+{
+    struct bench_progress p;
+    uint64_t bytes;
+
+    bench_progress_sum(b, &p, &bytes);
+    bench_timeline_add(res, second, p.bp_messages, p.bp_errors, p.bp_open);
+}
+
+/*
  * The calling thread waits for the workers with SIGINT and SIGTERM blocked
  * and taken by sigtimedwait(), so a Ctrl-C ends the run cleanly (stop
  * sending, drain, report) instead of killing it.  It also calls the
@@ -1047,7 +987,7 @@ bench_wait(struct bench *b, struct bench_result *res, const sigset_t *sigs)
 {
     const struct bench_config *cfg = b->b_cfg;
     uint64_t next = b->b_start + BENCH_NS, last_time = b->b_start;
-    uint64_t last_msgs = 0, last_bytes = 0;
+    uint64_t last_msgs = 0, last_bytes = 0, next_sample = b->b_start + BENCH_NS;
 
     for (;;) {
         struct timespec ts = {0, 50 * 1000 * 1000};
@@ -1064,6 +1004,10 @@ bench_wait(struct bench *b, struct bench_result *res, const sigset_t *sigs)
         if (finished == b->b_nthreads)
             return;
         now = bench_now();
+        if (now >= next_sample) {
+            bench_sample(b, res, (double)(next_sample - b->b_start) / 1e9);
+            next_sample += BENCH_NS;
+        }
         if (cfg->bc_progress != NULL && now >= next) {
             struct bench_progress p;
             double dt = (double)(now - last_time) / 1e9;
@@ -1175,6 +1119,9 @@ bench_run(const struct bench_config *cfg, struct bench_result **out)
             }
         }
     }
+    /* The last, partial interval: from the merged totals, so the timeline sums to them. */
+    if (rc == 0)
+        bench_timeline_add(res, res->br_elapsed, res->br_messages, bench_errors(res), 0);
     for (unsigned i = 0; i < b.b_nthreads; i++)
         bench_thread_deinit(&b.b_threads[i]);
     free(b.b_threads);
@@ -1193,6 +1140,7 @@ bench_result_free(struct bench_result *r)
         return;
     hist_free(r->br_latency);
     hist_free(r->br_connect);
+    free(r->br_timeline);
     free(r);
 }
 
@@ -1208,168 +1156,4 @@ int
 bench_ok(const struct bench_result *r)
 {
     return r->br_messages > 0 && r->br_mismatch_bytes == 0 && bench_errors(r) == 0;
-}
-
-/* A duration in ns as a short human string: "850ns", "12.3us", "4.56ms", "1.23s". */
-static const char *
-bench_fmt_ns(uint64_t ns, char *buf, size_t size)
-{
-    if (ns < 1000)
-        snprintf(buf, size, "%lluns", (unsigned long long)ns);
-    else if (ns < 1000000)
-        snprintf(buf, size, "%.1fus", (double)ns / 1e3);
-    else if (ns < 1000000000)
-        snprintf(buf, size, "%.2fms", (double)ns / 1e6);
-    else
-        snprintf(buf, size, "%.2fs", (double)ns / 1e9);
-    return buf;
-}
-
-/* One progress line: elapsed, rates, open connections, errors. */
-void
-bench_print_progress(FILE *f, const struct bench_progress *p)
-{
-    fprintf(f, "[%5.0fs] %10.0f msg/s %9.2f MB/s %7llu open %6llu errors %6llu mismatches\n",
-            p->bp_elapsed, p->bp_msgs_per_s, p->bp_mb_per_s, (unsigned long long)p->bp_open,
-            (unsigned long long)p->bp_errors, (unsigned long long)p->bp_mismatches);
-    fflush(f);
-}
-
-static void
-bench_print_hist(FILE *f, const char *label, const struct hist *h, int full)
-{
-    char a[32], b[32], c[32], d[32], e[32], g[32], m[32];
-
-    if (hist_count(h) == 0) {
-        fprintf(f, "%-12s none\n", label);
-        return;
-    }
-    fprintf(f, "%-12s min %s  p50 %s  p90 %s  p99 %s", label, bench_fmt_ns(hist_min(h), a, 32),
-            bench_fmt_ns(hist_percentile(h, 50), b, 32),
-            bench_fmt_ns(hist_percentile(h, 90), c, 32),
-            bench_fmt_ns(hist_percentile(h, 99), d, 32));
-    if (full)
-        fprintf(f, "  p99.9 %s", bench_fmt_ns(hist_percentile(h, 99.9), e, 32));
-    fprintf(f, "  max %s  mean %s\n", bench_fmt_ns(hist_max(h), g, 32),
-            bench_fmt_ns((uint64_t)hist_mean(h), m, 32));
-}
-
-/* The human summary: throughput, latency and connect percentiles, every error counter. */
-void
-bench_print_text(FILE *f, const struct bench_config *cfg, const struct bench_result *r)
-{
-    char tbuf[TARGET_STRLEN];
-    double secs = r->br_elapsed > 0 ? r->br_elapsed : 1e-9;
-
-    fprintf(f, "target       %s, %u connections, %u threads, %zu-byte messages, pipeline %u\n",
-            target_format(&cfg->bc_target, tbuf, sizeof(tbuf)), cfg->bc_connections,
-            cfg->bc_threads < cfg->bc_connections ? cfg->bc_threads : cfg->bc_connections,
-            cfg->bc_size, cfg->bc_pipeline);
-    if (cfg->bc_rate > 0)
-        fprintf(f,
-                "rate         %.0f msg/s intended; latency counts from each intended send time\n",
-                cfg->bc_rate);
-    fprintf(f, "duration     %.2f s%s\n", r->br_elapsed, r->br_interrupted ? " (interrupted)" : "");
-    fprintf(f, "messages     %llu, %.0f msg/s, %.2f MB/s sent, %.2f MB/s received\n",
-            (unsigned long long)r->br_messages, (double)r->br_messages / secs,
-            (double)r->br_bytes_sent / secs / 1e6, (double)r->br_bytes_received / secs / 1e6);
-    bench_print_hist(f, "latency", r->br_latency, 1);
-    bench_print_hist(f, "connect", r->br_connect, 0);
-    fprintf(f, "connections  %llu opened, %llu failed", (unsigned long long)r->br_opened,
-            (unsigned long long)r->br_connect_failures);
-    if (r->br_connect_failures > 0)
-        fprintf(f, " (first: %s)", strerror(r->br_connect_errno));
-    fprintf(f,
-            "\nerrors       %llu: connect failures %llu, resets %llu, timeouts %llu, lost %llu, "
-            "late %llu",
-            (unsigned long long)bench_errors(r), (unsigned long long)r->br_connect_failures,
-            (unsigned long long)r->br_resets, (unsigned long long)r->br_timeouts,
-            (unsigned long long)r->br_lost, (unsigned long long)r->br_late);
-    if (r->br_resets > 0)
-        fprintf(f, " (first reset: %s)",
-                r->br_reset_errno == 0 ? "closed by the server" : strerror(r->br_reset_errno));
-    fprintf(f, "\nmismatches   %llu bytes in %llu messages",
-            (unsigned long long)r->br_mismatch_bytes, (unsigned long long)r->br_mismatch_messages);
-    if (r->br_has_first) {
-        fprintf(f, "; first on connection %u", r->br_first_conn);
-        if (r->br_first_message != UINT64_MAX)
-            fprintf(f, ", message %llu", (unsigned long long)r->br_first_message);
-        fprintf(f, ", %s offset %llu", cfg->bc_target.t_kind == TARGET_UDP ? "datagram" : "stream",
-                (unsigned long long)r->br_first_offset);
-    }
-    fprintf(f, "\nresult       %s\n", bench_ok(r) ? "OK" : "FAILED");
-}
-
-/* A JSON string, escaped. */
-static void
-bench_json_string(FILE *f, const char *s)
-{
-    fputc('"', f);
-    for (; *s != '\0'; s++) {
-        unsigned char c = (unsigned char)*s;
-
-        if (c == '"' || c == '\\')
-            fprintf(f, "\\%c", c);
-        else if (c < 0x20)
-            fprintf(f, "\\u%04x", c);
-        else
-            fputc(c, f);
-    }
-    fputc('"', f);
-}
-
-static void
-bench_json_hist(FILE *f, const char *key, const struct hist *h)
-{
-    fprintf(f,
-            "\"%s\":{\"count\":%llu,\"min\":%llu,\"mean\":%.0f,\"p50\":%llu,\"p90\":%llu,"
-            "\"p99\":%llu,\"p99_9\":%llu,\"max\":%llu}",
-            key, (unsigned long long)hist_count(h), (unsigned long long)hist_min(h), hist_mean(h),
-            (unsigned long long)hist_percentile(h, 50), (unsigned long long)hist_percentile(h, 90),
-            (unsigned long long)hist_percentile(h, 99),
-            (unsigned long long)hist_percentile(h, 99.9), (unsigned long long)hist_max(h));
-}
-
-/* The summary as one JSON object on one line; the keys are documented in the README. */
-void
-bench_print_json(FILE *f, const struct bench_config *cfg, const struct bench_result *r)
-{
-    char tbuf[TARGET_STRLEN];
-    double secs = r->br_elapsed > 0 ? r->br_elapsed : 1e-9;
-
-    fputs("{\"target\":", f);
-    bench_json_string(f, target_format(&cfg->bc_target, tbuf, sizeof(tbuf)));
-    fprintf(f,
-            ",\"transport\":\"%s\",\"connections\":%u,\"threads\":%u,\"size\":%zu,"
-            "\"pipeline\":%u,\"rate\":%.3f,\"connect_rate\":%.3f,",
-            target_kind_name(cfg->bc_target.t_kind), cfg->bc_connections,
-            cfg->bc_threads < cfg->bc_connections ? cfg->bc_threads : cfg->bc_connections,
-            cfg->bc_size, cfg->bc_pipeline, cfg->bc_rate, cfg->bc_connect_rate);
-    fprintf(f,
-            "\"duration_s\":%.6f,\"interrupted\":%s,\"messages\":%llu,\"messages_per_s\":%.1f,"
-            "\"bytes_sent\":%llu,\"bytes_received\":%llu,\"mb_per_s\":%.3f,",
-            r->br_elapsed, r->br_interrupted ? "true" : "false", (unsigned long long)r->br_messages,
-            (double)r->br_messages / secs, (unsigned long long)r->br_bytes_sent,
-            (unsigned long long)r->br_bytes_received, (double)r->br_bytes_sent / secs / 1e6);
-    bench_json_hist(f, "latency_ns", r->br_latency);
-    fputc(',', f);
-    bench_json_hist(f, "connect_ns", r->br_connect);
-    fprintf(f,
-            ",\"connections_opened\":%llu,\"connect_failures\":%llu,\"resets\":%llu,"
-            "\"timeouts\":%llu,\"lost\":%llu,\"late\":%llu,\"errors\":%llu,"
-            "\"mismatches\":%llu,\"mismatched_messages\":%llu,\"first_mismatch\":",
-            (unsigned long long)r->br_opened, (unsigned long long)r->br_connect_failures,
-            (unsigned long long)r->br_resets, (unsigned long long)r->br_timeouts,
-            (unsigned long long)r->br_lost, (unsigned long long)r->br_late,
-            (unsigned long long)bench_errors(r), (unsigned long long)r->br_mismatch_bytes,
-            (unsigned long long)r->br_mismatch_messages);
-    if (!r->br_has_first)
-        fputs("null", f);
-    else if (r->br_first_message == UINT64_MAX)
-        fprintf(f, "{\"connection\":%u,\"message\":null,\"offset\":%llu}", r->br_first_conn,
-                (unsigned long long)r->br_first_offset);
-    else
-        fprintf(f, "{\"connection\":%u,\"message\":%llu,\"offset\":%llu}", r->br_first_conn,
-                (unsigned long long)r->br_first_message, (unsigned long long)r->br_first_offset);
-    fprintf(f, ",\"ok\":%s}\n", bench_ok(r) ? "true" : "false");
 }

@@ -3,7 +3,6 @@
 #define UPECHOD_BENCH_H
 
 #include <stdint.h>
-#include <stdio.h>
 
 #include "hist.h"
 #include "target.h"
@@ -22,6 +21,15 @@ struct bench_progress {
     uint64_t bp_open;       /* connections open now */
     uint64_t bp_errors;     /* connect failures, resets, timeouts, lost and late so far */
     uint64_t bp_mismatches; /* wrong reply bytes so far */
+};
+
+/* One second of the run, for the timeline: what happened in it and how many were open at its end.
+ */
+struct bench_sample {
+    double bs_second; /* end of the interval, seconds since the start (the last may be partial) */
+    uint64_t bs_messages; /* answered in the interval */
+    uint64_t bs_errors;   /* errors counted in the interval */
+    uint64_t bs_open;     /* connections open at its end */
 };
 
 typedef void (*bench_progress_cb)(const struct bench_progress *p, void *arg);
@@ -43,6 +51,7 @@ struct bench_config {
     uint64_t bc_seed;              /* payload seed, so runs can be repeated */
     bench_progress_cb bc_progress; /* NULL for none */
     void *bc_progress_arg;
+    const char *bc_label; /* a name for the run in reports and plots, or NULL */
 };
 
 struct bench_result {
@@ -67,6 +76,8 @@ struct bench_result {
     uint64_t br_first_offset;  /* stream byte offset, or byte offset in the datagram */
     struct hist *br_latency;   /* ns, from the (intended) send time to the last reply byte */
     struct hist *br_connect;   /* ns, from connect() to established */
+    struct bench_sample *br_timeline; /* one per second of the run, the last one partial */
+    size_t br_ntimeline;
 };
 
 void bench_config_init(struct bench_config *cfg);
@@ -75,8 +86,5 @@ int bench_run(const struct bench_config *cfg, struct bench_result **out);
 void bench_result_free(struct bench_result *r);
 uint64_t bench_errors(const struct bench_result *r);
 int bench_ok(const struct bench_result *r);
-void bench_print_progress(FILE *f, const struct bench_progress *p);
-void bench_print_text(FILE *f, const struct bench_config *cfg, const struct bench_result *r);
-void bench_print_json(FILE *f, const struct bench_config *cfg, const struct bench_result *r);
 
 #endif

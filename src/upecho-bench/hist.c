@@ -114,6 +114,45 @@ hist_merge(struct hist *dst, const struct hist *src)
         dst->h_max = src->h_max;
 }
 
+/* A bucket's value as hist_percentile() reports it: its middle, clamped to the exact min and max.
+ */
+static uint64_t
+hist_value(const struct hist *h, unsigned i)
+{
+    uint64_t lo = hist_lowest(i), hi = hist_highest(i);
+    uint64_t mid = lo + (hi - lo) / 2;
+
+    if (mid < h->h_min)
+        mid = h->h_min;
+    if (mid > h->h_max)
+        mid = h->h_max;
+    return mid;
+}
+
+/*
+ * Walk the buckets that hold values, lowest first: start with *pos = 0.
+ * Returns 1 with the bucket's value (as hist_percentile() would report it)
+ * and count, or 0 when there are no more.
+ */
+int
+hist_next(const struct hist *h, unsigned *pos, uint64_t *value, uint64_t *count)
+{
+    unsigned i = *pos < h->h_lo ? h->h_lo : *pos;
+
+    if (h->h_count == 0)
+        return 0;
+    for (; i <= h->h_hi; i++) {
+        if (h->h_buckets[i] != 0) {
+            *value = hist_value(h, i);
+            *count = h->h_buckets[i];
+            *pos = i + 1;
+            return 1;
+        }
+    }
+    *pos = i;
+    return 0;
+}
+
 /*
  * The value at the given percentile (0-100), by nearest rank: the smallest
  * recorded value that at least percent% of the values are at or below.  The
@@ -141,16 +180,8 @@ hist_percentile(const struct hist *h, double percent)
         rank = 1;
     for (unsigned i = h->h_lo; i <= h->h_hi; i++) {
         seen += h->h_buckets[i];
-        if (seen >= rank) {
-            uint64_t lo = hist_lowest(i), hi = hist_highest(i);
-            uint64_t mid = lo + (hi - lo) / 2;
-
-            if (mid < h->h_min)
-                mid = h->h_min;
-            if (mid > h->h_max)
-                mid = h->h_max;
-            return mid;
-        }
+        if (seen >= rank)
+            return hist_value(h, i);
     }
     return h->h_max;
 }

@@ -34,5 +34,6 @@ uint64_t hist_count(const struct hist *h);
 uint64_t hist_min(const struct hist *h);
 uint64_t hist_max(const struct hist *h);
 double hist_mean(const struct hist *h);
+int hist_next(const struct hist *h, unsigned *pos, uint64_t *value, uint64_t *count);
 
 #endif

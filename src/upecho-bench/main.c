@@ -10,16 +10,23 @@
 
 #include "upechod-build.h"
 #include "bench.h"
+#include "hgrm.h"
+#include "plot.h"
+#include "report.h"
 
 #define EX_OK 0
 #define EX_FAILED 1
 #define EX_USAGE 64
+#define EX_DATAERR 65
+#define EX_NOINPUT 66
 #define EX_OSERR 71
+#define EX_CANTCREAT 73
 
 static void
 usage(FILE *f)
 {
     fputs("usage: upecho-bench [options] tcp://HOST:PORT | udp://HOST:PORT | unix:///PATH\n"
+          "       upecho-bench --plot FILE.svg RUN.json...\n"
           "  -c, --connections N      connections (default 100)\n"
           "  -t, --threads N          worker threads (default: one per core)\n"
           "  -d, --duration TIME      run this long: 30, 1.5s, 500ms, 2m (default 10s)\n"
@@ -35,11 +42,19 @@ usage(FILE *f)
           "      --connect-timeout TIME  a connect this slow has failed (default 10s)\n"
           "      --seed N             payload seed, to repeat a run exactly (default 1)\n"
           "      --json               print the summary as one JSON object\n"
+          "      --hgrm FILE          write the latency percentile distribution to FILE in\n"
+          "                           HdrHistogram's text format, in milliseconds\n"
+          "      --label TEXT         name the run in the JSON output and in plots\n"
+          "      --plot FILE.svg      draw latency by percentile and messages per second\n"
+          "                           to FILE.svg; given --json files instead of a target,\n"
+          "                           draw those runs together without running\n"
           "  -q, --quiet              no progress line every second\n"
           "  -h, --help               this help\n"
           "  -V, --version            print the version\n"
           "Exit status: 0 when every reply was right and nothing failed, 1 on any mismatch,\n"
-          "connect failure, reset, timeout or lost datagram, 64 on usage errors.\n",
+          "connect failure, reset, timeout or lost datagram, 64 on usage errors,\n"
+          "65 for a --plot input that is not upecho-bench JSON, 66 for one that cannot\n"
+          "be read, 71 when the run cannot start, 73 when an output file cannot be created.\n",
           f);
 }
 
@@ -146,7 +161,65 @@ raise_nofile(unsigned connections)
 static void
 progress_print(const struct bench_progress *p, void *arg)
 {
-    bench_print_progress(stderr, p);
+    report_progress(stderr, p);
+}
+
+/* Write the plot of runs to path; the exit status. */
+static int
+plot_save(const char *path, const struct plot_run *runs, size_t nruns)
+{
+    FILE *f = fopen(path, "w");
+    int rc;
+
+    if (f == NULL) {
+        fprintf(stderr, "upecho-bench: cannot create %s: %s\n", path, strerror(errno));
+        return EX_CANTCREAT;
+    }
+    rc = plot_write(f, runs, nruns);
+    if (fclose(f) != 0 && rc == 0)
+        rc = -errno;
+    if (rc < 0) {
+        fprintf(stderr, "upecho-bench: cannot write %s: %s\n", path, strerror(-rc));
+        return EX_CANTCREAT;
+    }
+    return EX_OK;
+}
+
+/* --plot with JSON files: draw the runs they hold, without running; the exit status. */
+static int
+plot_files(const char *out, char **files, int nfiles)
+{
+    struct plot_run *runs = calloc((size_t)nfiles, sizeof(*runs));
+    char why[256];
+    int n, rc, status = EX_OK;
+
+    if (runs == NULL)
+        return EX_OSERR;
+    for (n = 0; n < nfiles; n++) {
+        rc = plot_run_load(&runs[n], files[n], why, sizeof(why));
+        if (rc == -EINVAL) {
+            fprintf(stderr, "upecho-bench: %s: %s\n", files[n], why);
+            status = EX_DATAERR;
+        } else if (rc == -EFBIG) {
+            fprintf(stderr, "upecho-bench: %s: too big for upecho-bench JSON (over %u bytes)\n",
+                    files[n], PLOT_MAX_INPUT);
+            status = EX_DATAERR;
+        } else if (rc == -ENOMEM) {
+            fprintf(stderr, "upecho-bench: %s: out of memory\n", files[n]);
+            status = EX_OSERR;
+        } else if (rc < 0) {
+            fprintf(stderr, "upecho-bench: cannot read %s: %s\n", files[n], strerror(-rc));
+            status = EX_NOINPUT;
+        }
+        if (rc < 0)
+            break;
+    }
+    if (status == EX_OK)
+        status = plot_save(out, runs, (size_t)nfiles);
+    for (int i = 0; i < n && i < nfiles; i++)
+        plot_run_deinit(&runs[i]);
+    free(runs);
+    return status;
 }
 
 enum {
@@ -156,6 +229,9 @@ enum {
     OPT_CONNECT_TIMEOUT,
     OPT_SEED,
     OPT_JSON,
+    OPT_HGRM,
+    OPT_LABEL,
+    OPT_PLOT,
 };
 
 static const struct option long_options[] = {
@@ -172,6 +248,9 @@ static const struct option long_options[] = {
     {"connect-timeout", required_argument, NULL, OPT_CONNECT_TIMEOUT},
     {"seed", required_argument, NULL, OPT_SEED},
     {"json", no_argument, NULL, OPT_JSON},
+    {"hgrm", required_argument, NULL, OPT_HGRM},
+    {"label", required_argument, NULL, OPT_LABEL},
+    {"plot", required_argument, NULL, OPT_PLOT},
     {"quiet", no_argument, NULL, 'q'},
     {"help", no_argument, NULL, 'h'},
     {"version", no_argument, NULL, 'V'},
@@ -187,7 +266,8 @@ main(int argc, char **argv)
     size_t nsources = 0;
     const char **source_args;
     size_t nsource_args = 0;
-    const char *why = NULL;
+    const char *why = NULL, *hgrm_path = NULL, *plot_path = NULL;
+    FILE *hgrm = NULL;
     int json = 0, quiet = 0, opt, rc, status;
     uint64_t v;
 
@@ -254,6 +334,18 @@ main(int argc, char **argv)
             json = 1;
             rc = 0;
             break;
+        case OPT_HGRM:
+            hgrm_path = optarg;
+            rc = 0;
+            break;
+        case OPT_PLOT:
+            plot_path = optarg;
+            rc = 0;
+            break;
+        case OPT_LABEL:
+            cfg.bc_label = optarg;
+            rc = 0;
+            break;
         case 'q':
             quiet = 1;
             rc = 0;
@@ -277,8 +369,18 @@ main(int argc, char **argv)
             return EX_USAGE;
         }
     }
+    /* Files rather than a target: draw runs made before. */
+    if (plot_path != NULL && optind < argc && strstr(argv[optind], "://") == NULL) {
+        free(source_args);
+        if (json || hgrm_path != NULL) {
+            fprintf(stderr, "upecho-bench: --json and --hgrm need a run, not JSON files\n");
+            return EX_USAGE;
+        }
+        return plot_files(plot_path, argv + optind, argc - optind);
+    }
     if (optind != argc - 1) {
-        fprintf(stderr, "upecho-bench: expected one target, such as tcp://127.0.0.1:7000\n");
+        fprintf(stderr, "upecho-bench: expected one target, such as tcp://127.0.0.1:7000%s\n",
+                optind < argc - 1 ? " (JSON files are drawn with --plot FILE.svg)" : "");
         usage(stderr);
         free(source_args);
         return EX_USAGE;
@@ -310,20 +412,65 @@ main(int argc, char **argv)
         cfg.bc_progress_arg = NULL;
     }
 
+    /* Create the output files before the run, so a bad path does not waste one. */
+    if (hgrm_path != NULL && (hgrm = fopen(hgrm_path, "w")) == NULL) {
+        fprintf(stderr, "upecho-bench: cannot create %s: %s\n", hgrm_path, strerror(errno));
+        free(sources);
+        return EX_CANTCREAT;
+    }
+    if (plot_path != NULL) {
+        FILE *f = fopen(plot_path, "w");
+
+        if (f == NULL) {
+            fprintf(stderr, "upecho-bench: cannot create %s: %s\n", plot_path, strerror(errno));
+            if (hgrm != NULL)
+                fclose(hgrm);
+            free(sources);
+            return EX_CANTCREAT;
+        }
+        fclose(f);
+    }
+
     /* Writes use MSG_NOSIGNAL; this also covers a closed stdout. */
     signal(SIGPIPE, SIG_IGN);
     raise_nofile(cfg.bc_connections);
     rc = bench_run(&cfg, &res);
     if (rc < 0) {
         fprintf(stderr, "upecho-bench: cannot run: %s\n", strerror(-rc));
+        if (hgrm != NULL)
+            fclose(hgrm);
         free(sources);
         return EX_OSERR;
     }
     if (json)
-        bench_print_json(stdout, &cfg, res);
+        report_json(stdout, &cfg, res);
     else
-        bench_print_text(stdout, &cfg, res);
+        report_text(stdout, &cfg, res);
     fflush(stdout);
+    status = bench_ok(res) ? EX_OK : EX_FAILED;
+    if (hgrm != NULL) {
+        rc = hgrm_write(hgrm, res->br_latency);
+        if (fclose(hgrm) != 0 && rc == 0)
+            rc = -errno;
+        if (rc < 0) {
+            fprintf(stderr, "upecho-bench: cannot write %s: %s\n", hgrm_path, strerror(-rc));
+            status = EX_CANTCREAT;
+        }
+    }
+    if (plot_path != NULL) {
+        struct plot_run pr;
+
+        rc = plot_run_from_result(&pr, &cfg, res);
+        if (rc < 0) {
+            fprintf(stderr, "upecho-bench: cannot plot: %s\n", strerror(-rc));
+            status = EX_OSERR;
+        } else {
+            rc = plot_save(plot_path, &pr, 1);
+            if (rc != EX_OK)
+                status = rc;
+            plot_run_deinit(&pr);
+        }
+    }
     if (!bench_ok(res)) {
         if (res->br_mismatch_bytes > 0)
             fprintf(stderr, "upecho-bench: %llu wrong reply bytes\n",
@@ -333,7 +480,6 @@ main(int argc, char **argv)
         if (res->br_messages == 0)
             fprintf(stderr, "upecho-bench: no reply at all\n");
     }
-    status = bench_ok(res) ? EX_OK : EX_FAILED;
     bench_result_free(res);
     free(sources);
     return status;

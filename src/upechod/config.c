@@ -40,6 +40,8 @@ enum config_key_id {
     KEY_TCP_ENABLED,
     KEY_TCP_LISTEN,
     KEY_TCP_BACKLOG,
+    KEY_TCP_PROXY_PROTOCOL,
+    KEY_TCP_PROXY_FROM,
     KEY_UDP_ENABLED,
     KEY_UDP_LISTEN,
     KEY_UDP_DROP_PRIVILEGED,
@@ -49,9 +51,13 @@ enum config_key_id {
     KEY_UNIX_PATH,
     KEY_UNIX_MODE,
     KEY_UNIX_BACKLOG,
+    KEY_UNIX_PROXY_PROTOCOL,
+    KEY_UNIX_PROXY_FROM,
     KEY_LOG_LEVEL,
     KEY_MAX_CONNECTIONS,
     KEY_MAX_PENDING_OUTPUT,
+    KEY_MAX_MEMORY,
+    KEY_MAX_CONNECTIONS_PER_SOURCE,
     KEY_IDLE_TIMEOUT,
     KEY_SHUTDOWN_TIMEOUT,
     KEY_USER,
@@ -75,6 +81,8 @@ static const struct config_key config_keys[KEY_COUNT] = {
     [KEY_TCP_ENABLED] = {0, "enabled", "yes"},
     [KEY_TCP_LISTEN] = {0, "listen", "127.0.0.1:9090"},
     [KEY_TCP_BACKLOG] = {0, "backlog", "1024"},
+    [KEY_TCP_PROXY_PROTOCOL] = {0, "proxy_protocol", "no"},
+    [KEY_TCP_PROXY_FROM] = {0, "proxy_protocol_from", ""},
     [KEY_UDP_ENABLED] = {1, "enabled", "yes"},
     [KEY_UDP_LISTEN] = {1, "listen", "127.0.0.1:7777"},
     [KEY_UDP_DROP_PRIVILEGED] = {1, "drop_privileged_source_ports", "yes"},
@@ -84,9 +92,13 @@ static const struct config_key config_keys[KEY_COUNT] = {
     [KEY_UNIX_PATH] = {2, "path", "/run/upechod/upechod.sock"},
     [KEY_UNIX_MODE] = {2, "mode", "0660"},
     [KEY_UNIX_BACKLOG] = {2, "backlog", "1024"},
+    [KEY_UNIX_PROXY_PROTOCOL] = {2, "proxy_protocol", "no"},
+    [KEY_UNIX_PROXY_FROM] = {2, "proxy_protocol_from", ""},
     [KEY_LOG_LEVEL] = {3, "level", "info"},
     [KEY_MAX_CONNECTIONS] = {4, "max_connections", "10000"},
     [KEY_MAX_PENDING_OUTPUT] = {4, "max_pending_output", "1M"},
+    [KEY_MAX_MEMORY] = {4, "max_memory", "256M"},
+    [KEY_MAX_CONNECTIONS_PER_SOURCE] = {4, "max_connections_per_source", "0"},
     [KEY_IDLE_TIMEOUT] = {4, "idle_timeout", "300"},
     [KEY_SHUTDOWN_TIMEOUT] = {4, "shutdown_timeout", "10"},
     [KEY_USER] = {5, "user", ""},
@@ -413,6 +425,64 @@ config_listen(struct config_parser *p, int id, const char *v, struct addr *addrs
     return 0;
 }
 
+/* A comma-separated list of addresses and CIDR prefixes; empty is an empty list. */
+static int
+config_proxy_from(struct config_parser *p, int id, const char *v, struct proxy_net *nets,
+                  size_t *nnets)
+{
+    struct proxy_net a[CONFIG_MAX_PROXY_FROM];
+    char t[ADDR_STRLEN], q[1024];
+    size_t n = 0;
+    int bad = 0;
+    const char *s = v, *why;
+
+    while (isspace((unsigned char)*s))
+        s++;
+    while (*s != '\0') {
+        const char *end = strchr(s, ','), *e;
+
+        if (end == NULL)
+            end = s + strlen(s);
+        e = end;
+        while (e > s && isspace((unsigned char)e[-1]))
+            e--;
+        while (s < e && isspace((unsigned char)*s))
+            s++;
+        if (e == s) {
+            config_bad(p, id, "empty address in the list (a stray comma?)");
+            bad = 1;
+        } else if (n == CONFIG_MAX_PROXY_FROM) {
+            config_bad(p, id, "more than %d addresses", CONFIG_MAX_PROXY_FROM);
+            bad = 1;
+            break;
+        } else if ((size_t)(e - s) >= sizeof(t)) {
+            config_bad(p, id, "address too long (at most %zu characters)", sizeof(t) - 1);
+            bad = 1;
+        } else {
+            memcpy(t, s, (size_t)(e - s));
+            t[e - s] = '\0';
+            if (proxy_net_parse(t, &a[n], &why) != 0) {
+                config_bad(p, id, "%s: %s", config_quote(q, sizeof(q), t), why);
+                bad = 1;
+            } else {
+                n++;
+            }
+        }
+        if (*end == '\0')
+            break;
+        s = end + 1;
+        if (*s == '\0') {
+            config_bad(p, id, "the list ends with a comma");
+            bad = 1;
+        }
+    }
+    if (bad)
+        return -EINVAL;
+    memcpy(nets, a, n * sizeof(a[0]));
+    *nnets = n;
+    return 0;
+}
+
 static int
 config_mode(struct config_parser *p, int id, const char *v, mode_t *out)
 {
@@ -537,6 +607,10 @@ config_set(struct config_parser *p, int id, const char *v)
         if ((rc = config_number(p, id, v, 1, 65535, NULL, &n)) == 0)
             cf->cf_tcp_backlog = (int)n;
         return rc;
+    case KEY_TCP_PROXY_PROTOCOL:
+        return config_bool(p, id, v, &cf->cf_tcp_proxy_protocol);
+    case KEY_TCP_PROXY_FROM:
+        return config_proxy_from(p, id, v, cf->cf_tcp_proxy_from, &cf->cf_tcp_nproxy_from);
     case KEY_UDP_ENABLED:
         return config_bool(p, id, v, &cf->cf_udp_enabled);
     case KEY_UDP_LISTEN:
@@ -562,6 +636,17 @@ config_set(struct config_parser *p, int id, const char *v)
         if ((rc = config_number(p, id, v, 1, 65535, NULL, &n)) == 0)
             cf->cf_unix_backlog = (int)n;
         return rc;
+    case KEY_UNIX_PROXY_PROTOCOL:
+        return config_bool(p, id, v, &cf->cf_unix_proxy_protocol);
+    case KEY_UNIX_PROXY_FROM:
+        /* Known, so that the message can say why it does not apply rather than "unknown key". */
+        if (v[0] == '\0')
+            return 0;
+        config_bad(p, id,
+                   "is not used for [unix]: unix socket peers have no address; who may connect, "
+                   "and so send a PROXY header, is decided by the socket's mode and its "
+                   "directory's permissions; leave it empty");
+        return -EINVAL;
     case KEY_LOG_LEVEL:
         return config_level(p, id, v, &cf->cf_log_level);
     case KEY_MAX_CONNECTIONS:
@@ -570,6 +655,12 @@ config_set(struct config_parser *p, int id, const char *v)
         return rc;
     case KEY_MAX_PENDING_OUTPUT:
         return config_size(p, id, v, &cf->cf_max_pending_output);
+    case KEY_MAX_MEMORY:
+        return config_size(p, id, v, &cf->cf_max_memory);
+    case KEY_MAX_CONNECTIONS_PER_SOURCE:
+        if ((rc = config_number(p, id, v, 0, CONFIG_MAX_CONNECTIONS_MAX, NULL, &n)) == 0)
+            cf->cf_max_connections_per_source = (size_t)n;
+        return rc;
     case KEY_IDLE_TIMEOUT:
         if ((rc = config_number(p, id, v, 0, CONFIG_IDLE_TIMEOUT_MAX, "seconds", &n)) == 0)
             cf->cf_idle_timeout = (unsigned)n;
@@ -910,6 +1001,13 @@ config_validate(struct config_parser *p)
     config_validate_listen(p, KEY_UDP_ENABLED, KEY_UDP_LISTEN, cf->cf_udp_enabled,
                            cf->cf_udp_nlisten);
 
+    /* A PROXY header rewrites the client's address: only named balancers may send one. */
+    if (cf->cf_tcp_proxy_protocol && cf->cf_tcp_nproxy_from == 0 &&
+        !p->p_key_bad[KEY_TCP_PROXY_FROM])
+        config_report(p, p->p_key_line[KEY_TCP_PROXY_PROTOCOL], "tcp", "proxy_protocol",
+                      "yes, but proxy_protocol_from is empty; list the addresses or CIDR "
+                      "prefixes of the balancers allowed to send a PROXY header");
+
     if (!cf->cf_tcp_enabled && !cf->cf_udp_enabled && !cf->cf_unix_enabled) {
         int bad = 0;
 
@@ -944,6 +1042,21 @@ config_defaults(struct upechod_config *cf)
     p.p_name = "built-in defaults";
     for (int id = 0; id < KEY_COUNT; id++)
         config_set(&p, id, config_keys[id].k_default);
+}
+
+/*
+ * The known keys one by one, for the test that holds upechod.ini(5) to the
+ * parser: section, name and default (as written in the file) of key i.
+ */
+int
+config_key(size_t i, const char **section, const char **name, const char **def)
+{
+    if (i >= KEY_COUNT)
+        return -ENOENT;
+    *section = config_sections[config_keys[i].k_section];
+    *name = config_keys[i].k_name;
+    *def = config_keys[i].k_default;
+    return 0;
 }
 
 /* Parse len bytes of text (which need not end in NUL) named name into cf. */

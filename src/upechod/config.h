@@ -9,9 +9,12 @@
 
 #include "addr.h"
 #include "log.h"
+#include "proxy.h"
 
 /* Most addresses one listen= key may name. */
 #define CONFIG_MAX_LISTEN 32
+/* Most addresses and prefixes proxy_protocol_from may name. */
+#define CONFIG_MAX_PROXY_FROM 32
 /* sun_path's size, with the NUL. */
 #define CONFIG_UNIX_PATH_MAX sizeof(((struct sockaddr_un *)0)->sun_path)
 #define CONFIG_NAME_MAX 256
@@ -30,6 +33,10 @@ struct upechod_config {
     size_t cf_tcp_nlisten; /* 127.0.0.1:9090 */
     int cf_tcp_backlog;    /* 1024 */
 
+    bool cf_tcp_proxy_protocol; /* no: connections begin with a PROXY header */
+    struct proxy_net cf_tcp_proxy_from[CONFIG_MAX_PROXY_FROM];
+    size_t cf_tcp_nproxy_from; /* "": who may send one */
+
     /* [udp] */
     bool cf_udp_enabled; /* yes */
     struct addr cf_udp_listen[CONFIG_MAX_LISTEN];
@@ -47,6 +54,8 @@ struct upechod_config {
     mode_t cf_unix_mode;                     /* 0660 */
     int cf_unix_backlog;                     /* 1024 */
 
+    bool cf_unix_proxy_protocol; /* no; any peer that may connect may send the header */
+
     /* [log] */
     enum log_level cf_log_level; /* info */
 
@@ -55,6 +64,10 @@ struct upechod_config {
     size_t cf_max_pending_output; /* 1M (bytes) */
     unsigned cf_idle_timeout;     /* 300 s, 0 = never */
     unsigned cf_shutdown_timeout; /* 10 s */
+    /* max_memory = 256M: bytes of output pending on all streams together */
+    size_t cf_max_memory;
+    /* max_connections_per_source = 0 (off); IPv4 by address, IPv6 by /64 */
+    size_t cf_max_connections_per_source;
 
     /* [server] */
     char cf_user[CONFIG_NAME_MAX];  /* "" = stay who we are */
@@ -82,5 +95,11 @@ int config_parse_file(struct upechod_config *cf, const char *path, config_error_
 int config_load(struct upechod_config *cf, const char *path, config_error_fn err, void *arg);
 int config_parse_string(struct upechod_config *cf, const char *name, const char *text,
                         config_error_fn err, void *arg);
+
+/*
+ * Key i of those the parser knows (0 up): its section, name and default as
+ * written in the file.  Returns 0, or -ENOENT past the last key.
+ */
+int config_key(size_t i, const char **section, const char **name, const char **def);
 
 #endif

@@ -28,14 +28,17 @@ usage(FILE *f)
         "  -h, --help         print this help and exit\n"
         "\n"
         "Exit status: 0 clean stop, 1 start-up failure or unclean stop, 64 usage error,\n"
-        "78 configuration error (including an unknown user or unusable passed sockets).\n",
+        "75 stop that closed connections still owed echo (shutdown_timeout ran out or a\n"
+        "second SIGTERM), 78 configuration error (including an unknown user or unusable\n"
+        "passed sockets).\n",
         UPECHOD_DEFAULT_CONFIG);
 }
 
+/* Each configuration error, at error priority under the journal (-p warning shows it). */
 static void
 main_config_error(void *arg, const char *msg)
 {
-    fprintf(stderr, "%s\n", msg);
+    log_error("%s", msg);
 }
 
 int
@@ -79,14 +82,16 @@ main(int argc, char **argv)
     }
 
     log_init(LOG_LEVEL_INFO);
+    /* Configuration errors read as plain FILE:LINE lines on a terminal. */
+    log_set_plain(1);
     if ((cf = malloc(sizeof(*cf))) == NULL) {
         fprintf(stderr, "upechod: out of memory\n");
         return 1;
     }
     if ((rc = config_load(cf, path, main_config_error, NULL)) != 0) {
         if (rc > 0)
-            fprintf(stderr, "upechod: %s: %d error%s, not starting\n", cf->cf_file, rc,
-                    rc == 1 ? "" : "s");
+            log_error("upechod: %s: %d error%s%s", cf->cf_file, rc, rc == 1 ? "" : "s",
+                      test ? "" : ", not starting");
         free(cf);
         return EX_CONFIG;
     }
@@ -96,6 +101,7 @@ main(int argc, char **argv)
         return 0;
     }
 
+    log_set_plain(0);
     log_set_level(cf->cf_log_level);
     if (cf->cf_file[0] == '\0')
         log_info("no configuration file at %s; running on built-in defaults",

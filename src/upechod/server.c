@@ -20,6 +20,9 @@
 #include "upechod-build.h"
 #include "worker.h"
 
+/* "s" after a count that is not 1. */
+#define SERVER_S(n) ((n) == 1 ? "" : "s")
+
 /* How often the service manager's STATUS= line is refreshed. */
 #define SERVER_STATUS_SEC 5
 /* Shortest interval between watchdog pings, whatever WATCHDOG_USEC says. */
@@ -328,14 +331,16 @@ static void
 server_status_cb(evutil_socket_t fd, short what, void *arg)
 {
     struct server *srv = arg;
+    size_t open = server_connections(srv);
     struct server_stats s;
 
     server_stats(srv, &s);
     notify_status(srv->srv_notify,
-                  "serving: %zu connections open, %llu accepted, %llu bytes echoed, "
-                  "%llu datagrams echoed, %llu dropped",
-                  server_connections(srv), (unsigned long long)s.st_accepted,
-                  (unsigned long long)s.st_bytes_out, (unsigned long long)s.st_dgrams_out,
+                  "serving: %zu connection%s open, %llu accepted, %llu byte%s echoed, "
+                  "%llu datagram%s echoed, %llu dropped",
+                  open, SERVER_S(open), (unsigned long long)s.st_accepted,
+                  (unsigned long long)s.st_bytes_out, SERVER_S(s.st_bytes_out),
+                  (unsigned long long)s.st_dgrams_out, SERVER_S(s.st_dgrams_out),
                   (unsigned long long)s.st_dgrams_dropped);
 }
 
@@ -422,14 +427,27 @@ server_reload(struct server *srv)
     notify_ready(srv->srv_notify, "configuration reloaded");
 }
 
+/*
+ * shutdown_timeout is up.  Connections that got all their echo and are
+ * only in the drain after our FIN lose nothing by a close: only those
+ * still owed echo make the stop one cut short.
+ */
 static void
 server_shutdown_timeout_cb(evutil_socket_t fd, short what, void *arg)
 {
     struct server *srv = arg;
+    size_t open = server_connections(srv);
+    size_t pending = worker_group_owed(&srv->srv_workers);
 
-    log_warn("shutdown: %zu connections still had output pending after %u s; closing them",
-             server_connections(srv), srv->srv_conf.cf_shutdown_timeout);
-    srv->srv_exit_code = 1;
+    if (pending > 0) {
+        log_warn("shutdown: %zu connection%s still had output pending after %u s; "
+                 "closing them",
+                 pending, SERVER_S(pending), srv->srv_conf.cf_shutdown_timeout);
+        srv->srv_exit_code = SERVER_EXIT_CUT_SHORT;
+    } else {
+        log_info("shutdown: closing %zu connection%s that got all their echo", open,
+                 SERVER_S(open));
+    }
     event_base_loopbreak(srv->srv_base);
 }
 
@@ -458,13 +476,14 @@ server_shutdown(struct server *srv, int sig)
 {
     struct timeval tv = {.tv_sec = srv->srv_conf.cf_shutdown_timeout, .tv_usec = 0};
     struct worker_order o = {.wo_kind = WORKER_STOP};
+    size_t open = server_connections(srv);
 
     srv->srv_stopping = 1;
     notify_stopping(srv->srv_notify);
     worker_group_order(&srv->srv_workers, &o);
     server_close_listeners(&srv->srv_listeners);
-    log_info("SIG%s received: stopping, %zu connections to finish", sigabbrev_np(sig),
-             server_connections(srv));
+    log_info("SIG%s received: stopping, %zu connection%s to finish", sigabbrev_np(sig), open,
+             SERVER_S(open));
     evtimer_add(srv->srv_shutdown_timer, &tv);
 }
 
@@ -482,8 +501,10 @@ server_signal_cb(evutil_socket_t sig, short what, void *arg)
     if (srv->srv_stopping) {
         size_t n = server_connections(srv);
 
-        log_warn("SIG%s again: exiting now, closing %zu connections", sigabbrev_np(sig), n);
-        srv->srv_exit_code = n > 0;
+        log_warn("SIG%s again: exiting now, closing %zu connection%s", sigabbrev_np(sig), n,
+                 SERVER_S(n));
+        if (worker_group_owed(&srv->srv_workers) > 0)
+            srv->srv_exit_code = SERVER_EXIT_CUT_SHORT;
         event_base_loopbreak(srv->srv_base);
         return;
     }

@@ -50,6 +50,15 @@ struct server {
  */
 #define SERVER_ECONFIG 1
 
+/*
+ * Exit status when a stop had to close connections that still had echo
+ * pending: shutdown_timeout ran out, or a second SIGTERM came.  75 is
+ * EX_TEMPFAIL; it differs from 1 (cannot start, unclean stop) because the
+ * stop was asked for and done, and upechod.service lists it in
+ * SuccessExitStatus= so that such a stop does not leave the unit failed.
+ */
+#define SERVER_EXIT_CUT_SHORT 75
+
 struct server *server_new(const struct upechod_config *conf, const char *conf_path);
 void server_free(struct server *srv);
 int server_start(struct server *srv);

@@ -19,6 +19,15 @@ struct server_stats {
     uint64_t st_drop_truncated;  /* larger than the receive buffer */
     uint64_t st_accept_failures; /* accept(2) failures for lack of descriptors or memory */
     uint64_t st_timeouts;        /* streams closed by idle_timeout */
+    uint64_t st_memory_pauses;   /* times a stream stopped being read for max_memory */
+    uint64_t st_source_limited;  /* connections closed by max_connections_per_source */
+
+    /* PROXY headers accepted, and connections closed for want of a good one. */
+    uint64_t st_proxy_accepted;
+    uint64_t st_proxy_refused;   /* the peer is not in proxy_protocol_from */
+    uint64_t st_proxy_bad;       /* malformed or oversized header */
+    uint64_t st_proxy_truncated; /* the peer closed before the header's end */
+    uint64_t st_proxy_timeouts;  /* no whole header within PROXY_TIMEOUT_SEC */
 };
 
 /*
@@ -50,6 +59,43 @@ stats_accumulate(struct server_stats *sum, const struct server_stats *w)
     sum->st_drop_truncated += STATS_GET(w->st_drop_truncated);
     sum->st_accept_failures += STATS_GET(w->st_accept_failures);
     sum->st_timeouts += STATS_GET(w->st_timeouts);
+    sum->st_memory_pauses += STATS_GET(w->st_memory_pauses);
+    sum->st_source_limited += STATS_GET(w->st_source_limited);
+    sum->st_proxy_accepted += STATS_GET(w->st_proxy_accepted);
+    sum->st_proxy_refused += STATS_GET(w->st_proxy_refused);
+    sum->st_proxy_bad += STATS_GET(w->st_proxy_bad);
+    sum->st_proxy_truncated += STATS_GET(w->st_proxy_truncated);
+    sum->st_proxy_timeouts += STATS_GET(w->st_proxy_timeouts);
+}
+
+/*
+ * One log line a second for the whole daemon, whichever worker has
+ * something to report; what is not logged is counted for the next line.
+ */
+struct stats_budget {
+    uint64_t sb_logged_ms; /* monotonic ms of the last line, 0 for never */
+    uint64_t sb_unlogged;  /* events since */
+};
+
+/* Whether a line may be logged now (and the budget is taken); else count the event. */
+static inline int
+stats_budget_take(struct stats_budget *b, uint64_t now_ms)
+{
+    uint64_t last = __atomic_load_n(&b->sb_logged_ms, __ATOMIC_RELAXED);
+
+    if ((last == 0 || now_ms - last >= 1000) &&
+        __atomic_compare_exchange_n(&b->sb_logged_ms, &last, now_ms, 0, __ATOMIC_RELAXED,
+                                    __ATOMIC_RELAXED))
+        return 1;
+    __atomic_fetch_add(&b->sb_unlogged, 1, __ATOMIC_RELAXED);
+    return 0;
+}
+
+/* The events not logged since the last line, and start counting again. */
+static inline uint64_t
+stats_budget_unlogged(struct stats_budget *b)
+{
+    return __atomic_exchange_n(&b->sb_unlogged, 0, __ATOMIC_RELAXED);
 }
 
 #endif

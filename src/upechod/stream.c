@@ -2,14 +2,18 @@
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/ioctl.h>
 #include <sys/socket.h>
 #include <unistd.h>
+
+#include <linux/sockios.h>
 
 #include <event2/buffer.h>
 #include <event2/bufferevent.h>
 #include <event2/event.h>
 
 #include "log.h"
+#include "proxy.h"
 #include "stream.h"
 #include "upper.h"
 
@@ -19,6 +23,14 @@
 #define STREAM_LINGER_SEC 2
 /* Most reads one linger callback makes before it lets the loop go on. */
 #define STREAM_LINGER_READS 16
+/* At least libevent's chain header (48 bytes on 64-bit platforms). */
+#define STREAM_CHAIN_SLACK 64
+/* Output a stream may still queue while max_memory is over: about one read. */
+#define STREAM_MEMORY_SMALL 4096
+/* A client silent this long, with nothing unread, is not waited for at shutdown. */
+#define STREAM_QUIET_SEC 1
+/* Bytes of output an env may gain or lose before it adds them to the shared total. */
+#define STREAM_PUBLISH_STEP (16 * 1024)
 
 static void stream_close(struct stream *st);
 
@@ -99,34 +111,165 @@ stream_echo(struct evbuffer *in, struct evbuffer *out)
     return total;
 }
 
+/* Reading stops while any pause bit is set, and always while closing. */
+static void
+stream_pause(struct stream *st, int why, int on)
+{
+    int was = st->st_paused;
+
+    st->st_paused = on ? was | why : was & ~why;
+    if (was == 0 && st->st_paused != 0)
+        bufferevent_disable(st->st_bev, EV_READ);
+    else if (was != 0 && st->st_paused == 0 && !st->st_closing)
+        bufferevent_enable(st->st_bev, EV_READ);
+}
+
+/*
+ * max_memory is over: stop reading this stream, and remember it, so that it
+ * is resumed as soon as the total drains whoever drains it.
+ */
+static void
+stream_pause_memory(struct stream *st)
+{
+    struct stream_env *env = st->st_env;
+
+    if (st->st_paused & STREAM_PAUSE_MEMORY)
+        return;
+    stream_pause(st, STREAM_PAUSE_MEMORY, 1);
+    if (TAILQ_EMPTY(&env->se_mem_paused))
+        __atomic_store_n(&env->se_mem_waiting, 1, __ATOMIC_SEQ_CST);
+    TAILQ_INSERT_TAIL(&env->se_mem_paused, st, st_mem_entry);
+    STATS_ADD(env->se_stats->st_memory_pauses, 1);
+}
+
+static void
+stream_resume_memory(struct stream *st)
+{
+    if (!(st->st_paused & STREAM_PAUSE_MEMORY))
+        return;
+    TAILQ_REMOVE(&st->st_env->se_mem_paused, st, st_mem_entry);
+    if (TAILQ_EMPTY(&st->st_env->se_mem_paused))
+        __atomic_store_n(&st->st_env->se_mem_waiting, 0, __ATOMIC_SEQ_CST);
+    stream_pause(st, STREAM_PAUSE_MEMORY, 0);
+}
+
+/* Output queued on every env's streams: the shared total, with this env's own exact. */
+size_t
+stream_env_total(const struct stream_env *env)
+{
+    size_t total = __atomic_load_n(env->se_total, __ATOMIC_RELAXED);
+
+    return total - env->se_published + env->se_pending;
+}
+
+/*
+ * Add what this env's output gained or lost since the last time to the
+ * shared total, once it is a step's worth or the output is empty.
+ * Returns 1 when the total moved.
+ */
+static int
+stream_env_publish(struct stream_env *env)
+{
+    size_t diff = env->se_pending > env->se_published ? env->se_pending - env->se_published
+                                                      : env->se_published - env->se_pending;
+
+    if (diff == 0 || (diff < STREAM_PUBLISH_STEP && env->se_pending != 0))
+        return 0;
+    if (env->se_pending > env->se_published)
+        __atomic_fetch_add(env->se_total, diff, __ATOMIC_SEQ_CST);
+    else
+        __atomic_fetch_sub(env->se_total, diff, __ATOMIC_SEQ_CST);
+    env->se_published = env->se_pending;
+    return 1;
+}
+
+/*
+ * The total may have fallen (here or in another env): every stream of env
+ * paused for max_memory reads again once it is at 3/4 of max_memory.
+ */
+void
+stream_env_mem_recheck(struct stream_env *env)
+{
+    struct stream *p;
+
+    if (TAILQ_EMPTY(&env->se_mem_paused) ||
+        stream_env_total(env) > env->se_conf->cf_max_memory / 4 * 3)
+        return;
+    while ((p = TAILQ_FIRST(&env->se_mem_paused)) != NULL)
+        stream_resume_memory(p);
+}
+
 /*
  * Backpressure: a client that writes without reading must not make us buffer
  * without bound.  Above max_pending_output we stop reading it (the kernel's
  * window then stops the client) and resume once half of it has drained.
+ * Above max_memory, all streams' pending output together, those holding
+ * more than their share (or more than a read's worth) stop too: many
+ * connections each under its own limit must not add up without bound.
  */
 static void
 stream_check_pressure(struct stream *st)
 {
-    struct evbuffer *out = bufferevent_get_output(st->st_bev);
-    size_t max = st->st_env->se_conf->cf_max_pending_output;
+    struct stream_env *env = st->st_env;
+    size_t len = evbuffer_get_length(bufferevent_get_output(st->st_bev));
+    size_t max = env->se_conf->cf_max_pending_output;
+    size_t nstreams = __atomic_load_n(env->se_nstreams, __ATOMIC_RELAXED);
+    size_t share = env->se_conf->cf_max_memory / (nstreams ? nstreams : 1);
 
-    if (!st->st_paused && evbuffer_get_length(out) >= max) {
-        st->st_paused = 1;
-        bufferevent_disable(st->st_bev, EV_READ);
-    } else if (st->st_paused && evbuffer_get_length(out) <= max / 2) {
-        st->st_paused = 0;
-        if (!st->st_closing)
-            bufferevent_enable(st->st_bev, EV_READ);
-    }
+    if (!(st->st_paused & STREAM_PAUSE_OUTPUT) && len >= max)
+        stream_pause(st, STREAM_PAUSE_OUTPUT, 1);
+    else if ((st->st_paused & STREAM_PAUSE_OUTPUT) && len <= max / 2)
+        stream_pause(st, STREAM_PAUSE_OUTPUT, 0);
+    if (stream_env_total(env) > env->se_conf->cf_max_memory &&
+        (len >= share || len >= STREAM_MEMORY_SMALL))
+        stream_pause_memory(st);
+    else if (len == 0)
+        stream_resume_memory(st);
 }
 
 /*
- * libevent 2.1's bufferevent reads at most this much per call
- * (EVBUFFER_MAX_READ); a read that filled it says more is probably waiting.
+ * Keep se_pending, the output of this env's streams together, exact: this
+ * runs on every change to a stream's output.  When the total has drained
+ * well below max_memory every stream paused for it reads again, whichever
+ * stream's client did the draining, in this env and (told through
+ * se_mem_drained) in the others.
  */
-#define STREAM_BEV_READ 4096
-/* Bytes per direct read when a stream has more waiting, and reads per callback. */
-#define STREAM_BULK_READ (64 * 1024)
+static void
+stream_output_cb(struct evbuffer *buf, const struct evbuffer_cb_info *info, void *arg)
+{
+    struct stream *st = arg;
+    struct stream_env *env = st->st_env;
+    int moved;
+
+    env->se_pending += info->n_added;
+    env->se_pending -= info->n_deleted;
+    moved = stream_env_publish(env);
+    if (info->n_deleted == 0)
+        return;
+    if (moved && env->se_mem_drained != NULL &&
+        stream_env_total(env) <= env->se_conf->cf_max_memory / 4 * 3)
+        env->se_mem_drained(env->se_arg);
+    if (TAILQ_EMPTY(&env->se_mem_paused))
+        return;
+    /* A stream that owes nothing holds no memory: it may read again at once. */
+    if (evbuffer_get_length(buf) == 0)
+        stream_resume_memory(st);
+    stream_env_mem_recheck(env);
+}
+
+/*
+ * The bufferevent's own reads (libevent 2.1 reads 4 KiB at most); a read
+ * that filled it says more is probably waiting.  A little under 4 KiB, so
+ * that with libevent's chain header the read's chain is a 4 KiB allocation
+ * and not an 8 KiB one, and can be queued whole without wasting half of it.
+ */
+#define STREAM_BEV_READ (4096 - STREAM_CHAIN_SLACK)
+/*
+ * Bytes per direct read when a stream has more waiting, and reads per
+ * callback.  The read is a little under 64 KiB so that, with libevent's
+ * chain header, its chain is a 64 KiB allocation and not a 128 KiB one.
+ */
+#define STREAM_BULK_READ (64 * 1024 - STREAM_CHAIN_SLACK)
 #define STREAM_BULK_ROUNDS 4
 
 /*
@@ -153,6 +296,59 @@ stream_read_more(int fd, struct evbuffer *in)
 }
 
 /*
+ * The heap libevent takes for a chain read with room for n bytes: its
+ * header and n, rounded up to a power of two from 1 KiB (evbuffer_chain_new()).
+ */
+size_t
+stream_chain_size(size_t n)
+{
+    size_t a = 1024;
+
+    while (a < n + STREAM_CHAIN_SLACK)
+        a <<= 1;
+    return a;
+}
+
+/*
+ * Queue what is left in `in` on `out`, in order.  A chain at least three
+ * quarters full is moved whole; fewer bytes in a chain of `chain` bytes of
+ * heap (a 1-byte read takes 1 KiB, a 4 KiB one 8 KiB) are copied onto the
+ * tail of the output instead, so that the output's heap stays within about
+ * a third more than the bytes it holds whatever sizes the client writes
+ * in: max_pending_output and max_memory then bound memory, not only payload.
+ */
+void
+stream_queue(struct evbuffer *in, struct evbuffer *out, size_t chain)
+{
+    size_t len = evbuffer_get_length(in), done = 0;
+    struct evbuffer_iovec v[2];
+    int n;
+
+    if (len == 0)
+        return;
+    /*
+     * Not evbuffer_add(): after a large chain it allocates another as large
+     * for a few bytes.  Reserving takes the room left at the output's end
+     * and a new chain sized for the rest only.
+     */
+    if (len * 4 >= chain * 3 || (n = evbuffer_reserve_space(out, len, v, 2)) < 1) {
+        evbuffer_add_buffer(out, in);
+        return;
+    }
+    for (int i = 0; i < n; i++) {
+        size_t k = v[i].iov_len < len - done ? v[i].iov_len : len - done;
+
+        if (k > 0 && evbuffer_remove(in, v[i].iov_base, k) != (int)k)
+            k = 0;
+        v[i].iov_len = k;
+        done += k;
+    }
+    evbuffer_commit_space(out, v, n);
+    /* Whatever could not be copied is moved as it is, in order. */
+    evbuffer_add_buffer(out, in);
+}
+
+/*
  * New input: uppercase it and send it back.  With nothing queued, the echo
  * is written at once from the input chains: the common small exchange then
  * costs one read and one write, without arming and disarming a write event.
@@ -165,25 +361,33 @@ static void
 stream_read_cb(struct bufferevent *bev, void *arg)
 {
     struct stream *st = arg;
+    struct stream_env *env = st->st_env;
     struct evbuffer *in = bufferevent_get_input(bev);
     struct evbuffer *out = bufferevent_get_output(bev);
-    size_t max = st->st_env->se_conf->cf_max_pending_output;
+    size_t max = env->se_conf->cf_max_pending_output;
     int fd = bufferevent_getfd(bev);
     int more = evbuffer_get_length(in) >= STREAM_BEV_READ;
+    size_t chain = 0;
 
+    event_base_gettimeofday_cached(env->se_base, &st->st_last_input);
     for (int round = 0;; round++) {
         size_t n = stream_upper(in);
         ssize_t r;
 
-        STATS_ADD(st->st_env->se_stats->st_bytes_in, n);
-        STATS_ADD(st->st_env->se_stats->st_bytes_out, n);
+        /* The bufferevent's own read left one chain sized for what it read. */
+        if (round == 0)
+            chain = stream_chain_size(n);
+        STATS_ADD(env->se_stats->st_bytes_in, n);
+        STATS_ADD(env->se_stats->st_bytes_out, n);
         if (n > 0 && evbuffer_get_length(out) == 0)
             evbuffer_write(in, fd);
-        evbuffer_add_buffer(out, in);
-        if (!more || round == STREAM_BULK_ROUNDS || evbuffer_get_length(out) >= max)
+        stream_queue(in, out, chain);
+        if (!more || round == STREAM_BULK_ROUNDS || evbuffer_get_length(out) >= max ||
+            stream_env_total(env) > env->se_conf->cf_max_memory)
             break;
         if ((r = stream_read_more(fd, in)) <= 0)
             break;
+        chain = stream_chain_size(STREAM_BULK_READ);
         more = (size_t)r >= STREAM_BULK_READ;
     }
     stream_check_pressure(st);
@@ -275,6 +479,32 @@ stream_apply_limits(struct stream *st)
 }
 
 /*
+ * The peer is now sa: at accept, and again when a PROXY header names the
+ * real client.  Whatever acts on the peer's address takes it from here.
+ */
+void
+stream_set_peer(struct stream *st, const struct sockaddr *sa, socklen_t salen)
+{
+    if (sa == NULL || salen > sizeof(st->st_addr.a_ss))
+        salen = 0;
+    memset(&st->st_addr, 0, sizeof(st->st_addr));
+    if (salen > 0)
+        memcpy(&st->st_addr.a_ss, sa, salen);
+    st->st_addr.a_len = salen;
+    if (salen > 0)
+        addr_format(sa, salen, st->st_peer, sizeof(st->st_peer));
+}
+
+/* Echo from now on, starting with any input already waiting (after a PROXY header). */
+void
+stream_begin_echo(struct stream *st)
+{
+    bufferevent_setcb(st->st_bev, stream_read_cb, stream_write_cb, stream_event_cb, st);
+    if (evbuffer_get_length(bufferevent_get_input(st->st_bev)) > 0)
+        stream_read_cb(st->st_bev, st);
+}
+
+/*
  * Serve a freshly accepted connection.  The fd is taken either way: on
  * failure (NULL) it is closed, and the connection counted nowhere (the
  * closed callback is not called).  The caller counts the connection and
@@ -284,6 +514,7 @@ struct stream *
 stream_new(struct stream_env *env, int fd, enum transport t, const struct sockaddr *sa,
            socklen_t salen)
 {
+    const struct upechod_config *cf = env->se_conf;
     struct stream *st = calloc(1, sizeof(*st));
 
     if (st == NULL) {
@@ -303,13 +534,33 @@ stream_new(struct stream_env *env, int fd, enum transport t, const struct sockad
     if (t == TRANSPORT_UNIX)
         snprintf(st->st_peer, sizeof(st->st_peer), "fd %d", fd);
     else
-        addr_format(sa, salen, st->st_peer, sizeof(st->st_peer));
+        stream_set_peer(st, sa, salen);
     bufferevent_setcb(st->st_bev, stream_read_cb, stream_write_cb, stream_event_cb, st);
+    st->st_output_cb = evbuffer_add_cb(bufferevent_get_output(st->st_bev), stream_output_cb, st);
+    if (st->st_output_cb == NULL) {
+        log_warn("out of memory for a new %s connection, refusing it", transport_name(t));
+        bufferevent_free(st->st_bev); /* closes fd */
+        free(st);
+        return NULL;
+    }
+    event_base_gettimeofday_cached(env->se_base, &st->st_last_input);
+    /* With proxy_protocol, the header comes first: proxy.c reads it, then stream_begin_echo(). */
+    if ((t == TRANSPORT_TCP ? cf->cf_tcp_proxy_protocol : cf->cf_unix_proxy_protocol) &&
+        proxy_stream_start(st) != 0) {
+        log_warn("out of memory for a new %s connection, refusing it", transport_name(t));
+        bufferevent_free(st->st_bev); /* closes fd */
+        free(st);
+        return NULL;
+    }
+    bufferevent_set_max_single_read(st->st_bev, STREAM_BEV_READ);
     stream_apply_limits(st);
     if (bufferevent_enable(st->st_bev, EV_READ | EV_WRITE) == -1) {
         /* Registering with the loop failed: nothing was counted yet; undo the rest. */
         log_warn("cannot watch a new %s connection: %s; closing it", transport_name(t),
                  strerror(errno));
+        evbuffer_remove_cb_entry(bufferevent_get_output(st->st_bev), st->st_output_cb);
+        if (st->st_proxy_timer != NULL)
+            event_free(st->st_proxy_timer);
         bufferevent_free(st->st_bev);
         free(st);
         return NULL;
@@ -322,13 +573,37 @@ stream_new(struct stream_env *env, int fd, enum transport t, const struct sockad
 void
 stream_free(struct stream *st)
 {
+    struct stream_env *env;
+
     if (st == NULL)
         return;
+    env = st->st_env;
+    if (st->st_paused & STREAM_PAUSE_MEMORY) {
+        TAILQ_REMOVE(&env->se_mem_paused, st, st_mem_entry);
+        if (TAILQ_EMPTY(&env->se_mem_paused))
+            __atomic_store_n(&env->se_mem_waiting, 0, __ATOMIC_SEQ_CST);
+    }
+    /* Freeing the output runs no callback: take its bytes off the total here. */
+    evbuffer_remove_cb_entry(bufferevent_get_output(st->st_bev), st->st_output_cb);
+    env->se_pending -= evbuffer_get_length(bufferevent_get_output(st->st_bev));
+    stream_env_publish(env);
     if (st->st_linger != NULL)
         event_free(st->st_linger);
+    if (st->st_proxy_timer != NULL)
+        event_free(st->st_proxy_timer);
     bufferevent_free(st->st_bev);
-    st->st_env->se_closed(st, st->st_env->se_arg);
+    /* The owner forgets it, gives its slot and its source back. */
+    env->se_closed(st, env->se_arg);
     free(st);
+}
+
+/* Bytes handed to the socket that the client has not taken yet, or -1. */
+static int
+stream_unsent(int fd)
+{
+    int unsent = 0;
+
+    return ioctl(fd, SIOCOUTQ, &unsent) == -1 ? -1 : unsent;
 }
 
 /* Whether the linger after our FIN still has time left. */
@@ -359,11 +634,39 @@ stream_linger_cb(evutil_socket_t fd, short what, void *arg)
          */
         while ((n = read(fd, buf, sizeof(buf))) > 0 && ++rounds < STREAM_LINGER_READS)
             ;
-        /* A persistent event's timeout restarts on activity: bound the linger ourselves. */
-        if ((n > 0 || (n == -1 && (errno == EAGAIN || errno == EINTR))) && stream_linger_left(st))
+        if (n == 0 || (n == -1 && errno != EAGAIN && errno != EINTR)) {
+            stream_free(st);
             return;
+        }
     }
+    /*
+     * A persistent event's timeout restarts on activity: bound the linger
+     * ourselves.  Past the bound a client that took all its echo is let go;
+     * one that has not yet taken it is closed only by shutdown_timeout,
+     * which then reports it as cut short.
+     */
+    if (stream_linger_left(st) || stream_unsent(fd) > 0)
+        return;
     stream_free(st);
+}
+
+/*
+ * Whether the client is quiet: it has taken all its echo, nothing of it
+ * waits unread in the socket, and it has sent nothing for STREAM_QUIET_SEC.
+ * Such a client is not in the middle of sending, so a plain close resets
+ * nothing, and an idle connection does not hold up the stop.
+ */
+static int
+stream_quiet(struct stream *st, int fd)
+{
+    struct timeval now, since;
+    int unread = 0;
+
+    if (ioctl(fd, FIONREAD, &unread) == -1 || unread > 0 || stream_unsent(fd) != 0)
+        return 0;
+    event_base_gettimeofday_cached(st->st_env->se_base, &now);
+    timersub(&now, &st->st_last_input, &since);
+    return since.tv_sec >= STREAM_QUIET_SEC;
 }
 
 /*
@@ -371,7 +674,7 @@ stream_linger_cb(evutil_socket_t fd, short what, void *arg)
  * During shutdown the client may still be sending: closing a socket with
  * unread input makes the kernel send a reset, which can destroy echo the
  * client has not read yet.  So send our FIN and drain its input until it
- * closes, for a bounded time.
+ * closes, for a bounded time, unless the client is quiet.
  */
 static void
 stream_close(struct stream *st)
@@ -385,7 +688,7 @@ stream_close(struct stream *st)
     }
     fd = bufferevent_getfd(st->st_bev);
     bufferevent_disable(st->st_bev, EV_READ | EV_WRITE);
-    if (shutdown(fd, SHUT_WR) == -1) {
+    if (stream_quiet(st, fd) || shutdown(fd, SHUT_WR) == -1) {
         stream_free(st);
         return;
     }
@@ -397,10 +700,22 @@ stream_close(struct stream *st)
 }
 
 /*
+ * Whether the client is still owed echo: output not yet handed to the
+ * socket, or handed to it but not yet taken by the client.  Otherwise the
+ * connection only waits, in the drain after our FIN, for the client's own.
+ */
+int
+stream_owed(const struct stream *st)
+{
+    return st->st_linger == NULL || stream_unsent(bufferevent_getfd(st->st_bev)) != 0;
+}
+
+/*
  * What the client sent before the stop may still sit in the socket: the
  * worker's loop learns of the stop at its own pace, from another thread.
  * Answer that too, up to max_pending_output, so that what was sent before
- * SIGTERM does not depend on which the worker noticed first.
+ * SIGTERM does not depend on which the worker noticed first.  Not while a
+ * PROXY header is still awaited: those bytes are not echo.
  */
 static void
 stream_read_pending(struct stream *st)
@@ -410,12 +725,14 @@ stream_read_pending(struct stream *st)
     size_t max = st->st_env->se_conf->cf_max_pending_output;
     int fd = bufferevent_getfd(st->st_bev);
 
+    if (st->st_proxy_timer != NULL)
+        return;
     while (evbuffer_get_length(out) < max && stream_read_more(fd, in) > 0) {
         size_t n = stream_upper(in);
 
         STATS_ADD(st->st_env->se_stats->st_bytes_in, n);
         STATS_ADD(st->st_env->se_stats->st_bytes_out, n);
-        evbuffer_add_buffer(out, in);
+        stream_queue(in, out, stream_chain_size(STREAM_BULK_READ));
     }
 }
 

@@ -16,6 +16,7 @@
 
 #include "log.h"
 #include "ratelimit.h"
+#include "source.h"
 #include "stream.h"
 #include "udp.h"
 #include "worker.h"
@@ -58,6 +59,7 @@ struct worker {
 
     /* A connection accepted while every slot was taken, served once one frees. */
     int w_parked_fd;
+    struct source *w_parked_source;
     enum transport w_parked_transport;
     struct sockaddr_storage w_parked_addr;
     socklen_t w_parked_len;
@@ -69,10 +71,11 @@ struct worker {
     struct event *w_stall_timer; /* test builds only */
     unsigned w_gen_done;         /* under wg_lock: the last order carried out */
     int w_finished;              /* under wg_lock: the loop has ended */
+    size_t w_owed;               /* under wg_lock: WORKER_COUNT's answer */
     int w_waiting;               /* atomic: paused at max_connections, wake me when a slot frees */
     uint64_t w_beats;            /* atomic: heartbeats, for the main thread's watchdog */
     uint64_t w_beats_seen;       /* main thread only */
-    int w_stuck_reported;        /* main thread only */
+    int w_missed;                /* main thread only: checks in a row without a beat */
 };
 
 static void worker_update_full(struct worker *w);
@@ -217,18 +220,71 @@ worker_wait_slot(struct worker *w)
     return 1;
 }
 
+/*
+ * max_connections_per_source: count a TCP client under its source, the
+ * address given (after a PROXY header, the client it names).  A source at
+ * its limit is refused: the caller closes the connection at once rather
+ * than leaving it in the backlog, where it would hold up everyone behind
+ * it.  The table is the daemon's, shared by the workers under a lock taken
+ * once per connection.  0, or -errno when refused.
+ */
+static int
+worker_admit(struct worker *w, const struct sockaddr *sa, socklen_t salen, struct source **src)
+{
+    struct worker_group *wg = w->w_group;
+    char peer[ADDR_STRLEN];
+    int rc;
+
+    pthread_mutex_lock(&wg->wg_sources_lock);
+    rc = source_acquire(wg->wg_sources, sa, w->w_conf.cf_max_connections_per_source, src);
+    pthread_mutex_unlock(&wg->wg_sources_lock);
+    if (rc == 0)
+        return 0;
+    if (rc == -EUSERS) {
+        STATS_ADD(w->w_stats.st_source_limited, 1);
+        log_debug("tcp %s: closed, its source already holds max_connections_per_source = %zu",
+                  addr_format(sa, salen, peer, sizeof(peer)),
+                  w->w_conf.cf_max_connections_per_source);
+    } else {
+        log_warn("out of memory for a new tcp connection, refusing it");
+    }
+    return rc;
+}
+
+static void
+worker_unadmit(struct worker *w, struct source *src)
+{
+    struct worker_group *wg = w->w_group;
+
+    if (src == NULL)
+        return;
+    pthread_mutex_lock(&wg->wg_sources_lock);
+    source_release(wg->wg_sources, src);
+    pthread_mutex_unlock(&wg->wg_sources_lock);
+}
+
+/* The stream's PROXY header named its client: count it under that source. */
+static int
+worker_stream_admit(struct stream *st, const struct sockaddr *sa, socklen_t salen, void *arg)
+{
+    return worker_admit(arg, sa, salen, &st->st_source);
+}
+
 /* Serve an accepted connection that holds a slot; gives the slot back on failure. */
 static void
-worker_serve(struct worker *w, int fd, enum transport t, const struct sockaddr *sa, socklen_t salen)
+worker_serve(struct worker *w, int fd, enum transport t, const struct sockaddr *sa, socklen_t salen,
+             struct source *src)
 {
     struct worker_group *wg = w->w_group;
     struct stream *st;
 
     if ((st = stream_new(&w->w_senv, fd, t, sa, salen)) == NULL) {
         /* stream_new() closed fd; the slot goes back (waking whoever waits for one). */
+        worker_unadmit(w, src);
         worker_slot_give(w);
         return;
     }
+    st->st_source = src;
     TAILQ_INSERT_TAIL(&w->w_streams, st, st_entry);
     w->w_nstreams++;
     STATS_ADD(w->w_stats.st_accepted, 1);
@@ -252,10 +308,12 @@ worker_update_full(struct worker *w)
     for (;;) {
         if (w->w_parked_fd != -1 && worker_slot_take(w)) {
             int fd = w->w_parked_fd;
+            struct source *src = w->w_parked_source;
 
             w->w_parked_fd = -1;
+            w->w_parked_source = NULL;
             worker_serve(w, fd, w->w_parked_transport, (struct sockaddr *)&w->w_parked_addr,
-                         w->w_parked_len);
+                         w->w_parked_len, src);
             continue;
         }
         if (w->w_parked_fd == -1 && __atomic_load_n(&w->w_group->wg_nconns, __ATOMIC_SEQ_CST) <
@@ -275,20 +333,31 @@ worker_accept_cb(struct evconnlistener *evl, evutil_socket_t fd, struct sockaddr
 {
     struct worker_listener *wl = arg;
     struct worker *w = wl->wl_worker;
+    struct source *src = NULL;
 
     if (wl->wl_transport == TRANSPORT_TCP) {
         int one = 1;
 
+        /*
+         * Behind a PROXY header the source is the client the header names,
+         * not the balancer: proxy.c admits it once the header is read.
+         */
+        if (!w->w_conf.cf_tcp_proxy_protocol && worker_admit(w, sa, (socklen_t)salen, &src) != 0) {
+            close(fd);
+            return;
+        }
         /* Echo replies are small and latency-bound: never wait for Nagle. */
         setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
     }
     if (!worker_slot_take(w)) {
         if (w->w_parked_fd != -1) {
             /* Not expected: a paused listener accepts no more. */
+            worker_unadmit(w, src);
             close(fd);
             return;
         }
         w->w_parked_fd = fd;
+        w->w_parked_source = src;
         w->w_parked_transport = wl->wl_transport;
         memset(&w->w_parked_addr, 0, sizeof(w->w_parked_addr));
         w->w_parked_len =
@@ -297,7 +366,7 @@ worker_accept_cb(struct evconnlistener *evl, evutil_socket_t fd, struct sockaddr
         worker_update_full(w);
         return;
     }
-    worker_serve(w, fd, wl->wl_transport, sa, (socklen_t)salen);
+    worker_serve(w, fd, wl->wl_transport, sa, (socklen_t)salen, src);
     if (__atomic_load_n(&w->w_group->wg_nconns, __ATOMIC_SEQ_CST) >= w->w_conf.cf_max_connections)
         worker_update_full(w);
 }
@@ -311,6 +380,8 @@ worker_stream_closed(struct stream *st, void *arg)
     TAILQ_REMOVE(&w->w_streams, st, st_entry);
     w->w_nstreams--;
     STATS_ADD(w->w_stats.st_closed, 1);
+    worker_unadmit(w, st->st_source);
+    st->st_source = NULL;
     worker_slot_give(w);
     if (w->w_stopping) {
         if (w->w_nstreams == 0)
@@ -496,6 +567,8 @@ worker_stop(struct worker *w)
         /* Never served: like a client left in the backlog, it is closed. */
         close(w->w_parked_fd);
         w->w_parked_fd = -1;
+        worker_unadmit(w, w->w_parked_source);
+        w->w_parked_source = NULL;
     }
     evtimer_del(w->w_nofd_timer);
     for (st = TAILQ_FIRST(&w->w_streams); st != NULL; st = next) {
@@ -514,6 +587,7 @@ worker_wake_cb(evutil_socket_t fd, short what, void *arg)
     struct worker_group *wg = w->w_group;
     struct worker_order o;
     unsigned gen = 0;
+    size_t owed = 0;
     uint64_t v;
     int have = 0;
 
@@ -537,8 +611,17 @@ worker_wake_cb(evutil_socket_t fd, short what, void *arg)
         case WORKER_BREAK:
             event_base_loopbreak(w->w_base);
             break;
+        case WORKER_COUNT: {
+            struct stream *st;
+
+            owed = 0;
+            TAILQ_FOREACH(st, &w->w_streams, st_entry)
+                owed += (size_t)stream_owed(st);
+            break;
+        }
         }
         pthread_mutex_lock(&wg->wg_lock);
+        w->w_owed = owed;
         w->w_gen_done = gen;
         pthread_cond_broadcast(&wg->wg_cond);
         pthread_mutex_unlock(&wg->wg_lock);
@@ -546,6 +629,8 @@ worker_wake_cb(evutil_socket_t fd, short what, void *arg)
     if ((w->w_paused & WORKER_PAUSE_FULL) ||
         __atomic_load_n(&wg->wg_nconns, __ATOMIC_SEQ_CST) >= w->w_conf.cf_max_connections)
         worker_update_full(w);
+    /* Another worker's clients drained the output below max_memory. */
+    stream_env_mem_recheck(&w->w_senv);
 }
 
 /* A heartbeat: the main thread pings the service manager's watchdog only while every loop beats. */
@@ -619,6 +704,7 @@ worker_free(struct worker *w)
         worker_detach(w, wl);
     if (w->w_parked_fd != -1)
         close(w->w_parked_fd);
+    worker_unadmit(w, w->w_parked_source);
     if (w->w_stall_timer != NULL)
         event_free(w->w_stall_timer);
     if (w->w_beat_timer != NULL)
@@ -635,6 +721,24 @@ worker_free(struct worker *w)
     if (w->w_base != NULL)
         event_base_free(w->w_base);
     free(w);
+}
+
+/*
+ * The output of every worker together fell to 3/4 of max_memory: wake the
+ * workers with streams paused for it (this one rechecks its own already).
+ */
+static void
+worker_mem_drained(void *arg)
+{
+    struct worker *w = arg;
+    struct worker_group *wg = w->w_group;
+
+    for (unsigned i = 0; i < wg->wg_n; i++) {
+        struct worker *x = wg->wg_workers[i];
+
+        if (x != w && __atomic_load_n(&x->w_senv.se_mem_waiting, __ATOMIC_SEQ_CST))
+            worker_wake(x);
+    }
 }
 
 /* One worker, its loop built but not running; beat_usec 0: no heartbeat. */
@@ -666,8 +770,14 @@ worker_new(struct worker_group *wg, unsigned index, const struct upechod_config 
         .se_conf = &w->w_conf,
         .se_stats = &w->w_stats,
         .se_closed = worker_stream_closed,
+        .se_admit = worker_stream_admit,
+        .se_mem_drained = worker_mem_drained,
         .se_arg = w,
+        .se_total = &wg->wg_mem_total,
+        .se_nstreams = &wg->wg_nconns,
+        .se_proxy_log = &wg->wg_proxy_log,
     };
+    TAILQ_INIT(&w->w_senv.se_mem_paused);
     w->w_uenv.ue_base = w->w_base;
     w->w_uenv.ue_conf = &w->w_conf;
     w->w_uenv.ue_stats = &w->w_stats;
@@ -730,6 +840,9 @@ worker_group_init(struct worker_group *wg, const struct upechod_config *cf, uint
     wg->wg_done_fd = -1;
     pthread_mutex_init(&wg->wg_lock, NULL);
     pthread_cond_init(&wg->wg_cond, NULL);
+    pthread_mutex_init(&wg->wg_sources_lock, NULL);
+    if ((wg->wg_sources = source_table_new()) == NULL)
+        return -ENOMEM;
     if ((wg->wg_done_fd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC)) == -1)
         return -errno;
     if ((wg->wg_workers = calloc(cf->cf_workers, sizeof(*wg->wg_workers))) == NULL)
@@ -832,6 +945,9 @@ worker_group_deinit(struct worker_group *wg)
     if (wg->wg_done_fd != -1)
         close(wg->wg_done_fd);
     wg->wg_done_fd = -1;
+    source_table_free(wg->wg_sources);
+    wg->wg_sources = NULL;
+    pthread_mutex_destroy(&wg->wg_sources_lock);
     pthread_cond_destroy(&wg->wg_cond);
     pthread_mutex_destroy(&wg->wg_lock);
 }
@@ -841,6 +957,27 @@ size_t
 worker_group_connections(struct worker_group *wg)
 {
     return __atomic_load_n(&wg->wg_nconns, __ATOMIC_RELAXED);
+}
+
+/*
+ * Connections still owed echo, across workers (asked of each in its own
+ * loop); the others only wait, after our FIN, for the client's own.
+ */
+size_t
+worker_group_owed(struct worker_group *wg)
+{
+    struct worker_order o = {.wo_kind = WORKER_COUNT};
+    size_t n = 0;
+
+    if (!wg->wg_started)
+        return 0;
+    worker_group_order(wg, &o);
+    pthread_mutex_lock(&wg->wg_lock);
+    for (unsigned i = 0; i < wg->wg_n; i++)
+        if (!wg->wg_workers[i]->w_finished)
+            n += wg->wg_workers[i]->w_owed;
+    pthread_mutex_unlock(&wg->wg_lock);
+    return n;
 }
 
 /* The sum of every worker's counters, read while they run. */
@@ -860,10 +997,12 @@ worker_group_worker_stats(struct worker_group *wg, unsigned i)
 }
 
 /*
- * Whether every running worker's loop has beaten since the last call: the
- * watchdog is pinged only then, so a stuck worker gets the daemon
- * restarted, not only a stuck main thread.  A worker whose loop ended
- * (drained at shutdown) is not waited for.
+ * Whether every running worker's loop has beaten since one of the last two
+ * calls: the watchdog is pinged only then, so a stuck worker gets the
+ * daemon restarted, not only a stuck main thread.  Two, because a worker
+ * only late on a loaded machine (its beats are 4 to a check) must not cost
+ * a ping; a stuck one still stops them within a watchdog period.  A worker
+ * whose loop ended (drained at shutdown) is not waited for.
  */
 int
 worker_group_alive(struct worker_group *wg)
@@ -879,15 +1018,16 @@ worker_group_alive(struct worker_group *wg)
         finished = w->w_finished;
         pthread_mutex_unlock(&wg->wg_lock);
         if (beats == w->w_beats_seen && !finished) {
-            alive = 0;
-            if (!w->w_stuck_reported)
+            if (++w->w_missed == 2)
                 log_error("worker %u has not run its event loop for a watchdog period; "
                           "not pinging the watchdog",
                           i);
-            w->w_stuck_reported = 1;
-        } else if (w->w_stuck_reported) {
-            log_info("worker %u runs again", i);
-            w->w_stuck_reported = 0;
+            if (w->w_missed >= 2)
+                alive = 0;
+        } else {
+            if (w->w_missed >= 2)
+                log_info("worker %u runs again", i);
+            w->w_missed = 0;
         }
         w->w_beats_seen = beats;
     }

@@ -11,6 +11,7 @@
 #include "stats.h"
 #include "udp.h"
 
+struct source_table;
 struct worker;
 
 /* What the main thread asks every worker to do. */
@@ -18,6 +19,7 @@ enum worker_order_kind {
     WORKER_APPLY, /* take wo_conf and serve exactly wo_listeners */
     WORKER_STOP,  /* let go of the listeners, finish the connections, then end the loop */
     WORKER_BREAK, /* end the loop now, whatever is open */
+    WORKER_COUNT, /* count the connections still owed echo */
 };
 
 struct worker_order {
@@ -35,12 +37,18 @@ struct worker_order {
 struct worker_group {
     struct worker **wg_workers;
     unsigned wg_n;
-    int wg_started;                  /* threads running */
-    int wg_done_fd;                  /* eventfd: each worker adds 1 when its loop ends */
-    size_t wg_nconns;                /* atomic: streams open in every worker together */
-    uint64_t wg_nofd_count;          /* atomic: accept failures not reported yet */
-    int64_t wg_nofd_logged_ms;       /* atomic: when the last accept-failure line was logged */
-    struct udp_loop_log wg_loop_log; /* atomics: the UDP loop guard's log budget */
+    int wg_started;                   /* threads running */
+    int wg_done_fd;                   /* eventfd: each worker adds 1 when its loop ends */
+    size_t wg_nconns;                 /* atomic: streams open in every worker together */
+    uint64_t wg_nofd_count;           /* atomic: accept failures not reported yet */
+    int64_t wg_nofd_logged_ms;        /* atomic: when the last accept-failure line was logged */
+    struct udp_loop_log wg_loop_log;  /* atomics: the UDP loop guard's log budget */
+    struct stats_budget wg_proxy_log; /* atomics: PROXY header failure lines */
+    size_t wg_mem_total;              /* atomic: output queued on every worker's streams */
+
+    /* max_connections_per_source, counted across workers, per connection (not per message). */
+    pthread_mutex_t wg_sources_lock;
+    struct source_table *wg_sources;
 
     pthread_mutex_t wg_lock;
     pthread_cond_t wg_cond;
@@ -54,6 +62,7 @@ void worker_group_order(struct worker_group *wg, const struct worker_order *o);
 void worker_group_join(struct worker_group *wg);
 void worker_group_deinit(struct worker_group *wg);
 size_t worker_group_connections(struct worker_group *wg);
+size_t worker_group_owed(struct worker_group *wg);
 void worker_group_stats(struct worker_group *wg, struct server_stats *sum);
 const struct server_stats *worker_group_worker_stats(struct worker_group *wg, unsigned i);
 int worker_group_alive(struct worker_group *wg);

@@ -1,10 +1,12 @@
 /* fuzz-stream.c: libFuzzer target feeding the echo data in arbitrary chunks and chains. */
+#include <malloc.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include <event2/buffer.h>
+#include <event2/event.h>
 
 #include "stream.h"
 
@@ -14,7 +16,7 @@
  * up when the op asks for a synthetic payload (so that a short script can
  * still push large chunks).
  *
- *   op & 0x0f   what to do, see enum fuzz_op (12 to 15 echo as well)
+ *   op & 0x0f   what to do, see enum fuzz_op (13 to 15 echo as well)
  *   op & 0x80   size is the size byte times 257 (up to 64 KiB), else the byte itself
  *   op & 0x40   synthetic payload: size bytes of a pattern seeded by the op byte
  *   op & 0x20   for echo: freeze the buffers as a socket bufferevent does
@@ -24,6 +26,8 @@
  * A model of what the input buffer holds is kept alongside; every echo must
  * move exactly that, and at the end everything read back from the output
  * must be the uppercase of everything added, in order, byte for byte.
+ * libevent's heap is counted through event_set_mem_functions(), so that
+ * tiny reads queued and never drained can be held to the output's bound.
  */
 enum fuzz_op {
     FUZZ_ADD,         /* evbuffer_add */
@@ -38,6 +42,7 @@ enum fuzz_op {
     FUZZ_DRAIN,       /* evbuffer_remove from out, as a socket write would; size 0 = all */
     FUZZ_ADD_BUFFER,  /* one add into a side buffer, moved in with evbuffer_add_buffer */
     FUZZ_DRAIN_SMALL, /* remove from out in steps of a few bytes */
+    FUZZ_TINY_READS,  /* many small socket-like reads echoed in place, out never drained */
 };
 
 #define FUZZ_MAX_CHUNK (255 * 257)
@@ -45,6 +50,10 @@ enum fuzz_op {
 #define FUZZ_MAX_TOTAL (256 * 1024)
 /* Bound on the chains one step makes, each a heap block of its own. */
 #define FUZZ_MAX_PIECES 256
+/* Most reads one FUZZ_TINY_READS step makes. */
+#define FUZZ_MAX_READS 4096
+/* Heap the output may take beyond 1.5 times its bytes: a partly filled chain or two. */
+#define FUZZ_HEAP_SLACK (16 * 1024)
 /* Bound on the side buffers evbuffer_add_buffer_reference shares chains with. */
 #define FUZZ_MAX_SHARED 64
 
@@ -79,7 +88,48 @@ struct fuzz_state {
     unsigned char fz_chunk[FUZZ_MAX_CHUNK];
 };
 
+int LLVMFuzzerInitialize(int *argc, char ***argv);
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
+
+/* Bytes of heap libevent holds right now, as malloc_usable_size() counts them. */
+static size_t fuzz_heap;
+
+static void *
+fuzz_mm_malloc(size_t n)
+{
+    void *p = malloc(n);
+
+    if (p != NULL)
+        fuzz_heap += malloc_usable_size(p);
+    return p;
+}
+
+static void *
+fuzz_mm_realloc(void *p, size_t n)
+{
+    size_t old = p != NULL ? malloc_usable_size(p) : 0;
+    void *q = realloc(p, n);
+
+    if (q != NULL)
+        fuzz_heap += malloc_usable_size(q) - old;
+    return q;
+}
+
+static void
+fuzz_mm_free(void *p)
+{
+    if (p != NULL)
+        fuzz_heap -= malloc_usable_size(p);
+    free(p);
+}
+
+/* Before libevent allocates anything: count its heap. */
+int
+LLVMFuzzerInitialize(int *argc, char ***argv)
+{
+    event_set_mem_functions(fuzz_mm_malloc, fuzz_mm_realloc, fuzz_mm_free);
+    return 0;
+}
 
 /* Reference blocks handed to evbuffer_add_reference and not yet given back. */
 static size_t fuzz_refs_live;
@@ -285,7 +335,8 @@ fuzz_reserve_commit(struct fuzz_state *fz, size_t n, size_t fill)
  * holds beyond what was read back.  frozen: the input's end and the
  * output's start are frozen, as they are inside a bufferevent's read
  * callback.  in_place: as the read callback does, stream_upper() and then
- * the chains moved whole; only for chains `in` owns.
+ * stream_queue(), which moves well-filled chains and copies small reads;
+ * only for chains `in` owns.
  */
 static void
 fuzz_echo(struct fuzz_state *fz, int frozen, int in_place)
@@ -298,8 +349,7 @@ fuzz_echo(struct fuzz_state *fz, int frozen, int in_place)
     }
     if (in_place && !fz->fz_lent) {
         n = stream_upper(fz->fz_in);
-        if (evbuffer_add_buffer(fz->fz_out, fz->fz_in) != 0)
-            fuzz_fail("evbuffer_add_buffer failed");
+        stream_queue(fz->fz_in, fz->fz_out, stream_chain_size(n));
     } else {
         n = stream_echo(fz->fz_in, fz->fz_out);
     }
@@ -337,6 +387,36 @@ fuzz_drain(struct fuzz_state *fz, size_t n)
     if (got < 0 || (size_t)got != n)
         fuzz_fail("evbuffer_remove returned a short count");
     fz->fz_result.fb_len += n;
+}
+
+/*
+ * A client writing a few bytes at a time to a server whose client never
+ * reads: each read lands in a chain of its own, sized for it, is echoed in
+ * place and queued.  The output must take no more than 1.5 times its
+ * bytes of heap, whatever the size of the reads: a 1-byte read must not
+ * keep its 1 KiB chain.
+ */
+static void
+fuzz_tiny_reads(struct fuzz_state *fz, unsigned char op, size_t reads, unsigned char shape)
+{
+    size_t heap0, out0, added;
+
+    fuzz_echo(fz, 0, 0);
+    heap0 = fuzz_heap;
+    out0 = evbuffer_get_length(fz->fz_out);
+    if (reads > FUZZ_MAX_READS)
+        reads = FUZZ_MAX_READS;
+    for (size_t i = 0; i < reads && fz->fz_total < FUZZ_MAX_TOTAL; i++) {
+        /* 1 to 16 bytes, or up to 4.6 KiB across libevent's chain size steps. */
+        size_t piece = shape & 0x80 ? 1 + (shape & 0x7f) * 37 : 1 + (shape + i) % 16;
+        size_t n = fuzz_payload(fz, (unsigned char)(op | 0x40), piece);
+
+        fuzz_reserve_commit(fz, n, n);
+        fuzz_echo(fz, 1, 1);
+    }
+    added = evbuffer_get_length(fz->fz_out) - out0;
+    if (fuzz_heap > heap0 && fuzz_heap - heap0 > added + added / 2 + FUZZ_HEAP_SLACK)
+        fuzz_fail("queued echo of small reads takes more than 1.5 times its size in heap");
 }
 
 static void
@@ -398,6 +478,10 @@ fuzz_step(struct fuzz_state *fz, unsigned char op, unsigned char sb)
     case FUZZ_DRAIN_SMALL:
         for (size_t i = 0; i < 16 && evbuffer_get_length(fz->fz_out) > 0; i++)
             fuzz_drain(fz, 1 + sb % 7);
+        break;
+    case FUZZ_TINY_READS:
+        fuzz_byte(fz, &extra);
+        fuzz_tiny_reads(fz, op, size, extra);
         break;
     default:
         fuzz_echo(fz, op & 0x20, op & 0x10);
