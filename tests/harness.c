@@ -351,6 +351,17 @@ harness_parse_inet(const char *s, size_t len, int *family)
     return (int)port;
 }
 
+/* Record the port of a "serving metrics on http://127.0.0.1:P/metrics" line; the last one wins. */
+static void
+harness_parse_metrics(struct daemon_proc *dp, const char *line, size_t len)
+{
+    static const char marker[] = "serving metrics on http://127.0.0.1:";
+    const char *p = memmem(line, len, marker, sizeof(marker) - 1);
+
+    if (p != NULL)
+        dp->dp_metrics_port = atoi(p + sizeof(marker) - 1);
+}
+
 /* Record one "... listening on PROTO ADDRESS" line. */
 static void
 harness_parse_listen(struct daemon_proc *dp, const char *line, size_t len)
@@ -411,8 +422,10 @@ daemon_scan_log(struct daemon_proc *dp)
         }
     }
     if (ready) {
-        for (char *line = log, *nl; (nl = strchr(line, '\n')) != NULL; line = nl + 1)
+        for (char *line = log, *nl; (nl = strchr(line, '\n')) != NULL; line = nl + 1) {
             harness_parse_listen(dp, line, (size_t)(nl - line));
+            harness_parse_metrics(dp, line, (size_t)(nl - line));
+        }
     }
     free(log);
     return ready;
@@ -918,6 +931,39 @@ read_exact(int fd, void *buf, size_t n, int timeout_ms)
         got += (size_t)rd;
     }
     return (ssize_t)got;
+}
+
+ssize_t
+http_request(int port, const char *request, char *buf, size_t size, int timeout_ms)
+{
+    int fd = tcp_connect(AF_INET, port);
+    ssize_t n;
+
+    if (fd < 0)
+        return fd;
+    if ((n = write_all(fd, request, strlen(request))) == 0)
+        n = read_exact(fd, buf, size - 1, timeout_ms);
+    close(fd);
+    buf[n > 0 ? n : 0] = '\0';
+    return n;
+}
+
+int
+http_get(int port, const char *path, char *buf, size_t size, const char **body)
+{
+    char req[512];
+    const char *b;
+    ssize_t n;
+
+    snprintf(req, sizeof(req), "GET %s HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n",
+             path);
+    if ((n = http_request(port, req, buf, size, 10000)) < 0)
+        return (int)n;
+    b = strstr(buf, "\r\n\r\n");
+    *body = b != NULL ? b + 4 : buf + n;
+    if (strncmp(buf, "HTTP/1.1 ", 9) != 0)
+        return -EPROTO;
+    return atoi(buf + 9);
 }
 
 int

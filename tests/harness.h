@@ -32,6 +32,7 @@ struct daemon_proc {
     int dp_udp_port;              /* first "listening on udp 127.0.0.1:P" */
     int dp_udp6_port;             /* first "listening on udp [::1]:P" */
     char dp_unix_path[sizeof(((struct sockaddr_un *)0)->sun_path)]; /* "listening on unix" */
+    int dp_metrics_port; /* last "serving metrics on http://127.0.0.1:P/metrics" */
     pid_t dp_reaper_pid; /* removes dp_dir if we die first */
     int dp_reaper_fd;    /* its pipe; closing it releases the reaper */
 };
@@ -126,6 +127,15 @@ int udp_socket_for(int port);
 int udp_socket_family(int family, int port);
 /* A TCP listener on loopback `port` (0: a free one), for address-in-use tests; *bound gets it. */
 int tcp_listen_on(int family, int port, int *bound);
+
+/*
+ * Send the raw HTTP request text to 127.0.0.1:port and read the response
+ * until the server closes, at most size - 1 bytes, NUL-terminated in buf.
+ * Returns its length, or -errno (-ETIMEDOUT when no close came in timeout_ms).
+ */
+ssize_t http_request(int port, const char *request, char *buf, size_t size, int timeout_ms);
+/* GET path with Connection: close; the HTTP status, or -errno.  *body points into buf. */
+int http_get(int port, const char *path, char *buf, size_t size, const char **body);
 
 /* Whether ::1 can be bound here; IPv6 tests skip when it cannot. */
 bool ipv6_available(void);

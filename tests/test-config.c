@@ -123,6 +123,9 @@ assert_config_eq(const struct upechod_config *a, const struct upechod_config *b)
     ck_assert_str_eq(a->cf_user, b->cf_user);
     ck_assert_str_eq(a->cf_group, b->cf_group);
     ck_assert_uint_eq(a->cf_workers, b->cf_workers);
+    ck_assert_int_eq(a->cf_metrics_enabled, b->cf_metrics_enabled);
+    ck_assert(addr_equal(&a->cf_metrics_listen, &b->cf_metrics_listen));
+    ck_assert_str_eq(a->cf_metrics_listen_text, b->cf_metrics_listen_text);
 }
 
 /* The path of conf/upechod.ini in the source tree. */
@@ -352,6 +355,48 @@ START_TEST(test_config_listen_lines)
               "[tcp] or [udp] listen list may be indented, remove the leading whitespace");
     ck_assert_uint_eq(cf.cf_tcp_nlisten, 1);
     ck_assert_str_eq(cf.cf_udp_listen_text[0], "127.0.0.1:7777");
+}
+END_TEST
+
+/* [metrics]: off by default, one address, validated like the listen lists. */
+START_TEST(test_config_metrics)
+{
+    const struct sockaddr_in6 *sin6;
+
+    parse_ok("");
+    ck_assert(!cf.cf_metrics_enabled);
+    ck_assert_str_eq(cf.cf_metrics_listen_text, "127.0.0.1:9477");
+    ck_assert_int_eq(addr_port((struct sockaddr *)&cf.cf_metrics_listen.a_ss), 9477);
+
+    parse_ok("[metrics]\nenabled = yes\nlisten = [::1]:0 ; any port\n");
+    ck_assert(cf.cf_metrics_enabled);
+    ck_assert_str_eq(cf.cf_metrics_listen_text, "[::1]:0");
+    sin6 = (const struct sockaddr_in6 *)&cf.cf_metrics_listen.a_ss;
+    ck_assert_int_eq(sin6->sin6_family, AF_INET6);
+    ck_assert_int_eq(ntohs(sin6->sin6_port), 0);
+
+    parse_bad("[metrics]\nenabled = sometimes\n",
+              "t.ini:2: [metrics] enabled: must be yes or no (or true/false, on/off, 1/0), got "
+              "\"sometimes\"");
+    parse_bad("[metrics]\nlisten = 127.0.0.1:1, 127.0.0.1:2\n",
+              "t.ini:2: [metrics] listen: takes one address, got the list \"127.0.0.1:1, "
+              "127.0.0.1:2\"");
+    parse_bad("[metrics]\nlisten =\n",
+              "t.ini:2: [metrics] listen: must not be empty; give one HOST:PORT such as "
+              "127.0.0.1:9477");
+    parse_bad("[metrics]\nlisten = ::1:9477\n",
+              "t.ini:2: [metrics] listen: \"::1:9477\": IPv6 addresses go in brackets, as "
+              "[::1]:PORT");
+    parse_bad("[metrics]\nlisten = 127.0.0.1:99999\n",
+              "t.ini:2: [metrics] listen: \"127.0.0.1:99999\": port must be a number from 0 to "
+              "65535");
+    parse_bad("[metrics]\nlisten = *:1\nlisten = *:2\n",
+              "t.ini:3: [metrics] listen: given twice, first on line 2");
+    parse_bad("[metrics]\nlisten = *:1\n  *:2\n",
+              "t.ini:3: [metrics] listen: only a [tcp] or [udp] listen list goes on over indented "
+              "lines; put the whole value on line 2, or remove the leading whitespace");
+    parse_bad("[metrics]\nport = 9477\n",
+              "t.ini:2: [metrics] port: unknown key; [metrics] knows enabled, listen");
 }
 END_TEST
 
@@ -642,7 +687,7 @@ START_TEST(test_config_syntax)
               "t.ini:3: section header \"[udp\" has no closing ']'");
     parse_bad("[tcp]\n[nosuch]\nfoo = 1\nbar = 2\n",
               "t.ini:2: [nosuch]: unknown section; known sections are tcp, udp, unix, log, limits, "
-              "server");
+              "server, metrics");
     parse_bad("[tcp]\nbacklog = 5\nbacklg = 5\n",
               "t.ini:3: [tcp] backlg: unknown key; [tcp] knows enabled, listen, backlog, "
               "proxy_protocol, proxy_protocol_from");
@@ -661,11 +706,11 @@ START_TEST(test_config_syntax)
     parse_bad("[tcp]\n = 5\n", "t.ini:2: missing key name before '='");
     parse_bad("backlog = 5\n[tcp]\n",
               "t.ini:1: key \"backlog\" comes before any [section] header; known sections are "
-              "tcp, udp, unix, log, limits, server");
+              "tcp, udp, unix, log, limits, server, metrics");
     parse_bad("[]\n", "t.ini:1: empty section name");
     parse_bad("[tcp] backlog = 5\n", "t.ini:1: [tcp]: unexpected text \"backlog = 5\" after ']'");
     parse_bad("[Tcp]\n", "t.ini:1: [Tcp]: unknown section; known sections are tcp, udp, unix, "
-                         "log, limits, server");
+                         "log, limits, server, metrics");
     /* inih would take an indented line as more of the value above it: only lists go on. */
     parse_bad("[tcp]\nenabled = yes\n\n\tbacklog = 5\n",
               "t.ini:4: [tcp] enabled: only a [tcp] or [udp] listen list goes on over indented "
@@ -894,7 +939,9 @@ START_TEST(test_config_many_errors)
     static const char *const want[] = {
         "t.ini:2: [tcp] backlog: must be a whole number from 1 to 65535, got \"0\"",
         "t.ini:3: [tcp] listen: \"*:99999\": port must be a number from 0 to 65535",
-        "t.ini:4: [bogus]: unknown section; known sections are tcp, udp, unix, log, limits, server",
+        "t.ini:4: [bogus]: unknown section; known sections are tcp, udp, unix, log, limits, "
+        "server, "
+        "metrics",
         "t.ini:6: section header \"[udp\" has no closing ']'",
         "t.ini:8: [log] level: must be one of error, warning, info, debug, got \"loud\"",
         "t.ini:9: [log] level: given twice, first on line 8",
@@ -993,7 +1040,8 @@ END_TEST
  */
 START_TEST(test_config_key_list)
 {
-    static const char *const sections[] = {"tcp", "udp", "unix", "log", "limits", "server"};
+    static const char *const sections[] = {"tcp",    "udp",    "unix",   "log",
+                                           "limits", "server", "metrics"};
     const char *section, *name, *def;
     char text[512], want[512];
     size_t i, n = 0;
@@ -1044,6 +1092,7 @@ config_suite(void)
     tcase_add_test(tc, test_config_bools);
     tcase_add_test(tc, test_config_listen);
     tcase_add_test(tc, test_config_values);
+    tcase_add_test(tc, test_config_metrics);
     tcase_add_test(tc, test_config_sizes);
     tcase_add_test(tc, test_config_bad_values);
     tcase_add_test(tc, test_config_listen_lines);

@@ -170,6 +170,42 @@ START_TEST(test_proxy_not_allowed)
 }
 END_TEST
 
+/*
+ * max_connections_per_source counts the client the header names, not the
+ * balancer every connection comes from: two clients behind one balancer
+ * each get their own allowance, and the second connection of one is closed.
+ */
+START_TEST(test_proxy_per_source)
+{
+    struct daemon_proc dp;
+    static const char a1[] = "PROXY TCP4 203.0.113.7 127.0.0.1 4242 9090\r\none";
+    static const char a2[] = "PROXY TCP4 203.0.113.7 127.0.0.1 4243 9090\r\ntwo";
+    static const char b1[] = "PROXY TCP4 198.51.100.9 127.0.0.1 4242 9090\r\nthree";
+    char got[8];
+    int fa, fa2, fb;
+
+    start_or_fail(&dp, TCP_PROXY_INI("127.0.0.1") "[limits]\nmax_connections_per_source = 1\n");
+    fa = connect_or_fail(AF_INET, dp.dp_tcp_port);
+    ck_assert_int_eq(write_all(fa, a1, strlen(a1)), 0);
+    ck_assert_int_eq(read_exact(fa, got, 3, 5000), 3);
+    ck_assert_mem_eq(got, "ONE", 3);
+    /* The same client again, through the same balancer: over its limit. */
+    fa2 = connect_or_fail(AF_INET, dp.dp_tcp_port);
+    (void)write_all(fa2, a2, strlen(a2));
+    expect_closed(fa2, 3000);
+    close(fa2);
+    /* Another client through the same balancer: its own allowance. */
+    fb = connect_or_fail(AF_INET, dp.dp_tcp_port);
+    ck_assert_int_eq(write_all(fb, b1, strlen(b1)), 0);
+    ck_assert_int_eq(read_exact(fb, got, 5, 5000), 5);
+    ck_assert_mem_eq(got, "THREE", 5);
+    ck_assert(daemon_log_contains(&dp, "tcp 203.0.113.7:4243: closed, its source already holds"));
+    close(fa);
+    close(fb);
+    ck_assert_int_eq(daemon_stop(&dp), 0);
+}
+END_TEST
+
 /* A header that never completes: closed after 5 s, not before. */
 START_TEST(test_proxy_timeout)
 {
@@ -310,6 +346,7 @@ proxy_daemon_suite(void)
     tcase_add_test(tc, test_proxy_v2_bytewise);
     tcase_add_test(tc, test_proxy_bad_headers);
     tcase_add_test(tc, test_proxy_not_allowed);
+    tcase_add_test(tc, test_proxy_per_source);
     tcase_add_test(tc, test_proxy_timeout);
     tcase_add_test(tc, test_proxy_off);
     tcase_add_test(tc, test_proxy_unix);

@@ -3,6 +3,7 @@
 #include <check.h>
 #include <netinet/in.h>
 #include <stdint.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -35,6 +36,17 @@ allowed(struct ratelimit *rl, const struct sockaddr *sa, unsigned rate, uint64_t
 
     for (int i = 0; i < n; i++)
         got += ratelimit_allow(rl, sa, 0, rate, now);
+    return got;
+}
+
+/* The same, by address and port. */
+static int
+allowed_port(struct ratelimit *rl, const struct sockaddr *sa, unsigned rate, uint64_t now, int n)
+{
+    int got = 0;
+
+    for (int i = 0; i < n; i++)
+        got += ratelimit_allow(rl, sa, 1, rate, now);
     return got;
 }
 
@@ -167,6 +179,166 @@ START_TEST(test_by_port)
 }
 END_TEST
 
+/*
+ * A loop between two echo servers A and B, each with a per-port table
+ * (rate, debt as given): n datagrams forged from time 0, each answered back and forth with rtt_us
+ * per round trip.  They go out within half a round trip and every hop takes half, so they stay in
+ * time order and a ring of arrival times in order is the whole state.  Returns how long the loop
+ * lived in microseconds (limit_us if it still runs then), and the replies sent in *answers and in
+ * the last second in *last_s.
+ */
+static uint64_t
+loop_sim(unsigned rate, int debt, uint64_t rtt_us, int n, uint64_t limit_us, uint64_t *answers,
+         uint64_t *last_s)
+{
+    struct ratelimit *side[2] = {ratelimit_new_key(test_key), ratelimit_new_key(test_key)};
+    struct sockaddr_in from[2] = {v4(0x0a000002), v4(0x0a000001)}; /* A hears B, B hears A */
+    uint64_t *when = calloc((size_t)n, sizeof(*when)), t = 0;
+    int *at = calloc((size_t)n, sizeof(*at)), head = 0, live = n;
+
+    ck_assert_ptr_nonnull(side[0]);
+    ck_assert_ptr_nonnull(side[1]);
+    ck_assert_ptr_nonnull(when);
+    ck_assert_ptr_nonnull(at);
+    ratelimit_set_debt(side[0], debt);
+    ratelimit_set_debt(side[1], debt);
+    *answers = *last_s = 0;
+    for (int i = 0; i < n; i++) {
+        when[i] = rtt_us / 2 * (uint64_t)i / (uint64_t)n;
+        at[i] = 0;
+    }
+    /* Each step takes the earliest datagram: it is at head, the others follow in order. */
+    while (live > 0) {
+        int i = head, s = at[i];
+
+        t = when[i];
+        if (t >= limit_us)
+            break;
+        if (ratelimit_allow(side[s], SA(from[s]), 1, rate, T0 + t / 1000)) {
+            (*answers)++;
+            if (t + 1000000 >= limit_us)
+                (*last_s)++;
+            /* Back to the end of the ring, to the other side. */
+            when[i] = t + rtt_us / 2;
+            at[i] = !s;
+            head = (head + 1) % live;
+        } else {
+            /* Out of the loop: the ring closes over it, order kept. */
+            memmove(when + i, when + i + 1, (size_t)(live - i - 1) * sizeof(*when));
+            memmove(at + i, at + i + 1, (size_t)(live - i - 1) * sizeof(*at));
+            live--;
+            if (head == live)
+                head = 0;
+        }
+    }
+    free(when);
+    free(at);
+    ratelimit_free(side[0]);
+    ratelimit_free(side[1]);
+    return live > 0 ? limit_us : t;
+}
+
+#define LOOP_RATE 10000
+#define LOOP_LIMIT_US (20 * 1000000ULL)
+
+/*
+ * Loops between two servers at rate_limit_per_port = 10000: without debt
+ * a loop thins out until it runs at the rate and stays there whenever
+ * rate x round trip is one or more; with debt one that ever goes faster
+ * than the rate is dead within a round trip of the burst running out.
+ * Only a loop slower than the rate from the start (one datagram, round
+ * trip over 100 us) lives on, below the rate.  (100 datagrams at 200 us
+ * die without debt too, by the millisecond clock: the 10 answered in a
+ * millisecond come back within it and find the bucket empty.  Real loops
+ * are not so regular: two daemons on a loaded host loop on without debt.)
+ */
+START_TEST(test_loop_sim)
+{
+    static const struct {
+        uint64_t rtt_us;
+        int n;
+        int dies_without; /* the loop dies without debt too */
+        int dies;         /* ... with debt */
+    } cases[] = {
+        {50, 1, 1, 1},   {50, 100, 1, 1},   {200, 1, 0, 0},    {200, 100, 1, 1},
+        {1000, 1, 0, 0}, {1000, 100, 0, 1}, {5000, 100, 0, 1},
+    };
+
+    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+        uint64_t life[2], answers[2], last[2];
+
+        for (int debt = 0; debt < 2; debt++)
+            life[debt] = loop_sim(LOOP_RATE, debt, cases[i].rtt_us, cases[i].n, LOOP_LIMIT_US,
+                                  &answers[debt], &last[debt]);
+        fprintf(stderr,
+                "ratelimit: loop, rtt %4llu us, %3d forged: without debt %s %6.3f s "
+                "(%llu replies, %llu in the last second), with debt %s %6.3f s "
+                "(%llu replies, %llu in the last second)\n",
+                (unsigned long long)cases[i].rtt_us, cases[i].n,
+                life[0] < LOOP_LIMIT_US ? "dead after" : "alive at", life[0] / 1e6,
+                (unsigned long long)answers[0], (unsigned long long)last[0],
+                life[1] < LOOP_LIMIT_US ? "dead after" : "alive at", life[1] / 1e6,
+                (unsigned long long)answers[1], (unsigned long long)last[1]);
+        ck_assert_msg((life[0] < LOOP_LIMIT_US) == cases[i].dies_without,
+                      "rtt %llu us, %d forged, no debt: lived %llu us",
+                      (unsigned long long)cases[i].rtt_us, cases[i].n, (unsigned long long)life[0]);
+        ck_assert_msg((life[1] < LOOP_LIMIT_US) == cases[i].dies,
+                      "rtt %llu us, %d forged, debt: lived %llu us",
+                      (unsigned long long)cases[i].rtt_us, cases[i].n, (unsigned long long)life[1]);
+        if (cases[i].dies) {
+            /* The burst (a second's worth at each side) and a round trip, not more. */
+            ck_assert_msg(life[1] <= 1100000 + cases[i].rtt_us, "rtt %llu us, %d forged: %llu us",
+                          (unsigned long long)cases[i].rtt_us, cases[i].n,
+                          (unsigned long long)life[1]);
+        } else {
+            /* What lives on runs below the rate: one datagram every round trip each way. */
+            ck_assert_uint_le(last[1], 2 * 1000000 / cases[i].rtt_us + 2);
+        }
+    }
+}
+END_TEST
+
+/*
+ * A client under the rate is never dropped, in debt mode too, however long
+ * it goes on; one that went over is answered again a second after it
+ * stops, and after longer if it keeps sending (the debt is paid at the
+ * rate less what it sends).
+ */
+START_TEST(test_debt)
+{
+    struct ratelimit *rl = ratelimit_new_key(test_key);
+    struct sockaddr_in a = v4(0x0a000001);
+    uint64_t t;
+    int got = 0, sent = 0;
+
+    ratelimit_set_debt(rl, 1);
+    /* 9,999 a second (one every 100.01 us) for 10 s, at rate 10,000. */
+    for (uint64_t us = 0; us < 10000000; us += 101, sent++)
+        got += ratelimit_allow(rl, SA(a), 1, 10000, T0 + us / 1000);
+    ck_assert_int_eq(got, sent);
+    /* At rate 10: ten answered, the eleventh drops and starts a second's debt. */
+    t = T0 + 100000;
+    ck_assert_int_eq(allowed_port(rl, SA(a), 10, t, 11), 10);
+    /* A datagram in debt is dropped and adds a tenth of a second to it. */
+    ck_assert_int_eq(allowed_port(rl, SA(a), 10, t + 999, 1), 0);
+    ck_assert_int_eq(allowed_port(rl, SA(a), 10, t + 1100, 1), 0);
+    ck_assert_int_eq(allowed_port(rl, SA(a), 10, t + 1400, 1), 1);
+    /* Over the rate again, then 5 a second, for 3 s: the debt is paid at 10 - 5 a second. */
+    t += 1400;
+    ck_assert_int_eq(allowed_port(rl, SA(a), 10, t, 20), 1); /* the token left over */
+    got = 0;
+    for (uint64_t ms = 200; ms <= 3000; ms += 200)
+        got += ratelimit_allow(rl, SA(a), 1, 10, t + ms);
+    ck_assert_msg(got >= 3 && got <= 6, "%d of 15 answered while paying the debt back", got);
+    /* Without debt the same table is a plain bucket: over the rate costs nothing more. */
+    ratelimit_set_debt(rl, 0);
+    t += 10000;
+    ck_assert_int_eq(allowed_port(rl, SA(a), 10, t, 20), 10);
+    ck_assert_int_eq(allowed_port(rl, SA(a), 10, t + 100, 1), 1);
+    ratelimit_free(rl);
+}
+END_TEST
+
 /* The key decides the slots: two tables place the same addresses differently. */
 START_TEST(test_keyed)
 {
@@ -199,6 +371,8 @@ ratelimit_suite(void)
     tcase_add_test(tc, test_evicted_slot_no_burst);
     tcase_add_test(tc, test_interleaved_sources);
     tcase_add_test(tc, test_by_port);
+    tcase_add_test(tc, test_loop_sim);
+    tcase_add_test(tc, test_debt);
     tcase_add_test(tc, test_keyed);
     suite_add_tcase(s, tc);
     return s;

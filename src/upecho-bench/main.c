@@ -7,6 +7,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/resource.h>
+#include <sysexits.h>
 
 #include "upechod-build.h"
 #include "bench.h"
@@ -14,13 +15,7 @@
 #include "plot.h"
 #include "report.h"
 
-#define EX_OK 0
 #define EX_FAILED 1
-#define EX_USAGE 64
-#define EX_DATAERR 65
-#define EX_NOINPUT 66
-#define EX_OSERR 71
-#define EX_CANTCREAT 73
 
 static void
 usage(FILE *f)

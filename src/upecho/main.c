@@ -10,18 +10,13 @@
 #include <sys/socket.h>
 #include <time.h>
 #include <unistd.h>
+#include <sysexits.h>
 
 #include "upechod-build.h"
 #include "target.h"
 #include "upper.h"
 
-#define EX_OK 0
 #define EX_WRONG 1 /* a reply was not the uppercase of its request */
-#define EX_USAGE 64
-#define EX_UNAVAILABLE 69 /* could not connect, or the connection broke */
-#define EX_OSERR 71
-#define EX_IOERR 74    /* reading stdin or writing stdout failed */
-#define EX_TEMPFAIL 75 /* no (complete) reply within the timeout */
 
 /* Sends per UDP request: the first and this many minus one retries, each with its share of the
  * timeout. */

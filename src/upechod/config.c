@@ -30,7 +30,8 @@
 #define CONFIG_SHUTDOWN_TIMEOUT_MAX 3600ULL
 #define CONFIG_WORKERS_MAX 256ULL
 
-static const char *const config_sections[] = {"tcp", "udp", "unix", "log", "limits", "server"};
+static const char *const config_sections[] = {"tcp",    "udp",    "unix",   "log",
+                                              "limits", "server", "metrics"};
 #define CONFIG_NSECTIONS (int)(sizeof(config_sections) / sizeof(config_sections[0]))
 /* p_section before the first header, and after a header that is not usable. */
 #define SECTION_NONE (-1)
@@ -63,6 +64,8 @@ enum config_key_id {
     KEY_USER,
     KEY_GROUP,
     KEY_WORKERS,
+    KEY_METRICS_ENABLED,
+    KEY_METRICS_LISTEN,
     KEY_COUNT
 };
 
@@ -104,6 +107,8 @@ static const struct config_key config_keys[KEY_COUNT] = {
     [KEY_USER] = {5, "user", ""},
     [KEY_GROUP] = {5, "group", ""},
     [KEY_WORKERS] = {5, "workers", "1"},
+    [KEY_METRICS_ENABLED] = {6, "enabled", "no"},
+    [KEY_METRICS_LISTEN] = {6, "listen", "127.0.0.1:9477"},
 };
 
 /*
@@ -541,6 +546,40 @@ config_level(struct config_parser *p, int id, const char *v, enum log_level *out
     return -EINVAL;
 }
 
+/*
+ * One HOST:PORT, for a listener that takes a single address (the metrics
+ * endpoint): a list is an error rather than its first item.
+ */
+static int
+config_addr(struct config_parser *p, int id, const char *v, struct addr *out, char *text)
+{
+    char q[1024];
+    const char *why;
+    struct addr a;
+    size_t len = strlen(v);
+
+    if (len == 0) {
+        config_bad(p, id, "must not be empty; give one HOST:PORT such as %s",
+                   config_keys[id].k_default);
+        return -EINVAL;
+    }
+    if (strchr(v, ',') != NULL) {
+        config_bad(p, id, "takes one address, got the list %s", config_quote(q, sizeof(q), v));
+        return -EINVAL;
+    }
+    if (len >= ADDR_STRLEN) {
+        config_bad(p, id, "address too long (at most %d characters)", ADDR_STRLEN - 1);
+        return -EINVAL;
+    }
+    if (addr_parse(v, ADDR_NUMERIC, &a, &why) != 0) {
+        config_bad(p, id, "%s: %s", config_quote(q, sizeof(q), v), why);
+        return -EINVAL;
+    }
+    *out = a;
+    memcpy(text, v, len + 1);
+    return 0;
+}
+
 /* A user or group name; "" means not set. */
 static int
 config_name(struct config_parser *p, int id, const char *v, char *out, size_t size)
@@ -675,6 +714,10 @@ config_set(struct config_parser *p, int id, const char *v)
         return config_name(p, id, v, cf->cf_group, sizeof(cf->cf_group));
     case KEY_WORKERS:
         return config_workers(p, id, v, &cf->cf_workers);
+    case KEY_METRICS_ENABLED:
+        return config_bool(p, id, v, &cf->cf_metrics_enabled);
+    case KEY_METRICS_LISTEN:
+        return config_addr(p, id, v, &cf->cf_metrics_listen, cf->cf_metrics_listen_text);
     }
     return -EINVAL;
 }

@@ -73,6 +73,11 @@ struct upechod_config {
     char cf_user[CONFIG_NAME_MAX];  /* "" = stay who we are */
     char cf_group[CONFIG_NAME_MAX]; /* "" = the user's primary group */
     unsigned cf_workers;            /* 1; "auto" is resolved to the CPUs we may run on */
+
+    /* [metrics] */
+    bool cf_metrics_enabled;       /* no */
+    struct addr cf_metrics_listen; /* 127.0.0.1:9477 */
+    char cf_metrics_listen_text[ADDR_STRLEN];
 };
 
 /*

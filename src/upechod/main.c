@@ -4,14 +4,12 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sysexits.h>
 
 #include "config.h"
 #include "log.h"
 #include "server.h"
 #include "upechod-build.h"
-
-#define EX_USAGE 64
-#define EX_CONFIG 78
 
 static void
 usage(FILE *f)

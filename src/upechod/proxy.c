@@ -455,19 +455,22 @@ proxy_read_cb(struct bufferevent *bev, void *arg)
     evbuffer_drain(in, ph.ph_len);
     event_free(st->st_proxy_timer);
     st->st_proxy_timer = NULL;
-    STATS_ADD(st->st_env->se_stats->st_proxy_accepted, 1);
     snprintf(via, sizeof(via), "%s", st->st_peer);
     /* LOCAL, UNSPEC and unix addresses: the connection's own address stands. */
-    if (!ph.ph_local && ph.ph_src.ss_family != AF_UNIX) {
+    if (!ph.ph_local && ph.ph_src.ss_family != AF_UNIX)
         stream_set_peer(st, (struct sockaddr *)&ph.ph_src, ph.ph_src_len);
-        /* max_connections_per_source counts the real client (LOCAL checks are the balancer's). */
-        if (st->st_transport == TRANSPORT_TCP &&
-            st->st_env->se_admit(st, (struct sockaddr *)&ph.ph_src, ph.ph_src_len,
-                                 st->st_env->se_arg) != 0) {
-            stream_free(st);
-            return;
-        }
+    /*
+     * max_connections_per_source counts the client the header names; a
+     * header that names none (LOCAL health checks, UNSPEC) counts against
+     * the balancer itself, so that no connection goes uncounted.
+     */
+    if (st->st_transport == TRANSPORT_TCP &&
+        st->st_env->se_admit(st, (const struct sockaddr *)&st->st_addr.a_ss, st->st_addr.a_len,
+                             st->st_env->se_arg) != 0) {
+        stream_free(st);
+        return;
     }
+    STATS_ADD(st->st_env->se_stats->st_proxy_accepted, 1);
     log_debug("%s %s: PROXY v%d header from %s%s", transport_name(st->st_transport), st->st_peer,
               ph.ph_version, via, ph.ph_local ? ", naming no client" : "");
     stream_begin_echo(st);

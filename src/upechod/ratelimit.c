@@ -16,12 +16,14 @@
  * is full, which is exactly what a new source would have earned anyway.
  */
 struct ratelimit_slot {
-    uint32_t rs_tokens;
+    int32_t rs_tokens;   /* below 0 only in a table with debt: what is owed */
+    uint8_t rs_in_debt;  /* dropped since last answered, in a table with debt */
     uint64_t rs_last_ms; /* when rs_tokens was last brought up to date */
 };
 
 struct ratelimit {
     uint8_t rl_key[16]; /* SipHash key: which addresses collide is nobody's guess */
+    int rl_debt;        /* a source over the rate owes a second: see ratelimit_set_debt() */
     struct ratelimit_slot rl_slots[RATELIMIT_SLOTS];
 };
 
@@ -128,6 +130,27 @@ ratelimit_free(struct ratelimit *rl)
     free(rl);
 }
 
+/*
+ * With debt on, a source that finds its bucket empty is not merely held to
+ * the rate: it is put a second's worth of tokens in debt, and every
+ * datagram it sends while in debt is dropped and adds one more to the debt
+ * (a second's worth at most).  It is answered again once refilling at the
+ * rate has paid the debt back: a second after it stopped, longer if it
+ * keeps sending, never while it sends faster than the rate.
+ *
+ * This is what ends a loop with another echo server.  Every datagram going
+ * round passes the same source address and port once per round trip; the
+ * first one dropped for rate starts a second in which all of them are
+ * dropped, so a loop faster than the rate is dead within one round trip,
+ * however many datagrams were forged to feed it.  Without debt a loop only
+ * thins out until it runs at the rate, and stays there.
+ */
+void
+ratelimit_set_debt(struct ratelimit *rl, int on)
+{
+    rl->rl_debt = on;
+}
+
 /* The slot sa hashes to: the family and the address, and the port if by_port. */
 size_t
 ratelimit_slot(const struct ratelimit *rl, const struct sockaddr *sa, int by_port)
@@ -153,7 +176,8 @@ ratelimit_slot(const struct ratelimit *rl, const struct sockaddr *sa, int by_por
  * source address, with a burst of one second's worth.  Ports are ignored
  * unless by_port, since whoever forges the address picks those too; a
  * table counts either by address or by address and port, never both.
- * Returns 1 to answer.
+ * A table with debt on also penalises a source over the rate (see
+ * ratelimit_set_debt()).  Returns 1 to answer.
  */
 int
 ratelimit_allow(struct ratelimit *rl, const struct sockaddr *sa, int by_port, unsigned rate,
@@ -171,16 +195,26 @@ ratelimit_allow(struct ratelimit *rl, const struct sockaddr *sa, int by_port, un
          * the time those took, so a fraction is not lost at every call.
          */
         refill = (now_ms - s->rs_last_ms) * rate / 1000;
-        if (s->rs_tokens + refill >= rate) {
-            s->rs_tokens = rate;
+        if ((int64_t)s->rs_tokens + (int64_t)refill >= (int64_t)rate) {
+            s->rs_tokens = (int32_t)rate;
             s->rs_last_ms = now_ms;
         } else if (refill > 0) {
-            s->rs_tokens += (uint32_t)refill;
+            s->rs_tokens += (int32_t)refill;
             s->rs_last_ms += (refill * 1000 + rate - 1) / rate;
         }
     }
-    if (s->rs_tokens == 0)
-        return 0;
-    s->rs_tokens--;
-    return 1;
+    if (s->rs_tokens > 0) {
+        s->rs_tokens--;
+        s->rs_in_debt = 0;
+        return 1;
+    }
+    if (rl->rl_debt) {
+        /* rate is at most 1000000 (the configuration says so): it fits. */
+        if (!s->rs_in_debt)
+            s->rs_tokens = -(int32_t)rate;
+        else if (s->rs_tokens > -(int32_t)rate)
+            s->rs_tokens--;
+        s->rs_in_debt = 1;
+    }
+    return 0;
 }

@@ -14,6 +14,7 @@
 #include "activation.h"
 #include "listener.h"
 #include "log.h"
+#include "metrics.h"
 #include "notify.h"
 #include "privs.h"
 #include "server.h"
@@ -50,6 +51,31 @@ server_stats(struct server *srv, struct server_stats *sum)
     memset(sum, 0, sizeof(*sum));
     if (srv->srv_workers_ready)
         worker_group_stats(&srv->srv_workers, sum);
+}
+
+/*
+ * The counters as they are now, with the gauges filled in (open connections,
+ * pending output): what the metrics endpoint renders.  The sum over workers,
+ * read while they run, and the main thread's own (reloads, start time).
+ * Pending output is the workers' shared total, exact to within 16 KiB per
+ * worker.
+ */
+void
+server_stats_snapshot(struct server *srv, struct server_stats *out)
+{
+    server_stats(srv, out);
+    out->st_reloads_ok = srv->srv_stats.st_reloads_ok;
+    out->st_reloads_failed = srv->srv_stats.st_reloads_failed;
+    out->st_reload_time = srv->srv_stats.st_reload_time;
+    out->st_start_time = srv->srv_stats.st_start_time;
+    for (int t = 0; t < TRANSPORT_COUNT; t++)
+        out->st_open[t] = out->st_t_accepted[t] - out->st_t_closed[t];
+    out->st_pending_output = srv->srv_workers_ready
+                                 ? __atomic_load_n(&srv->srv_workers.wg_mem_total, __ATOMIC_RELAXED)
+                                 : 0;
+    out->st_workers = srv->srv_workers.wg_n;
+    if (srv->srv_workers_ready)
+        worker_group_paused_now(&srv->srv_workers, out);
 }
 
 /* Have every worker serve srv_listeners with cf, and wait until each has. */
@@ -295,6 +321,41 @@ server_reconcile(struct server *srv, const struct upechod_config *cf, int fatal)
     return 0;
 }
 
+/*
+ * Make the metrics endpoint match cf: start, stop or move it.  On reload
+ * (not fatal) a new address that cannot be bound leaves the old endpoint
+ * serving; at start the failure is returned.
+ */
+static int
+server_reconcile_metrics(struct server *srv, const struct upechod_config *cf, int fatal)
+{
+    struct metrics *m;
+    const char *what = "";
+    int rc;
+
+    if (!cf->cf_metrics_enabled) {
+        if (srv->srv_metrics != NULL)
+            log_info("no longer serving metrics on %s", metrics_name(srv->srv_metrics));
+        metrics_free(srv->srv_metrics);
+        srv->srv_metrics = NULL;
+        return 0;
+    }
+    if (srv->srv_metrics != NULL && metrics_is_at(srv->srv_metrics, &cf->cf_metrics_listen))
+        return 0;
+    if ((rc = metrics_new(srv, &cf->cf_metrics_listen, &what, &m)) != 0) {
+        log_error("cannot serve metrics on %s: %s: %s%s", cf->cf_metrics_listen_text, what,
+                  strerror(-rc),
+                  srv->srv_metrics != NULL && !fatal ? "; still serving them where they were" : "");
+        return rc;
+    }
+    if (srv->srv_metrics != NULL)
+        log_info("no longer serving metrics on %s", metrics_name(srv->srv_metrics));
+    metrics_free(srv->srv_metrics);
+    srv->srv_metrics = m;
+    log_info("serving metrics on http://%s/metrics", metrics_name(m));
+    return 0;
+}
+
 /* Serve the sockets systemd passed; the configured addresses are then not bound. */
 static int
 server_adopt(struct server *srv, struct activated_fd *fds, size_t n)
@@ -375,6 +436,7 @@ server_reload(struct server *srv)
 
     notify_reloading(srv->srv_notify);
     if (nc == NULL) {
+        srv->srv_stats.st_reloads_failed++;
         log_error("reload failed: out of memory; still running the previous configuration");
         notify_ready(srv->srv_notify, "reload failed: out of memory; running the previous "
                                       "configuration");
@@ -384,6 +446,7 @@ server_reload(struct server *srv)
                      server_reload_error, NULL);
     if (rc < 0) {
         /* Not a verdict on the file: it could not be read (out of descriptors, say). */
+        srv->srv_stats.st_reloads_failed++;
         log_error("reload failed: cannot read %s: %s; still running the previous configuration",
                   nc->cf_file[0] ? nc->cf_file : srv->srv_conf_path, strerror(-rc));
         notify_ready(srv->srv_notify, "reload failed: cannot read the configuration; running the "
@@ -392,6 +455,7 @@ server_reload(struct server *srv)
         return;
     }
     if (rc != 0) {
+        srv->srv_stats.st_reloads_failed++;
         log_error("reload failed: %s is not valid; still running the previous configuration",
                   nc->cf_file[0] ? nc->cf_file : srv->srv_conf_path);
         notify_ready(srv->srv_notify, "reload failed, running the previous configuration");
@@ -403,6 +467,7 @@ server_reload(struct server *srv)
         nc->cf_workers = srv->srv_conf.cf_workers;
     }
     if (!srv->srv_activated && (rc = server_reconcile(srv, nc, 0)) != 0) {
+        srv->srv_stats.st_reloads_failed++;
         /* Whatever was rebound of the running listeners, the workers serve exactly those. */
         server_apply(srv, &srv->srv_conf);
         log_error("reload failed: cannot listen on every address of %s (%s); still running the "
@@ -418,11 +483,15 @@ server_reload(struct server *srv)
         log_warn("reload: [server] user and group take effect only at the next start");
 
     log_set_level(nc->cf_log_level);
+    /* The metrics endpoint is not all or nothing: if it cannot move, it stays where it was. */
+    server_reconcile_metrics(srv, nc, 0);
     /* Every worker takes nc in its own loop, listeners and open connections alike. */
     server_apply(srv, nc);
     srv->srv_conf = *nc;
     free(nc);
     server_raise_nofile(&srv->srv_conf);
+    srv->srv_stats.st_reloads_ok++;
+    srv->srv_stats.st_reload_time = (int64_t)time(NULL);
     log_info("configuration reloaded");
     notify_ready(srv->srv_notify, "configuration reloaded");
 }
@@ -482,6 +551,8 @@ server_shutdown(struct server *srv, int sig)
     notify_stopping(srv->srv_notify);
     worker_group_order(&srv->srv_workers, &o);
     server_close_listeners(&srv->srv_listeners);
+    metrics_free(srv->srv_metrics);
+    srv->srv_metrics = NULL;
     log_info("SIG%s received: stopping, %zu connection%s to finish", sigabbrev_np(sig), open,
              SERVER_S(open));
     evtimer_add(srv->srv_shutdown_timer, &tv);
@@ -594,6 +665,10 @@ server_start(struct server *srv)
     }
     if (rc != 0)
         return rc;
+    if ((rc = server_reconcile_metrics(srv, &srv->srv_conf, 1)) != 0)
+        return rc;
+    srv->srv_stats.st_start_time = (int64_t)time(NULL);
+    srv->srv_stats.st_reload_time = srv->srv_stats.st_start_time;
 
     if ((rc = privs_drop(srv->srv_conf.cf_user, srv->srv_conf.cf_group, &what)) != 0) {
         log_error("cannot switch to user %s: %s: %s", srv->srv_conf.cf_user, what, strerror(-rc));
@@ -655,6 +730,7 @@ server_free(struct server *srv)
     if (srv->srv_workers_ready)
         worker_group_deinit(&srv->srv_workers);
     server_close_listeners(&srv->srv_listeners);
+    metrics_free(srv->srv_metrics);
     if (srv->srv_done_ev != NULL)
         event_free(srv->srv_done_ev);
     if (srv->srv_watchdog_timer != NULL)

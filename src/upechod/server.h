@@ -3,7 +3,9 @@
 #define UPECHOD_SERVER_H
 
 #include <stdint.h>
+#include <sysexits.h>
 #include <sys/queue.h>
+#include <time.h>
 
 #include <event2/event.h>
 
@@ -14,6 +16,7 @@
 #include "worker.h"
 
 struct notify;
+struct metrics;
 
 /*
  * The main thread's state: signals, reload, shutdown, the service manager,
@@ -40,7 +43,9 @@ struct server {
 
     int srv_stopping;
     int srv_exit_code;
-    int srv_activated; /* serving sockets passed by systemd */
+    int srv_activated;             /* serving sockets passed by systemd */
+    struct server_stats srv_stats; /* the main thread's own counters: reloads, start */
+    struct metrics *srv_metrics;   /* the HTTP endpoint, NULL when disabled */
 };
 
 /*
@@ -57,7 +62,7 @@ struct server {
  * stop was asked for and done, and upechod.service lists it in
  * SuccessExitStatus= so that such a stop does not leave the unit failed.
  */
-#define SERVER_EXIT_CUT_SHORT 75
+#define SERVER_EXIT_CUT_SHORT EX_TEMPFAIL
 
 struct server *server_new(const struct upechod_config *conf, const char *conf_path);
 void server_free(struct server *srv);
@@ -66,5 +71,6 @@ int server_run(struct server *srv);
 
 size_t server_connections(struct server *srv);
 void server_stats(struct server *srv, struct server_stats *sum);
+void server_stats_snapshot(struct server *srv, struct server_stats *out);
 
 #endif

@@ -4,6 +4,28 @@
 
 #include <stdint.h>
 
+#include "transport.h"
+
+/* accept(2) failures by errno class, for the metrics. */
+enum accept_error {
+    ACCEPT_ERROR_NOFD,  /* EMFILE, ENFILE */
+    ACCEPT_ERROR_NOMEM, /* ENOBUFS, ENOMEM */
+    ACCEPT_ERROR_OTHER,
+    ACCEPT_ERROR_COUNT,
+};
+
+/* Upper bounds of the per-connection histograms' buckets; +Inf is implied. */
+#define STATS_LIFETIME_BOUNDS                                                                      \
+    {                                                                                              \
+        0.001, 0.01, 0.1, 1, 10, 60, 300, 3600                                                     \
+    }
+#define STATS_LIFETIME_NBOUNDS 8
+#define STATS_BYTES_BOUNDS                                                                         \
+    {                                                                                              \
+        0, 64, 1024, 16384, 262144, 4194304, 67108864, 1073741824                                  \
+    }
+#define STATS_BYTES_NBOUNDS 8
+
 struct server_stats {
     uint64_t st_accepted;        /* stream connections accepted */
     uint64_t st_closed;          /* stream connections closed */
@@ -28,6 +50,29 @@ struct server_stats {
     uint64_t st_proxy_bad;       /* malformed or oversized header */
     uint64_t st_proxy_truncated; /* the peer closed before the header's end */
     uint64_t st_proxy_timeouts;  /* no whole header within PROXY_TIMEOUT_SEC */
+
+    /* What the metrics endpoint shows; indexed by enum transport where it is an array. */
+    uint64_t st_t_accepted[TRANSPORT_COUNT];
+    uint64_t st_t_closed[TRANSPORT_COUNT];
+    uint64_t st_t_bytes_in[TRANSPORT_COUNT];  /* streams: bytes read; udp: payload received */
+    uint64_t st_t_bytes_out[TRANSPORT_COUNT]; /* streams: bytes echoed; udp: payload sent */
+    uint64_t st_accept_errors[ACCEPT_ERROR_COUNT];
+    uint64_t st_pauses_full;      /* times accepting paused at max_connections (per worker) */
+    uint64_t st_pauses_nofd;      /* ... and for lack of descriptors */
+    uint64_t st_paused_full_usec; /* time spent paused at max_connections (summed over workers) */
+    uint64_t st_paused_nofd_usec; /* ... and for lack of descriptors */
+    uint64_t st_reloads_ok;       /* SIGHUPs that applied a new configuration (main thread) */
+    uint64_t st_reloads_failed;   /* ... that kept the old one */
+    int64_t st_reload_time;       /* wall clock of the last good (re)load, seconds */
+    int64_t st_start_time;        /* wall clock at start, seconds */
+    uint64_t st_lifetime_buckets[STATS_LIFETIME_NBOUNDS + 1]; /* closed streams per bucket */
+    uint64_t st_lifetime_usec;                                /* their lifetimes' sum */
+    uint64_t st_conn_bytes_buckets[STATS_BYTES_NBOUNDS + 1];  /* bytes read per closed stream */
+    uint64_t st_conn_bytes;                                   /* their sum */
+    /* Gauges, filled in only by server_stats_snapshot(). */
+    uint64_t st_open[TRANSPORT_COUNT];
+    uint64_t st_pending_output; /* bytes queued to be sent, all streams */
+    uint64_t st_workers;
 };
 
 /*
@@ -66,6 +111,43 @@ stats_accumulate(struct server_stats *sum, const struct server_stats *w)
     sum->st_proxy_bad += STATS_GET(w->st_proxy_bad);
     sum->st_proxy_truncated += STATS_GET(w->st_proxy_truncated);
     sum->st_proxy_timeouts += STATS_GET(w->st_proxy_timeouts);
+    for (int t = 0; t < TRANSPORT_COUNT; t++) {
+        sum->st_t_accepted[t] += STATS_GET(w->st_t_accepted[t]);
+        sum->st_t_closed[t] += STATS_GET(w->st_t_closed[t]);
+        sum->st_t_bytes_in[t] += STATS_GET(w->st_t_bytes_in[t]);
+        sum->st_t_bytes_out[t] += STATS_GET(w->st_t_bytes_out[t]);
+    }
+    for (int i = 0; i < ACCEPT_ERROR_COUNT; i++)
+        sum->st_accept_errors[i] += STATS_GET(w->st_accept_errors[i]);
+    sum->st_pauses_full += STATS_GET(w->st_pauses_full);
+    sum->st_pauses_nofd += STATS_GET(w->st_pauses_nofd);
+    sum->st_paused_full_usec += STATS_GET(w->st_paused_full_usec);
+    sum->st_paused_nofd_usec += STATS_GET(w->st_paused_nofd_usec);
+    for (int i = 0; i <= STATS_LIFETIME_NBOUNDS; i++)
+        sum->st_lifetime_buckets[i] += STATS_GET(w->st_lifetime_buckets[i]);
+    sum->st_lifetime_usec += STATS_GET(w->st_lifetime_usec);
+    for (int i = 0; i <= STATS_BYTES_NBOUNDS; i++)
+        sum->st_conn_bytes_buckets[i] += STATS_GET(w->st_conn_bytes_buckets[i]);
+    sum->st_conn_bytes += STATS_GET(w->st_conn_bytes);
+}
+
+/* A stream of transport t closed after usec with bytes read: the histograms. */
+static inline void
+stats_stream_done(struct server_stats *s, enum transport t, uint64_t usec, uint64_t bytes)
+{
+    static const double life[] = STATS_LIFETIME_BOUNDS;
+    static const double size[] = STATS_BYTES_BOUNDS;
+    int i;
+
+    STATS_ADD(s->st_t_closed[t], 1);
+    for (i = 0; i < STATS_LIFETIME_NBOUNDS && (double)usec / 1e6 > life[i]; i++)
+        ;
+    STATS_ADD(s->st_lifetime_buckets[i], 1);
+    STATS_ADD(s->st_lifetime_usec, usec);
+    for (i = 0; i < STATS_BYTES_NBOUNDS && (double)bytes > size[i]; i++)
+        ;
+    STATS_ADD(s->st_conn_bytes_buckets[i], 1);
+    STATS_ADD(s->st_conn_bytes, bytes);
 }
 
 /*

@@ -379,6 +379,9 @@ stream_read_cb(struct bufferevent *bev, void *arg)
             chain = stream_chain_size(n);
         STATS_ADD(env->se_stats->st_bytes_in, n);
         STATS_ADD(env->se_stats->st_bytes_out, n);
+        STATS_ADD(env->se_stats->st_t_bytes_in[st->st_transport], n);
+        STATS_ADD(env->se_stats->st_t_bytes_out[st->st_transport], n);
+        st->st_nbytes += n;
         if (n > 0 && evbuffer_get_length(out) == 0)
             evbuffer_write(in, fd);
         stream_queue(in, out, chain);
@@ -432,10 +435,14 @@ stream_event_cb(struct bufferevent *bev, short what, void *arg)
          * The client half-closed (or closed).  Whatever it sent is still owed
          * to it: echo anything left in the input, flush, then close.
          */
-        STATS_ADD(st->st_env->se_stats->st_bytes_in,
-                  evbuffer_get_length(bufferevent_get_input(bev)));
-        STATS_ADD(st->st_env->se_stats->st_bytes_out,
-                  stream_echo(bufferevent_get_input(bev), bufferevent_get_output(bev)));
+        size_t left = evbuffer_get_length(bufferevent_get_input(bev));
+        size_t echoed = stream_echo(bufferevent_get_input(bev), bufferevent_get_output(bev));
+
+        STATS_ADD(st->st_env->se_stats->st_bytes_in, left);
+        STATS_ADD(st->st_env->se_stats->st_bytes_out, echoed);
+        STATS_ADD(st->st_env->se_stats->st_t_bytes_in[st->st_transport], left);
+        STATS_ADD(st->st_env->se_stats->st_t_bytes_out[st->st_transport], echoed);
+        st->st_nbytes += left;
         log_debug("%s %s: end of input", transport_name(st->st_transport), st->st_peer);
         stream_finish(st);
         return;
@@ -553,7 +560,6 @@ stream_new(struct stream_env *env, int fd, enum transport t, const struct sockad
         return NULL;
     }
     bufferevent_set_max_single_read(st->st_bev, STREAM_BEV_READ);
-    stream_apply_limits(st);
     if (bufferevent_enable(st->st_bev, EV_READ | EV_WRITE) == -1) {
         /* Registering with the loop failed: nothing was counted yet; undo the rest. */
         log_warn("cannot watch a new %s connection: %s; closing it", transport_name(t),
@@ -565,6 +571,8 @@ stream_new(struct stream_env *env, int fd, enum transport t, const struct sockad
         free(st);
         return NULL;
     }
+    event_base_gettimeofday_cached(env->se_base, &st->st_started);
+    stream_apply_limits(st);
     log_debug("%s %s: connected", transport_name(t), st->st_peer);
     return st;
 }
@@ -732,6 +740,9 @@ stream_read_pending(struct stream *st)
 
         STATS_ADD(st->st_env->se_stats->st_bytes_in, n);
         STATS_ADD(st->st_env->se_stats->st_bytes_out, n);
+        STATS_ADD(st->st_env->se_stats->st_t_bytes_in[st->st_transport], n);
+        STATS_ADD(st->st_env->se_stats->st_t_bytes_out[st->st_transport], n);
+        st->st_nbytes += n;
         stream_queue(in, out, stream_chain_size(STREAM_BULK_READ));
     }
 }

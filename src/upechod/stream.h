@@ -79,6 +79,10 @@ struct stream {
     struct addr st_addr;
     /* Set while waiting for a PROXY header, see proxy.c. */
     struct event *st_proxy_timer;
+
+    /* For the metrics. */
+    struct timeval st_started; /* accepted at (the loop's cached clock) */
+    uint64_t st_nbytes;        /* bytes read, for the metrics' histogram */
 };
 
 struct stream *stream_new(struct stream_env *env, int fd, enum transport t,

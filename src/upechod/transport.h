@@ -8,6 +8,9 @@ enum transport {
     TRANSPORT_UNIX,
 };
 
+/* Entries of the per-transport arrays in struct server_stats. */
+#define TRANSPORT_COUNT 3
+
 const char *transport_name(enum transport t);
 
 #endif

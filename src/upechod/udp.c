@@ -194,10 +194,16 @@ udp_should_answer(const struct udp_env *env, const struct sockaddr *sa, uint64_t
     /*
      * A loop between two servers (remote ones, or on other ports) is a
      * single source address and port answering as fast as the round trip
-     * allows.  Once rate_limit_per_port x round trip is below one, no
-     * datagram can go round for long: the bucket empties and each drop
-     * takes one datagram out of the loop for good.  A load test from one
-     * host spreads over many sockets, each far below the limit.
+     * allows.  The per-port table runs in debt mode: the first datagram
+     * over rate_limit_per_port starts a second in which every datagram
+     * from that address and port is dropped, so each datagram going round
+     * is dropped on its next pass, within one round trip, and the loop is
+     * dead however many were forged.  A loop slower than the limit (one
+     * datagram over a round trip longer than 1/limit) is not seen: it
+     * runs on, at most at the limit.  (Every datagram of a loop through
+     * upechod is already uppercase, but so are many clients' digits and
+     * binary payloads: content tells no loop from a client.)  A load test
+     * from one host spreads over many sockets, each far below the limit.
      */
     if (!ratelimit_allow(env->ue_portlimit, sa, 1, env->ue_conf->cf_udp_rate_limit_per_port,
                          now_ms) ||
@@ -268,6 +274,8 @@ udp_send_batch(struct udp *u, struct mmsghdr *msgs, int n)
 
         if (sent > 0) {
             STATS_ADD(st->st_dgrams_out, sent);
+            for (int i = off; i < off + sent; i++)
+                STATS_ADD(st->st_t_bytes_out[TRANSPORT_UDP], msgs[i].msg_hdr.msg_iov->iov_len);
             off += sent;
             continue;
         }
@@ -325,6 +333,7 @@ udp_read_cb(evutil_socket_t fd, short what, void *arg)
             size_t len = b->ub_msgs[i].msg_len;
             enum udp_verdict v;
 
+            STATS_ADD(env->ue_stats->st_t_bytes_in[TRANSPORT_UDP], len);
             if (mh->msg_flags & MSG_TRUNC) {
                 STATS_ADD(env->ue_stats->st_dgrams_dropped, 1);
                 STATS_ADD(env->ue_stats->st_drop_truncated, 1);

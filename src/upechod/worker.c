@@ -54,7 +54,8 @@ struct worker {
     TAILQ_HEAD(, worker_listener) w_listeners;
     TAILQ_HEAD(, stream) w_streams;
     size_t w_nstreams;
-    int w_paused; /* WORKER_PAUSE_* bits */
+    int w_paused;         /* WORKER_PAUSE_* bits */
+    int64_t w_nofd_since; /* atomic: when WORKER_PAUSE_NOFD was set (ms), 0 if not */
     int w_stopping;
 
     /* A connection accepted while every slot was taken, served once one frees. */
@@ -98,6 +99,21 @@ worker_pause(struct worker *w, int why, int on)
     struct worker_listener *wl;
     int was = w->w_paused;
 
+    /*
+     * For the metrics: how often and how long this worker paused for lack of
+     * descriptors.  A pause at max_connections is the daemon's, counted once
+     * by worker_slot_take() and worker_slot_give().
+     */
+    if (why == WORKER_PAUSE_NOFD && on != ((w->w_paused & why) != 0)) {
+        if (on) {
+            STATS_ADD(w->w_stats.st_pauses_nofd, 1);
+            __atomic_store_n(&w->w_nofd_since, worker_now_ms(), __ATOMIC_RELAXED);
+        } else {
+            STATS_ADD(w->w_stats.st_paused_nofd_usec,
+                      (uint64_t)(worker_now_ms() - w->w_nofd_since) * 1000);
+            __atomic_store_n(&w->w_nofd_since, 0, __ATOMIC_RELAXED);
+        }
+    }
     if (on)
         w->w_paused |= why;
     else
@@ -148,8 +164,12 @@ worker_slot_take(struct worker *w)
         if (cur >= w->w_conf.cf_max_connections)
             return 0;
     } while (!__atomic_compare_exchange_n(n, &cur, cur + 1, 1, __ATOMIC_SEQ_CST, __ATOMIC_SEQ_CST));
-    if (cur + 1 == w->w_conf.cf_max_connections)
+    if (cur + 1 == w->w_conf.cf_max_connections) {
+        /* The daemon is full from now: one pause, whichever workers it pauses. */
+        STATS_ADD(w->w_stats.st_pauses_full, 1);
+        __atomic_store_n(&w->w_group->wg_full_since, worker_now_ms(), __ATOMIC_RELAXED);
         worker_tell_full(w);
+    }
     return 1;
 }
 
@@ -192,6 +212,12 @@ worker_slot_give(struct worker *w)
 
     if (was < w->w_conf.cf_max_connections)
         return;
+    if (was == w->w_conf.cf_max_connections) {
+        int64_t since = __atomic_exchange_n(&wg->wg_full_since, 0, __ATOMIC_RELAXED);
+
+        if (since != 0)
+            STATS_ADD(w->w_stats.st_paused_full_usec, (uint64_t)(worker_now_ms() - since) * 1000);
+    }
     for (unsigned i = 0; i < wg->wg_n; i++) {
         struct worker *x = wg->wg_workers[i];
 
@@ -288,6 +314,7 @@ worker_serve(struct worker *w, int fd, enum transport t, const struct sockaddr *
     TAILQ_INSERT_TAIL(&w->w_streams, st, st_entry);
     w->w_nstreams++;
     STATS_ADD(w->w_stats.st_accepted, 1);
+    STATS_ADD(w->w_stats.st_t_accepted[t], 1);
     if (__atomic_load_n(&wg->wg_nofd_count, __ATOMIC_RELAXED) > 0 && worker_nofd_may_log(wg))
         log_info("accepting connections again (%llu accept failures since the last report)",
                  (unsigned long long)__atomic_exchange_n(&wg->wg_nofd_count, 0, __ATOMIC_RELAXED));
@@ -376,7 +403,14 @@ static void
 worker_stream_closed(struct stream *st, void *arg)
 {
     struct worker *w = arg;
+    struct timeval now, life;
 
+    event_base_gettimeofday_cached(w->w_base, &now);
+    timersub(&now, &st->st_started, &life);
+    stats_stream_done(&w->w_stats, st->st_transport,
+                      life.tv_sec < 0 ? 0
+                                      : (uint64_t)life.tv_sec * 1000000 + (uint64_t)life.tv_usec,
+                      st->st_nbytes);
     TAILQ_REMOVE(&w->w_streams, st, st_entry);
     w->w_nstreams--;
     STATS_ADD(w->w_stats.st_closed, 1);
@@ -415,6 +449,12 @@ worker_accept_failed(struct worker *w, int err)
     unsigned long long count;
 
     __atomic_fetch_add(&wg->wg_nofd_count, 1, __ATOMIC_RELAXED);
+    if (err == EMFILE || err == ENFILE)
+        STATS_ADD(w->w_stats.st_accept_errors[ACCEPT_ERROR_NOFD], 1);
+    else if (err == ENOBUFS || err == ENOMEM)
+        STATS_ADD(w->w_stats.st_accept_errors[ACCEPT_ERROR_NOMEM], 1);
+    else
+        STATS_ADD(w->w_stats.st_accept_errors[ACCEPT_ERROR_OTHER], 1);
     if (starved) {
         struct timeval tv = {.tv_sec = 0, .tv_usec = WORKER_NOFD_RETRY_MS * 1000};
 
@@ -765,6 +805,8 @@ worker_new(struct worker_group *wg, unsigned index, const struct upechod_config 
     if (w->w_wake_fd == -1 || w->w_base == NULL || w->w_uenv.ue_batch == NULL ||
         w->w_uenv.ue_ratelimit == NULL || w->w_uenv.ue_portlimit == NULL)
         goto fail;
+    /* A loop partner over rate_limit_per_port is cut off for a second: see udp.c. */
+    ratelimit_set_debt(w->w_uenv.ue_portlimit, 1);
     w->w_senv = (struct stream_env){
         .se_base = w->w_base,
         .se_conf = &w->w_conf,
@@ -987,6 +1029,24 @@ worker_group_stats(struct worker_group *wg, struct server_stats *sum)
     memset(sum, 0, sizeof(*sum));
     for (unsigned i = 0; i < wg->wg_n; i++)
         stats_accumulate(sum, &wg->wg_workers[i]->w_stats);
+}
+
+/* Add the pauses still going on, at max_connections and for descriptors, to s. */
+void
+worker_group_paused_now(struct worker_group *wg, struct server_stats *s)
+{
+    int64_t now = worker_now_ms();
+
+    int64_t full = __atomic_load_n(&wg->wg_full_since, __ATOMIC_RELAXED);
+
+    if (full != 0 && now > full)
+        s->st_paused_full_usec += (uint64_t)(now - full) * 1000;
+    for (unsigned i = 0; i < wg->wg_n; i++) {
+        int64_t nofd = __atomic_load_n(&wg->wg_workers[i]->w_nofd_since, __ATOMIC_RELAXED);
+
+        if (nofd != 0 && now > nofd)
+            s->st_paused_nofd_usec += (uint64_t)(now - nofd) * 1000;
+    }
 }
 
 /* One worker's counters, to be read with STATS_GET(). */

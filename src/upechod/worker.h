@@ -45,6 +45,7 @@ struct worker_group {
     struct udp_loop_log wg_loop_log;  /* atomics: the UDP loop guard's log budget */
     struct stats_budget wg_proxy_log; /* atomics: PROXY header failure lines */
     size_t wg_mem_total;              /* atomic: output queued on every worker's streams */
+    int64_t wg_full_since;            /* atomic: when max_connections was reached (ms), or 0 */
 
     /* max_connections_per_source, counted across workers, per connection (not per message). */
     pthread_mutex_t wg_sources_lock;
@@ -64,6 +65,7 @@ void worker_group_deinit(struct worker_group *wg);
 size_t worker_group_connections(struct worker_group *wg);
 size_t worker_group_owed(struct worker_group *wg);
 void worker_group_stats(struct worker_group *wg, struct server_stats *sum);
+void worker_group_paused_now(struct worker_group *wg, struct server_stats *s);
 const struct server_stats *worker_group_worker_stats(struct worker_group *wg, unsigned i);
 int worker_group_alive(struct worker_group *wg);
 
