@@ -549,12 +549,12 @@ server_shutdown(struct server *srv, int sig)
 
     srv->srv_stopping = 1;
     notify_stopping(srv->srv_notify);
+    log_info("SIG%s received: stopping, %zu connection%s to finish", sigabbrev_np(sig), open,
+             SERVER_S(open));
     worker_group_order(&srv->srv_workers, &o);
     server_close_listeners(&srv->srv_listeners);
     metrics_free(srv->srv_metrics);
     srv->srv_metrics = NULL;
-    log_info("SIG%s received: stopping, %zu connection%s to finish", sigabbrev_np(sig), open,
-             SERVER_S(open));
     evtimer_add(srv->srv_shutdown_timer, &tv);
 }
 
