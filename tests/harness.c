@@ -171,11 +171,17 @@ harness_slurp(const char *path, size_t *lenp)
     return buf;
 }
 
-/* Write text to path with every "@DIR@" replaced by dir. */
+/*
+ * Write text to path with every "@DIR@" replaced by dir.  With
+ * UPECHOD_WORKERS set (the workers2 test setup), a config that does not
+ * choose its own number of workers gets `workers = N`, after everything
+ * else so that line numbers in expected messages do not move.
+ */
 static int
 harness_write_config(const char *path, const char *text, const char *dir)
 {
     static const char placeholder[] = "@DIR@";
+    const char *workers = getenv("UPECHOD_WORKERS");
     FILE *f = fopen(path, "we");
     const char *p = text, *q;
 
@@ -187,6 +193,9 @@ harness_write_config(const char *path, const char *text, const char *dir)
         p = q + sizeof(placeholder) - 1;
     }
     fputs(p, f);
+    if (workers != NULL && workers[0] != '\0' && strstr(text, "workers") == NULL)
+        fprintf(f, "%s[server]\nworkers = %s\n",
+                text[0] != '\0' && text[strlen(text) - 1] != '\n' ? "\n" : "", workers);
     if (fclose(f) == EOF)
         return -errno;
     return 0;

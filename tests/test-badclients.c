@@ -35,6 +35,7 @@ static unsigned char fill_pat[FILL_PERIOD + FILL_CHUNK];
 struct good {
     int g_port;
     atomic_int g_stop;
+    atomic_int g_started; /* a first round trip done, or failed: good_start() may return */
     long g_rounds;
     long long g_max_ms;
     char g_err[256];
@@ -50,6 +51,7 @@ good_run(void *arg)
 
     if (fd < 0) {
         snprintf(g->g_err, sizeof(g->g_err), "connect: %s", strerror(-fd));
+        atomic_store(&g->g_started, 1);
         return NULL;
     }
     while (!atomic_load(&g->g_stop)) {
@@ -75,8 +77,10 @@ good_run(void *arg)
         if (now_ms() - t0 > g->g_max_ms)
             g->g_max_ms = now_ms() - t0;
         g->g_rounds++;
+        atomic_store(&g->g_started, 1);
         usleep(20000);
     }
+    atomic_store(&g->g_started, 1);
     close(fd);
     return NULL;
 }
@@ -88,7 +92,7 @@ good_start(struct good *g, int port)
     g->g_port = port;
     ck_assert_int_eq(pthread_create(&g->g_thread, NULL, good_run, g), 0);
     /* Its first round trip proves it is connected before the bad clients come. */
-    while (g->g_rounds == 0 && g->g_err[0] == '\0')
+    while (!atomic_load(&g->g_started))
         usleep(1000);
 }
 

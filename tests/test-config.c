@@ -4,6 +4,7 @@
 #include <fcntl.h>
 #include <limits.h>
 #include <arpa/inet.h>
+#include <sched.h>
 #include <netinet/in.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -121,6 +122,7 @@ assert_config_eq(const struct upechod_config *a, const struct upechod_config *b)
     ck_assert_uint_eq(a->cf_shutdown_timeout, b->cf_shutdown_timeout);
     ck_assert_str_eq(a->cf_user, b->cf_user);
     ck_assert_str_eq(a->cf_group, b->cf_group);
+    ck_assert_uint_eq(a->cf_workers, b->cf_workers);
     ck_assert_int_eq(a->cf_metrics_enabled, b->cf_metrics_enabled);
     ck_assert(addr_equal(&a->cf_metrics_listen, &b->cf_metrics_listen));
     ck_assert_str_eq(a->cf_metrics_listen_text, b->cf_metrics_listen_text);
@@ -172,6 +174,7 @@ START_TEST(test_config_defaults)
     ck_assert_uint_eq(cf.cf_shutdown_timeout, 10);
     ck_assert_str_eq(cf.cf_user, "");
     ck_assert_str_eq(cf.cf_group, "");
+    ck_assert_uint_eq(cf.cf_workers, 1);
 
     /* An empty file is the defaults, with its name recorded. */
     parse_ok("");
@@ -439,6 +442,19 @@ START_TEST(test_config_values)
     ck_assert_str_eq(cf.cf_user, "daemon");
     ck_assert_str_eq(cf.cf_group, "");
 
+    parse_ok("[server]\nworkers = 256\n");
+    ck_assert_uint_eq(cf.cf_workers, 256);
+    parse_ok("[server]\nworkers = 1\n");
+    ck_assert_uint_eq(cf.cf_workers, 1);
+    {
+        /* auto: the CPUs this process may run on, not the machine's. */
+        cpu_set_t set;
+
+        ck_assert_int_eq(sched_getaffinity(0, sizeof(set), &set), 0);
+        parse_ok("[server]\nworkers = auto\n");
+        ck_assert_uint_eq(cf.cf_workers, (unsigned)CPU_COUNT(&set));
+    }
+
     /* Syntax inih allows: ':' for '=', inline " ;" comments, # comments, CRLF, a BOM. */
     parse_ok("\xef\xbb\xbf; comment\r\n# comment\r\n[tcp]\r\nbacklog: 7 ; seven\r\n\r\n");
     ck_assert_int_eq(cf.cf_tcp_backlog, 7);
@@ -563,6 +579,12 @@ START_TEST(test_config_bad_values)
          "\"rw\""},
         {"[log]\nlevel = verbose\n",
          "t.ini:2: [log] level: must be one of error, warning, info, debug, got \"verbose\""},
+        {"[server]\nworkers = 0\n",
+         "t.ini:2: [server] workers: must be a whole number from 1 to 256, or auto, got \"0\""},
+        {"\n[server]\nworkers = 257\n",
+         "t.ini:3: [server] workers: must be a whole number from 1 to 256, or auto, got \"257\""},
+        {"[server]\nworkers = AUTO\n",
+         "t.ini:2: [server] workers: must be a whole number from 1 to 256, or auto, got \"AUTO\""},
         {"[limits]\nmax_connections = 0\n",
          "t.ini:2: [limits] max_connections: must be a whole number from 1 to 10000000, got \"0\""},
         {"[limits]\nmax_connections = 10000001\n",

@@ -406,7 +406,8 @@ START_TEST(test_reload_no_descriptors)
     struct daemon_proc dp;
     int fds[64], n = 0;
 
-    ck_assert_int_eq(daemon_start_nofile(&dp, ini, 16), 0);
+    /* Room for the start-up of two workers (a loop, a wake-up and a socket each), little more. */
+    ck_assert_int_eq(daemon_start_nofile(&dp, ini, 24), 0);
     /* Connect until one is not served: the daemon has no descriptor left. */
     for (; n < 64; n++) {
         char got[4];

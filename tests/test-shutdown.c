@@ -178,7 +178,8 @@ static void *
 drainer_run(void *arg)
 {
     struct blaster *b = arg;
-    static char buf[256 << 10];
+    /* One per thread: several drainers run at once. */
+    static _Thread_local char buf[256 << 10];
 
     while (!atomic_load(&b->b_stop) && recv(b->b_fd, buf, sizeof(buf), 0) > 0)
         ;

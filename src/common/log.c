@@ -79,16 +79,17 @@ log_set_plain(int on)
     log_plain = on;
 }
 
+/* Workers log from their own threads while the main thread may set the level: atomic. */
 void
 log_set_level(enum log_level level)
 {
-    log_level = level;
+    __atomic_store_n(&log_level, level, __ATOMIC_RELAXED);
 }
 
 enum log_level
 log_get_level(void)
 {
-    return log_level;
+    return __atomic_load_n(&log_level, __ATOMIC_RELAXED);
 }
 
 /* Parse a level name; returns 0 or -EINVAL. */
@@ -155,7 +156,7 @@ log_msg(enum log_level level, const char *fmt, ...)
     va_list ap;
     int n;
 
-    if (level > log_level)
+    if (level > log_get_level())
         return;
 
     if (log_journal) {

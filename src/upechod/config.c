@@ -5,6 +5,7 @@
 #include <grp.h>
 #include <limits.h>
 #include <pwd.h>
+#include <sched.h>
 #include <stdarg.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -27,6 +28,7 @@
 #define CONFIG_RATE_LIMIT_MAX 1000000ULL
 #define CONFIG_IDLE_TIMEOUT_MAX (86400ULL * 365)
 #define CONFIG_SHUTDOWN_TIMEOUT_MAX 3600ULL
+#define CONFIG_WORKERS_MAX 256ULL
 
 static const char *const config_sections[] = {"tcp",    "udp",    "unix",   "log",
                                               "limits", "server", "metrics"};
@@ -61,6 +63,7 @@ enum config_key_id {
     KEY_SHUTDOWN_TIMEOUT,
     KEY_USER,
     KEY_GROUP,
+    KEY_WORKERS,
     KEY_METRICS_ENABLED,
     KEY_METRICS_LISTEN,
     KEY_COUNT
@@ -103,6 +106,7 @@ static const struct config_key config_keys[KEY_COUNT] = {
     [KEY_SHUTDOWN_TIMEOUT] = {4, "shutdown_timeout", "10"},
     [KEY_USER] = {5, "user", ""},
     [KEY_GROUP] = {5, "group", ""},
+    [KEY_WORKERS] = {5, "workers", "1"},
     [KEY_METRICS_ENABLED] = {6, "enabled", "no"},
     [KEY_METRICS_LISTEN] = {6, "listen", "127.0.0.1:9477"},
 };
@@ -598,6 +602,32 @@ config_name(struct config_parser *p, int id, const char *v, char *out, size_t si
     return 0;
 }
 
+/*
+ * workers: a count, or "auto" for the CPUs this process may run on (its
+ * affinity mask, which taskset, cgroups' cpusets and systemd's CPUAffinity=
+ * narrow), so that a container given 2 of 64 cores starts 2 workers.
+ */
+static int
+config_workers(struct config_parser *p, int id, const char *v, unsigned *out)
+{
+    unsigned long long n;
+    cpu_set_t set;
+    char q[1024];
+
+    if (strcmp(v, "auto") == 0) {
+        n = sched_getaffinity(0, sizeof(set), &set) == 0 ? (unsigned long long)CPU_COUNT(&set) : 1;
+        *out = (unsigned)(n < 1 ? 1 : n > CONFIG_WORKERS_MAX ? CONFIG_WORKERS_MAX : n);
+        return 0;
+    }
+    if (number_parse(v, 10, &n) == 0 && n >= 1 && n <= CONFIG_WORKERS_MAX) {
+        *out = (unsigned)n;
+        return 0;
+    }
+    config_bad(p, id, "must be a whole number from 1 to %llu, or auto, got %s", CONFIG_WORKERS_MAX,
+               config_quote(q, sizeof(q), v));
+    return -EINVAL;
+}
+
 /* Parse value for key id into the config; 0, or -EINVAL after reporting why. */
 static int
 config_set(struct config_parser *p, int id, const char *v)
@@ -682,6 +712,8 @@ config_set(struct config_parser *p, int id, const char *v)
         return config_name(p, id, v, cf->cf_user, sizeof(cf->cf_user));
     case KEY_GROUP:
         return config_name(p, id, v, cf->cf_group, sizeof(cf->cf_group));
+    case KEY_WORKERS:
+        return config_workers(p, id, v, &cf->cf_workers);
     case KEY_METRICS_ENABLED:
         return config_bool(p, id, v, &cf->cf_metrics_enabled);
     case KEY_METRICS_LISTEN:

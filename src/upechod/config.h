@@ -72,6 +72,7 @@ struct upechod_config {
     /* [server] */
     char cf_user[CONFIG_NAME_MAX];  /* "" = stay who we are */
     char cf_group[CONFIG_NAME_MAX]; /* "" = the user's primary group */
+    unsigned cf_workers;            /* 1; "auto" is resolved to the CPUs we may run on */
 
     /* [metrics] */
     bool cf_metrics_enabled;       /* no */

@@ -3,6 +3,7 @@
 #include <fcntl.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
@@ -10,12 +11,8 @@
 #include <sys/un.h>
 #include <unistd.h>
 
-#include <event2/listener.h>
-
 #include "listener.h"
 #include "log.h"
-#include "source.h"
-#include "stream.h"
 #include "udp.h"
 
 /* Fill ls_name with the address the socket is really bound to (port 0 resolved). */
@@ -29,133 +26,55 @@ listener_name(struct listener *ls)
         snprintf(ls->ls_name, sizeof(ls->ls_name), "%s", ls->ls_path);
         return;
     }
-    if (getsockname(ls->ls_fd, (struct sockaddr *)&ss, &len) == 0)
+    if (getsockname(ls->ls_fds[0], (struct sockaddr *)&ss, &len) == 0)
         addr_format((struct sockaddr *)&ss, len, ls->ls_name, sizeof(ls->ls_name));
     else
-        snprintf(ls->ls_name, sizeof(ls->ls_name), "(fd %d)", ls->ls_fd);
+        snprintf(ls->ls_name, sizeof(ls->ls_name), "(fd %d)", ls->ls_fds[0]);
 }
 
-/*
- * max_connections_per_source: count a TCP client under its source, the
- * address given (not looked up here, so that an address a proxy reports can
- * take the socket's place).  A source at its limit is refused: the caller
- * closes the connection at once rather than leaving it in the backlog,
- * where it would hold up everyone behind it.  0, or -errno when refused.
- */
-int
-listener_admit(struct server *srv, const struct sockaddr *sa, socklen_t salen, struct source **src)
-{
-    char peer[ADDR_STRLEN];
-    int rc;
-
-    rc = source_acquire(srv->srv_sources, sa, srv->srv_conf.cf_max_connections_per_source, src);
-    if (rc == 0)
-        return 0;
-    if (rc == -EUSERS) {
-        srv->srv_stats.st_source_limited++;
-        log_debug("tcp %s: closed, its source already holds max_connections_per_source = %zu",
-                  addr_format(sa, salen, peer, sizeof(peer)),
-                  srv->srv_conf.cf_max_connections_per_source);
-    } else {
-        log_warn("out of memory for a new tcp connection, refusing it");
-    }
-    return rc;
-}
-
-/* Take a new stream connection from the listener and hand it to a stream. */
-static void
-listener_accept_cb(struct evconnlistener *evl, evutil_socket_t fd, struct sockaddr *sa, int salen,
-                   void *arg)
-{
-    struct listener *ls = arg;
-    struct source *src = NULL;
-    struct stream *st;
-
-    if (ls->ls_transport == TRANSPORT_TCP) {
-        int one = 1;
-
-        /*
-         * Behind a PROXY header the source is the client the header names,
-         * not the balancer: proxy.c admits it once the header is read.
-         */
-        if (!ls->ls_srv->srv_conf.cf_tcp_proxy_protocol &&
-            listener_admit(ls->ls_srv, sa, (socklen_t)salen, &src) != 0) {
-            close(fd);
-            return;
-        }
-        /* Echo replies are small and latency-bound: never wait for Nagle. */
-        setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
-    }
-    /* stream_new() takes the fd, and closes it when it fails. */
-    if ((st = stream_new(ls->ls_srv, fd, ls->ls_transport, sa, (socklen_t)salen)) == NULL) {
-        source_release(ls->ls_srv->srv_sources, src);
-        return;
-    }
-    st->st_source = src;
-}
-
-/* accept(2) failed for a reason other than a transient one. */
-static void
-listener_error_cb(struct evconnlistener *evl, void *arg)
-{
-    struct listener *ls = arg;
-
-    server_accept_failed(ls->ls_srv, EVUTIL_SOCKET_ERROR());
-}
-
+/* A listener for nfds sockets, all -1 for now. */
 static struct listener *
-listener_alloc(struct server *srv, enum transport t, int fd)
+listener_alloc(enum transport t, unsigned nfds)
 {
+    static unsigned next_id;
     struct listener *ls = calloc(1, sizeof(*ls));
 
-    if (ls == NULL)
+    if (ls == NULL || (ls->ls_fds = calloc(nfds, sizeof(int))) == NULL) {
+        free(ls);
         return NULL;
-    ls->ls_srv = srv;
+    }
+    /* Only the main thread creates listeners. */
+    ls->ls_id = ++next_id;
     ls->ls_transport = t;
-    ls->ls_fd = fd;
+    ls->ls_nfds = nfds;
+    for (unsigned i = 0; i < nfds; i++)
+        ls->ls_fds[i] = -1;
     return ls;
 }
 
-/*
- * Attach a bound socket to the event loop: an evconnlistener for streams,
- * a plain event for UDP.  On failure the fd is left for the caller to close.
- */
-static int
-listener_attach(struct listener *ls)
+/* Close every socket of ls and free it, without touching the AF_UNIX file. */
+static void
+listener_release(struct listener *ls)
 {
-    listener_name(ls);
-    if (ls->ls_transport == TRANSPORT_UDP) {
-        ls->ls_udp = udp_new(ls->ls_srv, ls->ls_fd);
-        return ls->ls_udp == NULL ? -ENOMEM : 0;
-    }
-    /* Backlog 0: the socket is already listening (ours, or passed by systemd). */
-    ls->ls_evl = evconnlistener_new(ls->ls_srv->srv_base, listener_accept_cb, ls,
-                                    LEV_OPT_CLOSE_ON_EXEC, 0, ls->ls_fd);
-    if (ls->ls_evl == NULL)
-        return -ENOMEM;
-    evconnlistener_set_error_cb(ls->ls_evl, listener_error_cb);
-    if (ls->ls_srv->srv_paused)
-        evconnlistener_disable(ls->ls_evl);
-    return 0;
+    for (unsigned i = 0; i < ls->ls_nfds; i++)
+        if (ls->ls_fds[i] != -1)
+            close(ls->ls_fds[i]);
+    free(ls->ls_fds);
+    free(ls);
 }
 
-/*
- * Bind a TCP or UDP socket.  Returns the listener, or NULL with errno set and
- * *what naming the step that failed ("bind", "listen", ...).
- */
-struct listener *
-listener_new_inet(struct server *srv, enum transport t, const struct addr *a, int backlog,
-                  const char **what)
+/* One bound (and, for TCP, listening) socket; -1 with errno set and *what naming the step. */
+static int
+listener_bind_inet(enum transport t, const struct sockaddr *sa, socklen_t salen, int backlog,
+                   int reuseport, const char **what)
 {
-    const struct sockaddr *sa = (const struct sockaddr *)&a->a_ss;
     int type = t == TRANSPORT_UDP ? SOCK_DGRAM : SOCK_STREAM;
-    struct listener *ls;
     int fd, one = 1, err;
 
     *what = "socket";
     fd = socket(sa->sa_family, type | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
     if (fd == -1)
-        return NULL;
+        return -1;
     /*
      * Restarts must not wait out TIME_WAIT.  TCP only: on a UDP socket
      * SO_REUSEADDR lets another process bind the same address and take
@@ -163,6 +82,13 @@ listener_new_inet(struct server *srv, enum transport t, const struct addr *a, in
      */
     if (t == TRANSPORT_TCP)
         setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
+    /*
+     * Only with several workers: SO_REUSEPORT would also let a second
+     * daemon of the same user share the port instead of failing to start.
+     */
+    *what = "setsockopt SO_REUSEPORT";
+    if (reuseport && setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &one, sizeof(one)) == -1)
+        goto fail;
     /* [::]:port and *:port are separate entries of the config, so keep them separate here. */
     if (sa->sa_family == AF_INET6)
         setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &one, sizeof(one));
@@ -171,24 +97,67 @@ listener_new_inet(struct server *srv, enum transport t, const struct addr *a, in
         goto fail;
     }
     *what = "bind";
-    if (bind(fd, sa, a->a_len) == -1)
+    if (bind(fd, sa, salen) == -1)
         goto fail;
     *what = "listen";
     if (t != TRANSPORT_UDP && listen(fd, backlog) == -1)
         goto fail;
-    *what = "out of memory";
-    if ((ls = listener_alloc(srv, t, fd)) == NULL)
-        goto fail;
-    ls->ls_conf_addr = *a;
-    if (listener_attach(ls) != 0) {
-        free(ls);
-        errno = ENOMEM;
-        goto fail;
-    }
-    return ls;
+    return fd;
 fail:
     err = errno;
     close(fd);
+    errno = err;
+    return -1;
+}
+
+/*
+ * Bind a TCP or UDP address with nsockets sockets (SO_REUSEPORT when more
+ * than one).  Returns the listener, or NULL with errno set and *what naming
+ * the step that failed ("bind", "listen", ...).
+ */
+struct listener *
+listener_new_inet(enum transport t, const struct addr *a, int backlog, unsigned nsockets,
+                  const char **what)
+{
+    struct sockaddr_storage ss = a->a_ss;
+    socklen_t sslen = a->a_len;
+    struct listener *ls;
+    int err;
+
+    *what = "out of memory";
+    if ((ls = listener_alloc(t, nsockets)) == NULL) {
+        errno = ENOMEM;
+        return NULL;
+    }
+    ls->ls_conf_addr = *a;
+    /*
+     * SO_REUSEPORT would let us join a port another process (of the same
+     * user) already serves, and share its clients: first check that the
+     * port is free with a socket that does not ask to share.
+     */
+    if (nsockets > 1 && addr_port((struct sockaddr *)&ss) > 0) {
+        int probe = listener_bind_inet(t, (struct sockaddr *)&ss, sslen, backlog, 0, what);
+
+        if (probe == -1)
+            goto fail;
+        close(probe);
+    }
+    for (unsigned i = 0; i < nsockets; i++) {
+        ls->ls_fds[i] =
+            listener_bind_inet(t, (struct sockaddr *)&ss, sslen, backlog, nsockets > 1, what);
+        if (ls->ls_fds[i] == -1)
+            goto fail;
+        /* Port 0: the others join the port the kernel picked for the first. */
+        if (i == 0 && getsockname(ls->ls_fds[0], (struct sockaddr *)&ss, &sslen) == -1) {
+            *what = "getsockname";
+            goto fail;
+        }
+    }
+    listener_name(ls);
+    return ls;
+fail:
+    err = errno;
+    listener_release(ls);
     errno = err;
     return NULL;
 }
@@ -300,11 +269,11 @@ listener_unix_own(struct listener *ls, const char *path, uid_t uid, gid_t gid, c
 
 /*
  * Bind an AF_UNIX stream socket at path with the given file mode, owned by
- * uid:gid (-1: left as created).
+ * uid:gid (-1: left as created); every worker shares it.
  */
 struct listener *
-listener_new_unix(struct server *srv, const char *path, mode_t mode, uid_t uid, gid_t gid,
-                  int backlog, const char **what)
+listener_new_unix(const char *path, mode_t mode, uid_t uid, gid_t gid, int backlog,
+                  const char **what)
 {
     struct sockaddr_un sun;
     struct listener *ls;
@@ -319,12 +288,15 @@ listener_new_unix(struct server *srv, const char *path, mode_t mode, uid_t uid, 
     sun.sun_family = AF_UNIX;
     memcpy(sun.sun_path, path, strlen(path));
 
+    *what = "out of memory";
+    if ((ls = listener_alloc(TRANSPORT_UNIX, 1)) == NULL) {
+        errno = ENOMEM;
+        return NULL;
+    }
     *what = "socket";
     if ((fd = socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0)) == -1)
-        return NULL;
-    *what = "out of memory";
-    if ((ls = listener_alloc(srv, TRANSPORT_UNIX, fd)) == NULL)
         goto fail;
+    ls->ls_fds[0] = fd;
     /* The file is created with the mode asked for: no window with wider permissions. */
     omask = umask(~mode & 0777);
     rc = bind(fd, (struct sockaddr *)&sun, sizeof(sun));
@@ -340,10 +312,7 @@ listener_new_unix(struct server *srv, const char *path, mode_t mode, uid_t uid, 
     if (listen(fd, backlog) == -1)
         goto fail_unlink;
     snprintf(ls->ls_path, sizeof(ls->ls_path), "%s", path);
-    if (listener_attach(ls) != 0) {
-        errno = ENOMEM;
-        goto fail_unlink;
-    }
+    listener_name(ls);
     return ls;
 fail_unlink:
     err = errno;
@@ -351,21 +320,20 @@ fail_unlink:
     errno = err;
 fail:
     err = errno;
-    free(ls);
-    close(fd);
+    listener_release(ls);
     errno = err;
     return NULL;
 }
 
 /*
  * Serve an already bound (and, for streams, listening) socket passed in by
- * systemd.  A datagram socket gets the same preparation as one we bind
- * (destination addresses, receive buffer): a wildcard ListenDatagram=
- * must answer from the address the client wrote to.  Returns NULL with
- * errno set and *what naming the step that failed.
+ * systemd; every worker shares it.  A datagram socket gets the same
+ * preparation as one we bind (destination addresses, receive buffer): a
+ * wildcard ListenDatagram= must answer from the address the client wrote
+ * to.  Returns NULL with errno set and *what naming the step that failed.
  */
 struct listener *
-listener_new_fd(struct server *srv, int fd, enum transport t, const char **what)
+listener_new_fd(int fd, enum transport t, const char **what)
 {
     struct listener *ls;
 
@@ -381,55 +349,47 @@ listener_new_fd(struct server *srv, int fd, enum transport t, const char **what)
             return NULL;
     }
     *what = "out of memory";
-    if ((ls = listener_alloc(srv, t, fd)) == NULL) {
+    if ((ls = listener_alloc(t, 1)) == NULL) {
         errno = ENOMEM;
         return NULL;
     }
+    ls->ls_fds[0] = fd;
     ls->ls_activated = 1;
-    if (listener_attach(ls) != 0) {
-        free(ls);
-        errno = ENOMEM;
-        return NULL;
-    }
+    listener_name(ls);
     return ls;
 }
 
 /*
- * Stop listening and close the socket.  Connections accepted from it are
- * independent and carry on.  The AF_UNIX file is removed only while it is
- * still the one we created: a second daemon may have replaced it.
+ * Close the sockets; every worker must have let go of them first.
+ * Connections accepted from them are independent and carry on.  The AF_UNIX
+ * file is removed only while it is still the one we created: a second
+ * daemon may have replaced it.
  */
 void
 listener_free(struct listener *ls)
 {
     if (ls == NULL)
         return;
-    if (ls->ls_evl != NULL)
-        evconnlistener_free(ls->ls_evl);
-    udp_free(ls->ls_udp);
     if (ls->ls_path[0] != '\0' && !ls->ls_activated && listener_unix_unlink(ls, ls->ls_path) == -1)
         log_warn("cannot remove %s: %s", ls->ls_path, strerror(errno));
-    close(ls->ls_fd);
-    free(ls);
+    listener_release(ls);
 }
 
-/* Apply a new backlog to a listening socket; Linux accepts listen(2) again for that. */
+/* Apply a new backlog to the listening sockets; Linux accepts listen(2) again for that. */
 int
 listener_set_backlog(struct listener *ls, int backlog)
 {
     if (ls->ls_transport == TRANSPORT_UDP || ls->ls_activated)
         return 0;
-    return listen(ls->ls_fd, backlog) == -1 ? -errno : 0;
+    for (unsigned i = 0; i < ls->ls_nfds; i++)
+        if (listen(ls->ls_fds[i], backlog) == -1)
+            return -errno;
+    return 0;
 }
 
-/* Pause or resume accepting on a stream listener; UDP sockets are never paused. */
-void
-listener_set_accepting(struct listener *ls, int on)
+/* The socket worker number `worker` serves: its own, or the one they all share. */
+int
+listener_fd(const struct listener *ls, unsigned worker)
 {
-    if (ls->ls_evl == NULL)
-        return;
-    if (on)
-        evconnlistener_enable(ls->ls_evl);
-    else
-        evconnlistener_disable(ls->ls_evl);
+    return ls->ls_nfds == 1 ? ls->ls_fds[0] : ls->ls_fds[worker % ls->ls_nfds];
 }

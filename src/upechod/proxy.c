@@ -13,7 +13,6 @@
 #include <event2/bufferevent.h>
 #include <event2/event.h>
 
-#include "listener.h"
 #include "log.h"
 #include "number.h"
 #include "proxy.h"
@@ -376,26 +375,21 @@ proxy_net_match(const struct proxy_net *nets, size_t n, const struct sockaddr *s
 static void
 proxy_refuse(struct stream *st, uint64_t *counter, const char *why)
 {
-    struct server *srv = st->st_srv;
+    struct stats_budget *budget = st->st_env->se_proxy_log;
     struct timespec ts;
-    struct timeval now, since;
+    uint64_t unlogged;
 
-    (*counter)++;
+    STATS_ADD(*counter, 1);
     clock_gettime(CLOCK_MONOTONIC, &ts);
-    TIMESPEC_TO_TIMEVAL(&now, &ts);
-    timersub(&now, &srv->srv_proxy_logged, &since);
-    if (since.tv_sec >= 1) {
-        if (srv->srv_proxy_unlogged > 0)
+    /* The budget is the daemon's: every worker's failures share one line a second. */
+    if (stats_budget_take(budget, (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000)) {
+        if ((unlogged = stats_budget_unlogged(budget)) > 0)
             log_warn("%s %s: closed: %s (and %llu more PROXY header failures since the last "
                      "report)",
                      transport_name(st->st_transport), st->st_peer, why,
-                     (unsigned long long)srv->srv_proxy_unlogged);
+                     (unsigned long long)unlogged);
         else
             log_warn("%s %s: closed: %s", transport_name(st->st_transport), st->st_peer, why);
-        srv->srv_proxy_logged = now;
-        srv->srv_proxy_unlogged = 0;
-    } else {
-        srv->srv_proxy_unlogged++;
     }
     stream_free(st);
 }
@@ -406,7 +400,7 @@ proxy_timeout_cb(evutil_socket_t fd, short what, void *arg)
 {
     struct stream *st = arg;
 
-    proxy_refuse(st, &st->st_srv->srv_stats.st_proxy_timeouts,
+    proxy_refuse(st, &st->st_env->se_stats->st_proxy_timeouts,
                  "no complete PROXY header within 5 s");
 }
 
@@ -416,7 +410,7 @@ proxy_refused_cb(evutil_socket_t fd, short what, void *arg)
 {
     struct stream *st = arg;
 
-    proxy_refuse(st, &st->st_srv->srv_stats.st_proxy_refused,
+    proxy_refuse(st, &st->st_env->se_stats->st_proxy_refused,
                  "not in proxy_protocol_from, so it may not send a PROXY header");
 }
 
@@ -453,7 +447,7 @@ proxy_read_cb(struct bufferevent *bev, void *arg)
     case PROXY_MORE:
         return;
     case PROXY_ERROR:
-        proxy_refuse(st, &st->st_srv->srv_stats.st_proxy_bad, why);
+        proxy_refuse(st, &st->st_env->se_stats->st_proxy_bad, why);
         return;
     case PROXY_DONE:
         break;
@@ -471,12 +465,12 @@ proxy_read_cb(struct bufferevent *bev, void *arg)
      * the balancer itself, so that no connection goes uncounted.
      */
     if (st->st_transport == TRANSPORT_TCP &&
-        listener_admit(st->st_srv, (const struct sockaddr *)&st->st_addr.a_ss, st->st_addr.a_len,
-                       &st->st_source) != 0) {
+        st->st_env->se_admit(st, (const struct sockaddr *)&st->st_addr.a_ss, st->st_addr.a_len,
+                             st->st_env->se_arg) != 0) {
         stream_free(st);
         return;
     }
-    st->st_srv->srv_stats.st_proxy_accepted++;
+    STATS_ADD(st->st_env->se_stats->st_proxy_accepted, 1);
     log_debug("%s %s: PROXY v%d header from %s%s", transport_name(st->st_transport), st->st_peer,
               ph.ph_version, via, ph.ph_local ? ", naming no client" : "");
     stream_begin_echo(st);
@@ -491,10 +485,10 @@ proxy_event_cb(struct bufferevent *bev, short what, void *arg)
     if (proxy_is_refused(st))
         return;
     if (what & BEV_EVENT_TIMEOUT) {
-        proxy_refuse(st, &st->st_srv->srv_stats.st_proxy_timeouts, "idle before its PROXY header");
+        proxy_refuse(st, &st->st_env->se_stats->st_proxy_timeouts, "idle before its PROXY header");
         return;
     }
-    proxy_refuse(st, &st->st_srv->srv_stats.st_proxy_truncated,
+    proxy_refuse(st, &st->st_env->se_stats->st_proxy_truncated,
                  evbuffer_get_length(bufferevent_get_input(bev)) == 0
                      ? "closed before sending a PROXY header"
                      : "closed in the middle of its PROXY header");
@@ -510,14 +504,14 @@ proxy_event_cb(struct bufferevent *bev, short what, void *arg)
 int
 proxy_stream_start(struct stream *st)
 {
-    const struct upechod_config *cf = &st->st_srv->srv_conf;
+    const struct upechod_config *cf = st->st_env->se_conf;
     struct timeval tv = {.tv_sec = PROXY_TIMEOUT_SEC, .tv_usec = 0};
     bool allowed = st->st_transport != TRANSPORT_TCP ||
                    proxy_net_match(cf->cf_tcp_proxy_from, cf->cf_tcp_nproxy_from,
                                    (const struct sockaddr *)&st->st_addr.a_ss);
 
     st->st_proxy_timer =
-        evtimer_new(st->st_srv->srv_base, allowed ? proxy_timeout_cb : proxy_refused_cb, st);
+        evtimer_new(st->st_env->se_base, allowed ? proxy_timeout_cb : proxy_refused_cb, st);
     if (st->st_proxy_timer == NULL)
         return -ENOMEM;
     bufferevent_setcb(st->st_bev, proxy_read_cb, NULL, proxy_event_cb, st);

@@ -9,8 +9,6 @@
 #include <time.h>
 #include <unistd.h>
 
-#include <event2/buffer.h>
-#include <event2/bufferevent.h>
 #include <event2/event.h>
 
 #include "activation.h"
@@ -19,22 +17,19 @@
 #include "metrics.h"
 #include "notify.h"
 #include "privs.h"
-#include "ratelimit.h"
 #include "server.h"
-#include "source.h"
-#include "stream.h"
-#include "udp.h"
 #include "upechod-build.h"
+#include "worker.h"
 
 /* "s" after a count that is not 1. */
 #define SERVER_S(n) ((n) == 1 ? "" : "s")
 
-/* How soon accepting is retried after running out of descriptors. */
-#define SERVER_NOFD_RETRY_MS 50
 /* How often the service manager's STATUS= line is refreshed. */
 #define SERVER_STATUS_SEC 5
 /* Shortest interval between watchdog pings, whatever WATCHDOG_USEC says. */
 #define SERVER_WATCHDOG_MIN_USEC 10000
+/* Worker heartbeats per watchdog ping: a worker that missed them all is stuck. */
+#define SERVER_BEATS_PER_PING 4
 /* Descriptors kept for listeners, logs and the like, beyond one per connection. */
 #define SERVER_FD_RESERVE 64
 /* ls_mark during server_reconcile(): to close, to keep, or bound by this round. */
@@ -42,240 +37,59 @@
 #define SERVER_LS_KEEP 1
 #define SERVER_LS_NEW 2
 
-const char *
-transport_name(enum transport t)
+/* Stream connections open across every worker. */
+size_t
+server_connections(struct server *srv)
 {
-    switch (t) {
-    case TRANSPORT_TCP:
-        return "tcp";
-    case TRANSPORT_UDP:
-        return "udp";
-    case TRANSPORT_UNIX:
-        return "unix";
-    }
-    return "?";
+    return srv->srv_workers_ready ? worker_group_connections(&srv->srv_workers) : 0;
 }
 
-/* Accept on every stream listener exactly when nothing asks for a pause. */
-static void
-server_update_accepting(struct server *srv)
-{
-    struct listener *ls;
-
-    TAILQ_FOREACH(ls, &srv->srv_listeners, ls_entry)
-        listener_set_accepting(ls, srv->srv_paused == 0);
-}
-
-/* Microseconds from *since to now on the monotonic clock. */
-static uint64_t
-server_usec_since(const struct timespec *since)
-{
-    struct timespec now;
-
-    clock_gettime(CLOCK_MONOTONIC, &now);
-    return (uint64_t)(now.tv_sec - since->tv_sec) * 1000000 +
-           (uint64_t)((now.tv_nsec - since->tv_nsec) / 1000);
-}
-
-/* Count a pause bit going on or off, and the time it stayed on, for the metrics. */
-static void
-server_pause_account(struct server *srv, int why, int on)
-{
-    int i = why == SERVER_PAUSE_FULL ? 0 : 1;
-    uint64_t *pauses = i == 0 ? &srv->srv_stats.st_pauses_full : &srv->srv_stats.st_pauses_nofd;
-    uint64_t *usec =
-        i == 0 ? &srv->srv_stats.st_paused_full_usec : &srv->srv_stats.st_paused_nofd_usec;
-
-    if (on == ((srv->srv_paused & why) != 0))
-        return;
-    if (on) {
-        (*pauses)++;
-        clock_gettime(CLOCK_MONOTONIC, &srv->srv_paused_since[i]);
-    } else {
-        *usec += server_usec_since(&srv->srv_paused_since[i]);
-    }
-}
-
-static void
-server_pause(struct server *srv, int why, int on)
-{
-    int was = srv->srv_paused;
-
-    server_pause_account(srv, why, on);
-    if (on)
-        srv->srv_paused |= why;
-    else
-        srv->srv_paused &= ~why;
-    if ((was == 0) != (srv->srv_paused == 0))
-        server_update_accepting(srv);
-}
-
-/*
- * Lines about accept failures and recovery share one budget of a line a
- * second.  At the descriptor limit every close lets one client in and the
- * next accept fails again; a line for each would flood the log.  What is
- * not reported now is counted and reported by the next line.
- */
-static int
-server_nofd_may_log(struct server *srv)
-{
-    struct timespec ts;
-    struct timeval now, since;
-
-    /* Monotonic: a wall clock set back must not silence the reports. */
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    TIMESPEC_TO_TIMEVAL(&now, &ts);
-    timersub(&now, &srv->srv_nofd_logged, &since);
-    if (since.tv_sec < 1)
-        return 0;
-    srv->srv_nofd_logged = now;
-    return 1;
-}
-
-/*
- * max_connections: at the limit the listeners pause, so the next client
- * waits in the kernel's backlog instead of being accepted and ignored.
- */
+/* The daemon's counters: the sum over workers, read without stopping them. */
 void
-server_stream_opened(struct server *srv)
+server_stats(struct server *srv, struct server_stats *sum)
 {
-    srv->srv_nstreams++;
-    srv->srv_stats.st_accepted++;
-    if (srv->srv_nofd_count > 0 && server_nofd_may_log(srv)) {
-        log_info("accepting connections again (%llu accept failures since the last report)",
-                 (unsigned long long)srv->srv_nofd_count);
-        srv->srv_nofd_count = 0;
-    }
-    if (srv->srv_nstreams >= srv->srv_conf.cf_max_connections)
-        server_pause(srv, SERVER_PAUSE_FULL, 1);
-}
-
-void
-server_stream_closed(struct server *srv)
-{
-    srv->srv_nstreams--;
-    srv->srv_stats.st_closed++;
-    if (srv->srv_stopping) {
-        if (srv->srv_nstreams == 0)
-            event_base_loopexit(srv->srv_base, NULL);
-        return;
-    }
-    /* A descriptor was just freed: no reason to wait for the retry timer. */
-    server_pause(srv, SERVER_PAUSE_NOFD, 0);
-    if (srv->srv_nstreams < srv->srv_conf.cf_max_connections)
-        server_pause(srv, SERVER_PAUSE_FULL, 0);
-}
-
-static void
-server_nofd_cb(evutil_socket_t fd, short what, void *arg)
-{
-    struct server *srv = arg;
-
-    server_pause(srv, SERVER_PAUSE_NOFD, 0);
-}
-
-/*
- * accept(2) failed.  Out of descriptors (or memory), libevent's listener
- * would retry at once, forever: a full core and a flood of log lines.
- * Instead pause accepting, retry from a timer, and log at most one line a
- * second with a count.  Pending clients wait in the kernel's backlog.
- */
-void
-server_accept_failed(struct server *srv, int err)
-{
-    int starved = err == EMFILE || err == ENFILE || err == ENOBUFS || err == ENOMEM;
-
-    srv->srv_nofd_count++;
-    if (err == EMFILE || err == ENFILE)
-        srv->srv_stats.st_accept_errors[ACCEPT_ERROR_NOFD]++;
-    else if (err == ENOBUFS || err == ENOMEM)
-        srv->srv_stats.st_accept_errors[ACCEPT_ERROR_NOMEM]++;
-    else
-        srv->srv_stats.st_accept_errors[ACCEPT_ERROR_OTHER]++;
-    if (starved) {
-        struct timeval tv = {.tv_sec = 0, .tv_usec = SERVER_NOFD_RETRY_MS * 1000};
-
-        srv->srv_stats.st_accept_failures++;
-        server_pause(srv, SERVER_PAUSE_NOFD, 1);
-        if (!evtimer_pending(srv->srv_nofd_timer, NULL))
-            evtimer_add(srv->srv_nofd_timer, &tv);
-    }
-    if (server_nofd_may_log(srv)) {
-        if (starved)
-            log_warn("cannot accept connections: %s (%llu failures since the last report); "
-                     "pausing accepts and retrying every %d ms",
-                     strerror(err), (unsigned long long)srv->srv_nofd_count, SERVER_NOFD_RETRY_MS);
-        else
-            log_warn("cannot accept connections: %s (%llu failures since the last report)",
-                     strerror(err), (unsigned long long)srv->srv_nofd_count);
-        srv->srv_nofd_count = 0;
-    }
-}
-
-/* A stream of transport t closed after usec with bytes read: the histograms. */
-void
-server_stream_done(struct server *srv, enum transport t, uint64_t usec, uint64_t bytes)
-{
-    static const double life[] = STATS_LIFETIME_BOUNDS;
-    static const double size[] = STATS_BYTES_BOUNDS;
-    struct server_stats *s = &srv->srv_stats;
-    size_t i;
-
-    s->st_t_closed[t]++;
-    for (i = 0; i < STATS_LIFETIME_NBOUNDS && (double)usec / 1e6 > life[i]; i++)
-        ;
-    s->st_lifetime_buckets[i]++;
-    s->st_lifetime_usec += usec;
-    for (i = 0; i < STATS_BYTES_NBOUNDS && (double)bytes > size[i]; i++)
-        ;
-    s->st_conn_bytes_buckets[i]++;
-    s->st_conn_bytes += bytes;
+    memset(sum, 0, sizeof(*sum));
+    if (srv->srv_workers_ready)
+        worker_group_stats(&srv->srv_workers, sum);
 }
 
 /*
  * The counters as they are now, with the gauges filled in (open connections,
- * pending output, pauses still going on): what the metrics endpoint renders.
+ * pending output): what the metrics endpoint renders.  The sum over workers,
+ * read while they run, and the main thread's own (reloads, start time).
+ * Pending output is the workers' shared total, exact to within 16 KiB per
+ * worker.
  */
 void
-server_stats_snapshot(const struct server *srv, struct server_stats *out)
+server_stats_snapshot(struct server *srv, struct server_stats *out)
 {
-    const struct stream *st;
-
-    *out = srv->srv_stats;
+    server_stats(srv, out);
+    out->st_reloads_ok = srv->srv_stats.st_reloads_ok;
+    out->st_reloads_failed = srv->srv_stats.st_reloads_failed;
+    out->st_reload_time = srv->srv_stats.st_reload_time;
+    out->st_start_time = srv->srv_stats.st_start_time;
     for (int t = 0; t < TRANSPORT_COUNT; t++)
         out->st_open[t] = out->st_t_accepted[t] - out->st_t_closed[t];
-    out->st_pending_output = 0;
-    TAILQ_FOREACH(st, &srv->srv_streams, st_entry)
-        out->st_pending_output += evbuffer_get_length(bufferevent_get_output(st->st_bev));
-    if (srv->srv_paused & SERVER_PAUSE_FULL)
-        out->st_paused_full_usec += server_usec_since(&srv->srv_paused_since[0]);
-    if (srv->srv_paused & SERVER_PAUSE_NOFD)
-        out->st_paused_nofd_usec += server_usec_since(&srv->srv_paused_since[1]);
-    out->st_workers = 1;
+    out->st_pending_output = srv->srv_workers_ready
+                                 ? __atomic_load_n(&srv->srv_workers.wg_mem_total, __ATOMIC_RELAXED)
+                                 : 0;
+    out->st_workers = srv->srv_workers.wg_n;
+    if (srv->srv_workers_ready)
+        worker_group_paused_now(&srv->srv_workers, out);
 }
 
-/*
- * Every stream shares one idle timeout, so let libevent keep them in one
- * queue (a "common timeout") instead of its heap: re-arming after each
- * read becomes O(1) rather than O(log connections).  libevent keeps at
- * most 256 common timeouts per base and never frees one, so each reload
- * with a new value uses one up; once they are gone the value is kept as
- * an ordinary timeout, slower to re-arm but never switched off.
- */
+/* Have every worker serve srv_listeners with cf, and wait until each has. */
 static void
-server_set_idle_timeout(struct server *srv)
+server_apply(struct server *srv, const struct upechod_config *cf)
 {
-    struct timeval tv = {.tv_sec = srv->srv_conf.cf_idle_timeout, .tv_usec = 0};
+    struct worker_order o = {
+        .wo_kind = WORKER_APPLY,
+        .wo_conf = cf,
+        .wo_listeners = &srv->srv_listeners,
+    };
 
-    srv->srv_idle_tv = NULL;
-    if (tv.tv_sec == 0)
-        return;
-    if ((srv->srv_idle_tv = event_base_init_common_timeout(srv->srv_base, &tv)) != NULL)
-        return;
-    log_debug("no common timeout left for idle_timeout = %u; using an ordinary one",
-              srv->srv_conf.cf_idle_timeout);
-    srv->srv_idle_plain = tv;
-    srv->srv_idle_tv = &srv->srv_idle_plain;
+    if (srv->srv_workers.wg_started)
+        worker_group_order(&srv->srv_workers, &o);
 }
 
 /* Raise the soft open-file limit to the hard one; warn when max_connections cannot fit. */
@@ -335,10 +149,12 @@ server_listen_one(struct server *srv, const struct upechod_config *cf, enum tran
                       cf->cf_group);
             return -ENOENT;
         }
-        ls = listener_new_unix(srv, cf->cf_unix_path, cf->cf_unix_mode, uid, gid,
-                               cf->cf_unix_backlog, &what);
-    } else
-        ls = listener_new_inet(srv, t, a, t == TRANSPORT_TCP ? cf->cf_tcp_backlog : 0, &what);
+        ls = listener_new_unix(cf->cf_unix_path, cf->cf_unix_mode, uid, gid, cf->cf_unix_backlog,
+                               &what);
+    } else {
+        ls = listener_new_inet(t, a, t == TRANSPORT_TCP ? cf->cf_tcp_backlog : 0,
+                               srv->srv_conf.cf_workers, &what);
+    }
     if (ls == NULL) {
         int err = errno;
 
@@ -352,21 +168,16 @@ server_listen_one(struct server *srv, const struct upechod_config *cf, enum tran
     return 0;
 }
 
-/* Stop listening on ls; connections accepted from it go on. */
+/* Stop listening; the workers have let go.  Connections accepted go on. */
 static void
-server_close_listener(struct server *srv, struct listener *ls)
-{
-    TAILQ_REMOVE(&srv->srv_listeners, ls, ls_entry);
-    listener_free(ls);
-}
-
-static void
-server_close_listeners(struct server *srv)
+server_close_listeners(struct listener_list *list)
 {
     struct listener *ls;
 
-    while ((ls = TAILQ_FIRST(&srv->srv_listeners)) != NULL)
-        server_close_listener(srv, ls);
+    while ((ls = TAILQ_FIRST(list)) != NULL) {
+        TAILQ_REMOVE(list, ls, ls_entry);
+        listener_free(ls);
+    }
 }
 
 struct server_want {
@@ -376,10 +187,15 @@ struct server_want {
     int sw_retry;
 };
 
-/* Close every listener whose mark is `mark`, logging each with why. */
+/*
+ * Close every listener whose mark is `mark`, logging each with why.  The
+ * workers let go of them first (and serve the others, with the running
+ * configuration): a socket is never closed under a worker's loop.
+ */
 static void
 server_close_marked(struct server *srv, int mark, const char *why)
 {
+    struct listener_list gone = TAILQ_HEAD_INITIALIZER(gone);
     struct listener *ls, *next;
 
     for (ls = TAILQ_FIRST(&srv->srv_listeners); ls != NULL; ls = next) {
@@ -388,8 +204,12 @@ server_close_marked(struct server *srv, int mark, const char *why)
             continue;
         if (why != NULL)
             log_info("%s %s %s", why, transport_name(ls->ls_transport), ls->ls_name);
-        server_close_listener(srv, ls);
+        TAILQ_REMOVE(&srv->srv_listeners, ls, ls_entry);
+        TAILQ_INSERT_TAIL(&gone, ls, ls_entry);
     }
+    if (!TAILQ_EMPTY(&gone))
+        server_apply(srv, &srv->srv_conf);
+    server_close_listeners(&gone);
 }
 
 /* Whether a listener about to be closed may be what keeps want from binding. */
@@ -552,7 +372,7 @@ server_adopt(struct server *srv, struct activated_fd *fds, size_t n)
             t = TRANSPORT_UNIX;
         else
             t = TRANSPORT_TCP;
-        if ((ls = listener_new_fd(srv, af->af_fd, t, &what)) == NULL) {
+        if ((ls = listener_new_fd(af->af_fd, t, &what)) == NULL) {
             int err = errno;
 
             log_error("cannot serve socket %s passed by the service manager: %s: %s", af->af_name,
@@ -572,23 +392,27 @@ static void
 server_status_cb(evutil_socket_t fd, short what, void *arg)
 {
     struct server *srv = arg;
-    const struct server_stats *s = &srv->srv_stats;
+    size_t open = server_connections(srv);
+    struct server_stats s;
 
+    server_stats(srv, &s);
     notify_status(srv->srv_notify,
                   "serving: %zu connection%s open, %llu accepted, %llu byte%s echoed, "
                   "%llu datagram%s echoed, %llu dropped",
-                  srv->srv_nstreams, SERVER_S(srv->srv_nstreams),
-                  (unsigned long long)s->st_accepted, (unsigned long long)s->st_bytes_out,
-                  SERVER_S(s->st_bytes_out), (unsigned long long)s->st_dgrams_out,
-                  SERVER_S(s->st_dgrams_out), (unsigned long long)s->st_dgrams_dropped);
+                  open, SERVER_S(open), (unsigned long long)s.st_accepted,
+                  (unsigned long long)s.st_bytes_out, SERVER_S(s.st_bytes_out),
+                  (unsigned long long)s.st_dgrams_out, SERVER_S(s.st_dgrams_out),
+                  (unsigned long long)s.st_dgrams_dropped);
 }
 
+/* Ping the watchdog only while the main loop and every worker's loop run. */
 static void
 server_watchdog_cb(evutil_socket_t fd, short what, void *arg)
 {
     struct server *srv = arg;
 
-    notify_watchdog(srv->srv_notify);
+    if (worker_group_alive(&srv->srv_workers))
+        notify_watchdog(srv->srv_notify);
 }
 
 static void
@@ -598,18 +422,16 @@ server_reload_error(void *arg, const char *msg)
 }
 
 /*
- * SIGHUP: parse into a fresh configuration.  An invalid one is reported
- * and the running one kept, nothing dropped.  A valid one is applied to
- * listeners first, all or nothing: if a new address cannot be bound the
- * old listeners and the old configuration stay whole and the reload is
- * reported as failed.  Then the limits are applied to the connections
- * already open.
+ * SIGHUP: parse once, into a fresh configuration.  An invalid one is
+ * reported and the running one kept, nothing dropped.  A valid one is
+ * applied to the listeners here, then by every worker in its own loop to
+ * what it serves and to its open connections; READY=1 follows only once
+ * every worker has.
  */
 static void
 server_reload(struct server *srv)
 {
     struct upechod_config *nc = malloc(sizeof(*nc));
-    struct stream *st;
     int rc;
 
     notify_reloading(srv->srv_notify);
@@ -640,8 +462,14 @@ server_reload(struct server *srv)
         free(nc);
         return;
     }
+    if (nc->cf_workers != srv->srv_conf.cf_workers) {
+        log_warn("reload: [server] workers takes effect only at the next start");
+        nc->cf_workers = srv->srv_conf.cf_workers;
+    }
     if (!srv->srv_activated && (rc = server_reconcile(srv, nc, 0)) != 0) {
         srv->srv_stats.st_reloads_failed++;
+        /* Whatever was rebound of the running listeners, the workers serve exactly those. */
+        server_apply(srv, &srv->srv_conf);
         log_error("reload failed: cannot listen on every address of %s (%s); still running the "
                   "previous configuration and listeners",
                   nc->cf_file[0] ? nc->cf_file : "the built-in defaults", strerror(-rc));
@@ -657,29 +485,15 @@ server_reload(struct server *srv)
     log_set_level(nc->cf_log_level);
     /* The metrics endpoint is not all or nothing: if it cannot move, it stays where it was. */
     server_reconcile_metrics(srv, nc, 0);
+    /* Every worker takes nc in its own loop, listeners and open connections alike. */
+    server_apply(srv, nc);
     srv->srv_conf = *nc;
     free(nc);
-    server_set_idle_timeout(srv);
     server_raise_nofile(&srv->srv_conf);
-    TAILQ_FOREACH(st, &srv->srv_streams, st_entry)
-        stream_apply_limits(st);
-    server_pause(srv, SERVER_PAUSE_FULL, srv->srv_nstreams >= srv->srv_conf.cf_max_connections);
     srv->srv_stats.st_reloads_ok++;
     srv->srv_stats.st_reload_time = (int64_t)time(NULL);
     log_info("configuration reloaded");
     notify_ready(srv->srv_notify, "configuration reloaded");
-}
-
-/* Connections still owed echo; the others only wait for the client's FIN. */
-static size_t
-server_count_pending(struct server *srv)
-{
-    struct stream *st;
-    size_t n = 0;
-
-    TAILQ_FOREACH(st, &srv->srv_streams, st_entry)
-        n += stream_owed(st);
-    return n;
 }
 
 /*
@@ -691,7 +505,8 @@ static void
 server_shutdown_timeout_cb(evutil_socket_t fd, short what, void *arg)
 {
     struct server *srv = arg;
-    size_t pending = server_count_pending(srv);
+    size_t open = server_connections(srv);
+    size_t pending = worker_group_owed(&srv->srv_workers);
 
     if (pending > 0) {
         log_warn("shutdown: %zu connection%s still had output pending after %u s; "
@@ -699,41 +514,51 @@ server_shutdown_timeout_cb(evutil_socket_t fd, short what, void *arg)
                  pending, SERVER_S(pending), srv->srv_conf.cf_shutdown_timeout);
         srv->srv_exit_code = SERVER_EXIT_CUT_SHORT;
     } else {
-        log_info("shutdown: closing %zu connection%s that got all their echo", srv->srv_nstreams,
-                 SERVER_S(srv->srv_nstreams));
+        log_info("shutdown: closing %zu connection%s that got all their echo", open,
+                 SERVER_S(open));
     }
     event_base_loopbreak(srv->srv_base);
 }
 
+/* A worker's loop ended: once every one has, after a stop, the daemon exits. */
+static void
+server_done_cb(evutil_socket_t fd, short what, void *arg)
+{
+    struct server *srv = arg;
+    uint64_t n;
+
+    if (read(fd, &n, sizeof(n)) != sizeof(n))
+        return;
+    srv->srv_workers_done += (unsigned)n;
+    if (srv->srv_workers_done >= srv->srv_workers.wg_n)
+        event_base_loopexit(srv->srv_base, NULL);
+}
+
 /*
- * SIGTERM/SIGINT: close the listeners, stop reading, deliver what is
- * pending, exit once every connection is done or shutdown_timeout passes.
+ * SIGTERM/SIGINT: every worker lets go of the listeners (closed here once
+ * all have), stops reading, delivers what is pending, and ends its loop
+ * once its connections are done; the daemon exits when every worker has,
+ * or when shutdown_timeout passes.
  */
 static void
 server_shutdown(struct server *srv, int sig)
 {
     struct timeval tv = {.tv_sec = srv->srv_conf.cf_shutdown_timeout, .tv_usec = 0};
-    struct stream *st, *next;
+    struct worker_order o = {.wo_kind = WORKER_STOP};
+    size_t open = server_connections(srv);
 
     srv->srv_stopping = 1;
     notify_stopping(srv->srv_notify);
-    server_close_listeners(srv);
+    log_info("SIG%s received: stopping, %zu connection%s to finish", sigabbrev_np(sig), open,
+             SERVER_S(open));
+    worker_group_order(&srv->srv_workers, &o);
+    server_close_listeners(&srv->srv_listeners);
     metrics_free(srv->srv_metrics);
     srv->srv_metrics = NULL;
-    log_info("SIG%s received: stopping, %zu connection%s to finish", sigabbrev_np(sig),
-             srv->srv_nstreams, SERVER_S(srv->srv_nstreams));
-    for (st = TAILQ_FIRST(&srv->srv_streams); st != NULL; st = next) {
-        next = TAILQ_NEXT(st, st_entry);
-        stream_shutdown(st);
-    }
-    if (srv->srv_nstreams == 0) {
-        event_base_loopexit(srv->srv_base, NULL);
-        return;
-    }
     evtimer_add(srv->srv_shutdown_timer, &tv);
 }
 
-/* Every signal arrives here, inside the loop, never in a handler. */
+/* Every signal arrives here, inside the main loop, never in a handler. */
 static void
 server_signal_cb(evutil_socket_t sig, short what, void *arg)
 {
@@ -745,9 +570,11 @@ server_signal_cb(evutil_socket_t sig, short what, void *arg)
         return;
     }
     if (srv->srv_stopping) {
-        log_warn("SIG%s again: exiting now, closing %zu connection%s", sigabbrev_np(sig),
-                 srv->srv_nstreams, SERVER_S(srv->srv_nstreams));
-        if (server_count_pending(srv) > 0)
+        size_t n = server_connections(srv);
+
+        log_warn("SIG%s again: exiting now, closing %zu connection%s", sigabbrev_np(sig), n,
+                 SERVER_S(n));
+        if (worker_group_owed(&srv->srv_workers) > 0)
             srv->srv_exit_code = SERVER_EXIT_CUT_SHORT;
         event_base_loopbreak(srv->srv_base);
         return;
@@ -763,31 +590,20 @@ server_new(const struct upechod_config *conf, const char *conf_path)
     if (srv == NULL)
         return NULL;
     TAILQ_INIT(&srv->srv_listeners);
-    TAILQ_INIT(&srv->srv_streams);
-    TAILQ_INIT(&srv->srv_mem_paused);
     srv->srv_conf = *conf;
     snprintf(srv->srv_conf_path, sizeof(srv->srv_conf_path), "%s", conf_path ? conf_path : "");
     srv->srv_base = event_base_new();
-    srv->srv_udp_batch = udp_batch_new();
-    srv->srv_ratelimit = ratelimit_new();
-    srv->srv_portlimit = ratelimit_new();
-    srv->srv_sources = source_table_new();
-    if (srv->srv_base == NULL || srv->srv_udp_batch == NULL || srv->srv_ratelimit == NULL ||
-        srv->srv_portlimit == NULL || srv->srv_sources == NULL)
+    if (srv->srv_base == NULL)
         goto fail;
-    /* A loop partner over rate_limit_per_port is cut off for a second: see udp.c. */
-    ratelimit_set_debt(srv->srv_portlimit, 1);
-    server_set_idle_timeout(srv);
     srv->srv_sigint = evsignal_new(srv->srv_base, SIGINT, server_signal_cb, srv);
     srv->srv_sigterm = evsignal_new(srv->srv_base, SIGTERM, server_signal_cb, srv);
     srv->srv_sighup = evsignal_new(srv->srv_base, SIGHUP, server_signal_cb, srv);
-    srv->srv_nofd_timer = evtimer_new(srv->srv_base, server_nofd_cb, srv);
     srv->srv_shutdown_timer = evtimer_new(srv->srv_base, server_shutdown_timeout_cb, srv);
     srv->srv_status_timer = event_new(srv->srv_base, -1, EV_PERSIST, server_status_cb, srv);
     srv->srv_watchdog_timer = event_new(srv->srv_base, -1, EV_PERSIST, server_watchdog_cb, srv);
     if (srv->srv_sigint == NULL || srv->srv_sigterm == NULL || srv->srv_sighup == NULL ||
-        srv->srv_nofd_timer == NULL || srv->srv_shutdown_timer == NULL ||
-        srv->srv_status_timer == NULL || srv->srv_watchdog_timer == NULL)
+        srv->srv_shutdown_timer == NULL || srv->srv_status_timer == NULL ||
+        srv->srv_watchdog_timer == NULL)
         goto fail;
     srv->srv_notify = notify_new();
     return srv;
@@ -797,9 +613,10 @@ fail:
 }
 
 /*
- * Bind (or adopt) every socket, drop privileges, arm signals and timers,
- * and tell the service manager we are ready.  Returns 0, -errno, or
- * SERVER_ECONFIG; each failure is logged with the address and the reason.
+ * Bind (or adopt) every socket, drop privileges, start the workers, arm
+ * signals and timers, and tell the service manager we are ready once every
+ * worker serves.  Returns 0, -errno, or SERVER_ECONFIG; each failure is
+ * logged with the address and the reason.
  */
 int
 server_start(struct server *srv)
@@ -807,12 +624,36 @@ server_start(struct server *srv)
     struct activated_fd *fds = NULL;
     size_t nfds = 0;
     const char *what = "";
-    uint64_t wd;
+    uint64_t wd = notify_watchdog_usec();
     int rc;
+
+    /*
+     * Ping at half the period, but never faster than
+     * SERVER_WATCHDOG_MIN_USEC: WATCHDOG_USEC=1 would otherwise make a
+     * zero-interval timer, a busy loop.
+     */
+    if (wd > 0) {
+        wd /= 2;
+        if (wd < SERVER_WATCHDOG_MIN_USEC)
+            wd = SERVER_WATCHDOG_MIN_USEC;
+    }
 
     /* A peer that closes while we write must be an error return, not a fatal signal. */
     signal(SIGPIPE, SIG_IGN);
     server_raise_nofile(&srv->srv_conf);
+
+    /* Loops built before anything is bound; their threads start after privileges drop. */
+    rc = worker_group_init(&srv->srv_workers, &srv->srv_conf,
+                           srv->srv_notify != NULL ? wd / SERVER_BEATS_PER_PING : 0);
+    srv->srv_workers_ready = 1;
+    if (rc != 0) {
+        log_error("cannot set up %u workers: %s", srv->srv_conf.cf_workers, strerror(-rc));
+        return rc;
+    }
+    srv->srv_done_ev = event_new(srv->srv_base, srv->srv_workers.wg_done_fd, EV_READ | EV_PERSIST,
+                                 server_done_cb, srv);
+    if (srv->srv_done_ev == NULL || event_add(srv->srv_done_ev, NULL) == -1)
+        return -ENOMEM;
 
     if (activation_collect(&fds, &nfds) != 0)
         return SERVER_ECONFIG;
@@ -837,6 +678,12 @@ server_start(struct server *srv)
         log_warn("running as root: [server] user is empty; set it (to nobody, say) to drop "
                  "root once the sockets are bound");
 
+    if ((rc = worker_group_start(&srv->srv_workers)) != 0) {
+        log_error("cannot start the workers: %s", strerror(-rc));
+        return rc;
+    }
+    server_apply(srv, &srv->srv_conf);
+
     if (evsignal_add(srv->srv_sigint, NULL) == -1 || evsignal_add(srv->srv_sigterm, NULL) == -1 ||
         evsignal_add(srv->srv_sighup, NULL) == -1)
         return -errno;
@@ -844,21 +691,16 @@ server_start(struct server *srv)
         struct timeval tv = {.tv_sec = SERVER_STATUS_SEC, .tv_usec = 0};
 
         event_add(srv->srv_status_timer, &tv);
-        if ((wd = notify_watchdog_usec()) > 0) {
-            /*
-             * Ping at half the period, but never faster than
-             * SERVER_WATCHDOG_MIN_USEC: WATCHDOG_USEC=1 would otherwise
-             * make a zero-interval timer, a busy loop.
-             */
-            wd /= 2;
-            if (wd < SERVER_WATCHDOG_MIN_USEC)
-                wd = SERVER_WATCHDOG_MIN_USEC;
+        if (wd > 0) {
             tv.tv_sec = (time_t)(wd / 1000000);
             tv.tv_usec = (suseconds_t)(wd % 1000000);
             event_add(srv->srv_watchdog_timer, &tv);
         }
     }
-    log_info("upechod %s ready", UPECHOD_VERSION);
+    if (srv->srv_conf.cf_workers > 1)
+        log_info("upechod %s with %u workers ready", UPECHOD_VERSION, srv->srv_conf.cf_workers);
+    else
+        log_info("upechod %s ready", UPECHOD_VERSION);
     notify_ready(srv->srv_notify, "serving");
     return 0;
 }
@@ -867,33 +709,36 @@ server_start(struct server *srv)
 int
 server_run(struct server *srv)
 {
+    int rc = srv->srv_exit_code;
+
     if (event_base_dispatch(srv->srv_base) == -1) {
         log_error("event loop failed");
-        return 1;
+        rc = 1;
+    } else {
+        rc = srv->srv_exit_code;
     }
-    return srv->srv_exit_code;
+    worker_group_join(&srv->srv_workers);
+    return rc;
 }
 
 /* Free in reverse order of creation; NULL-safe and safe on a half-built server. */
 void
 server_free(struct server *srv)
 {
-    struct stream *st;
-
     if (srv == NULL)
         return;
-    while ((st = TAILQ_FIRST(&srv->srv_streams)) != NULL)
-        stream_free(st);
-    server_close_listeners(srv);
+    if (srv->srv_workers_ready)
+        worker_group_deinit(&srv->srv_workers);
+    server_close_listeners(&srv->srv_listeners);
     metrics_free(srv->srv_metrics);
+    if (srv->srv_done_ev != NULL)
+        event_free(srv->srv_done_ev);
     if (srv->srv_watchdog_timer != NULL)
         event_free(srv->srv_watchdog_timer);
     if (srv->srv_status_timer != NULL)
         event_free(srv->srv_status_timer);
     if (srv->srv_shutdown_timer != NULL)
         event_free(srv->srv_shutdown_timer);
-    if (srv->srv_nofd_timer != NULL)
-        event_free(srv->srv_nofd_timer);
     if (srv->srv_sighup != NULL)
         event_free(srv->srv_sighup);
     if (srv->srv_sigterm != NULL)
@@ -901,10 +746,6 @@ server_free(struct server *srv)
     if (srv->srv_sigint != NULL)
         event_free(srv->srv_sigint);
     notify_free(srv->srv_notify);
-    ratelimit_free(srv->srv_ratelimit);
-    ratelimit_free(srv->srv_portlimit);
-    source_table_free(srv->srv_sources);
-    udp_batch_free(srv->srv_udp_batch);
     if (srv->srv_base != NULL)
         event_base_free(srv->srv_base);
     free(srv);

@@ -10,9 +10,9 @@
 
 #include <event2/buffer.h>
 #include <event2/bufferevent.h>
+#include <event2/event.h>
 
 #include "log.h"
-#include "source.h"
 #include "proxy.h"
 #include "stream.h"
 #include "upper.h"
@@ -29,6 +29,8 @@
 #define STREAM_MEMORY_SMALL 4096
 /* A client silent this long, with nothing unread, is not waited for at shutdown. */
 #define STREAM_QUIET_SEC 1
+/* Bytes of output an env may gain or lose before it adds them to the shared total. */
+#define STREAM_PUBLISH_STEP (16 * 1024)
 
 static void stream_close(struct stream *st);
 
@@ -129,13 +131,15 @@ stream_pause(struct stream *st, int why, int on)
 static void
 stream_pause_memory(struct stream *st)
 {
-    struct server *srv = st->st_srv;
+    struct stream_env *env = st->st_env;
 
     if (st->st_paused & STREAM_PAUSE_MEMORY)
         return;
     stream_pause(st, STREAM_PAUSE_MEMORY, 1);
-    TAILQ_INSERT_TAIL(&srv->srv_mem_paused, st, st_mem_entry);
-    srv->srv_stats.st_memory_pauses++;
+    if (TAILQ_EMPTY(&env->se_mem_paused))
+        __atomic_store_n(&env->se_mem_waiting, 1, __ATOMIC_SEQ_CST);
+    TAILQ_INSERT_TAIL(&env->se_mem_paused, st, st_mem_entry);
+    STATS_ADD(env->se_stats->st_memory_pauses, 1);
 }
 
 static void
@@ -143,8 +147,56 @@ stream_resume_memory(struct stream *st)
 {
     if (!(st->st_paused & STREAM_PAUSE_MEMORY))
         return;
-    TAILQ_REMOVE(&st->st_srv->srv_mem_paused, st, st_mem_entry);
+    TAILQ_REMOVE(&st->st_env->se_mem_paused, st, st_mem_entry);
+    if (TAILQ_EMPTY(&st->st_env->se_mem_paused))
+        __atomic_store_n(&st->st_env->se_mem_waiting, 0, __ATOMIC_SEQ_CST);
     stream_pause(st, STREAM_PAUSE_MEMORY, 0);
+}
+
+/* Output queued on every env's streams: the shared total, with this env's own exact. */
+size_t
+stream_env_total(const struct stream_env *env)
+{
+    size_t total = __atomic_load_n(env->se_total, __ATOMIC_RELAXED);
+
+    return total - env->se_published + env->se_pending;
+}
+
+/*
+ * Add what this env's output gained or lost since the last time to the
+ * shared total, once it is a step's worth or the output is empty.
+ * Returns 1 when the total moved.
+ */
+static int
+stream_env_publish(struct stream_env *env)
+{
+    size_t diff = env->se_pending > env->se_published ? env->se_pending - env->se_published
+                                                      : env->se_published - env->se_pending;
+
+    if (diff == 0 || (diff < STREAM_PUBLISH_STEP && env->se_pending != 0))
+        return 0;
+    if (env->se_pending > env->se_published)
+        __atomic_fetch_add(env->se_total, diff, __ATOMIC_SEQ_CST);
+    else
+        __atomic_fetch_sub(env->se_total, diff, __ATOMIC_SEQ_CST);
+    env->se_published = env->se_pending;
+    return 1;
+}
+
+/*
+ * The total may have fallen (here or in another env): every stream of env
+ * paused for max_memory reads again once it is at 3/4 of max_memory.
+ */
+void
+stream_env_mem_recheck(struct stream_env *env)
+{
+    struct stream *p;
+
+    if (TAILQ_EMPTY(&env->se_mem_paused) ||
+        stream_env_total(env) > env->se_conf->cf_max_memory / 4 * 3)
+        return;
+    while ((p = TAILQ_FIRST(&env->se_mem_paused)) != NULL)
+        stream_resume_memory(p);
 }
 
 /*
@@ -158,16 +210,17 @@ stream_resume_memory(struct stream *st)
 static void
 stream_check_pressure(struct stream *st)
 {
-    struct server *srv = st->st_srv;
+    struct stream_env *env = st->st_env;
     size_t len = evbuffer_get_length(bufferevent_get_output(st->st_bev));
-    size_t max = srv->srv_conf.cf_max_pending_output;
-    size_t share = srv->srv_conf.cf_max_memory / (srv->srv_nstreams ? srv->srv_nstreams : 1);
+    size_t max = env->se_conf->cf_max_pending_output;
+    size_t nstreams = __atomic_load_n(env->se_nstreams, __ATOMIC_RELAXED);
+    size_t share = env->se_conf->cf_max_memory / (nstreams ? nstreams : 1);
 
     if (!(st->st_paused & STREAM_PAUSE_OUTPUT) && len >= max)
         stream_pause(st, STREAM_PAUSE_OUTPUT, 1);
     else if ((st->st_paused & STREAM_PAUSE_OUTPUT) && len <= max / 2)
         stream_pause(st, STREAM_PAUSE_OUTPUT, 0);
-    if (srv->srv_pending > srv->srv_conf.cf_max_memory &&
+    if (stream_env_total(env) > env->se_conf->cf_max_memory &&
         (len >= share || len >= STREAM_MEMORY_SMALL))
         stream_pause_memory(st);
     else if (len == 0)
@@ -175,29 +228,33 @@ stream_check_pressure(struct stream *st)
 }
 
 /*
- * Keep srv_pending, the output of all streams together, exact: this runs on
- * every change to a stream's output.  When the total has drained well
- * below max_memory every stream paused for it reads again, whichever
- * stream's client did the draining.
+ * Keep se_pending, the output of this env's streams together, exact: this
+ * runs on every change to a stream's output.  When the total has drained
+ * well below max_memory every stream paused for it reads again, whichever
+ * stream's client did the draining, in this env and (told through
+ * se_mem_drained) in the others.
  */
 static void
 stream_output_cb(struct evbuffer *buf, const struct evbuffer_cb_info *info, void *arg)
 {
     struct stream *st = arg;
-    struct server *srv = st->st_srv;
-    struct stream *p;
+    struct stream_env *env = st->st_env;
+    int moved;
 
-    srv->srv_pending += info->n_added;
-    srv->srv_pending -= info->n_deleted;
-    if (info->n_deleted == 0 || TAILQ_EMPTY(&srv->srv_mem_paused))
+    env->se_pending += info->n_added;
+    env->se_pending -= info->n_deleted;
+    moved = stream_env_publish(env);
+    if (info->n_deleted == 0)
+        return;
+    if (moved && env->se_mem_drained != NULL &&
+        stream_env_total(env) <= env->se_conf->cf_max_memory / 4 * 3)
+        env->se_mem_drained(env->se_arg);
+    if (TAILQ_EMPTY(&env->se_mem_paused))
         return;
     /* A stream that owes nothing holds no memory: it may read again at once. */
     if (evbuffer_get_length(buf) == 0)
         stream_resume_memory(st);
-    if (TAILQ_EMPTY(&srv->srv_mem_paused) || srv->srv_pending > srv->srv_conf.cf_max_memory / 4 * 3)
-        return;
-    while ((p = TAILQ_FIRST(&srv->srv_mem_paused)) != NULL)
-        stream_resume_memory(p);
+    stream_env_mem_recheck(env);
 }
 
 /*
@@ -304,15 +361,15 @@ static void
 stream_read_cb(struct bufferevent *bev, void *arg)
 {
     struct stream *st = arg;
-    struct server *srv = st->st_srv;
+    struct stream_env *env = st->st_env;
     struct evbuffer *in = bufferevent_get_input(bev);
     struct evbuffer *out = bufferevent_get_output(bev);
-    size_t max = srv->srv_conf.cf_max_pending_output;
+    size_t max = env->se_conf->cf_max_pending_output;
     int fd = bufferevent_getfd(bev);
     int more = evbuffer_get_length(in) >= STREAM_BEV_READ;
     size_t chain = 0;
 
-    event_base_gettimeofday_cached(st->st_srv->srv_base, &st->st_last_input);
+    event_base_gettimeofday_cached(env->se_base, &st->st_last_input);
     for (int round = 0;; round++) {
         size_t n = stream_upper(in);
         ssize_t r;
@@ -320,16 +377,16 @@ stream_read_cb(struct bufferevent *bev, void *arg)
         /* The bufferevent's own read left one chain sized for what it read. */
         if (round == 0)
             chain = stream_chain_size(n);
-        srv->srv_stats.st_bytes_in += n;
-        srv->srv_stats.st_bytes_out += n;
-        srv->srv_stats.st_t_bytes_in[st->st_transport] += n;
-        srv->srv_stats.st_t_bytes_out[st->st_transport] += n;
+        STATS_ADD(env->se_stats->st_bytes_in, n);
+        STATS_ADD(env->se_stats->st_bytes_out, n);
+        STATS_ADD(env->se_stats->st_t_bytes_in[st->st_transport], n);
+        STATS_ADD(env->se_stats->st_t_bytes_out[st->st_transport], n);
         st->st_nbytes += n;
         if (n > 0 && evbuffer_get_length(out) == 0)
             evbuffer_write(in, fd);
         stream_queue(in, out, chain);
         if (!more || round == STREAM_BULK_ROUNDS || evbuffer_get_length(out) >= max ||
-            srv->srv_pending > srv->srv_conf.cf_max_memory)
+            stream_env_total(env) > env->se_conf->cf_max_memory)
             break;
         if ((r = stream_read_more(fd, in)) <= 0)
             break;
@@ -381,10 +438,10 @@ stream_event_cb(struct bufferevent *bev, short what, void *arg)
         size_t left = evbuffer_get_length(bufferevent_get_input(bev));
         size_t echoed = stream_echo(bufferevent_get_input(bev), bufferevent_get_output(bev));
 
-        st->st_srv->srv_stats.st_bytes_in += left;
-        st->st_srv->srv_stats.st_bytes_out += echoed;
-        st->st_srv->srv_stats.st_t_bytes_in[st->st_transport] += left;
-        st->st_srv->srv_stats.st_t_bytes_out[st->st_transport] += echoed;
+        STATS_ADD(st->st_env->se_stats->st_bytes_in, left);
+        STATS_ADD(st->st_env->se_stats->st_bytes_out, echoed);
+        STATS_ADD(st->st_env->se_stats->st_t_bytes_in[st->st_transport], left);
+        STATS_ADD(st->st_env->se_stats->st_t_bytes_out[st->st_transport], echoed);
         st->st_nbytes += left;
         log_debug("%s %s: end of input", transport_name(st->st_transport), st->st_peer);
         stream_finish(st);
@@ -408,8 +465,8 @@ stream_event_cb(struct bufferevent *bev, short what, void *arg)
             return;
         }
         log_debug("%s %s: idle for %u s, closing", transport_name(st->st_transport), st->st_peer,
-                  st->st_srv->srv_conf.cf_idle_timeout);
-        st->st_srv->srv_stats.st_timeouts++;
+                  st->st_env->se_conf->cf_idle_timeout);
+        STATS_ADD(st->st_env->se_stats->st_timeouts, 1);
         stream_free(st);
     }
 }
@@ -418,8 +475,8 @@ stream_event_cb(struct bufferevent *bev, short what, void *arg)
 void
 stream_apply_limits(struct stream *st)
 {
-    const struct upechod_config *cf = &st->st_srv->srv_conf;
-    const struct timeval *idle = st->st_srv->srv_idle_tv;
+    const struct upechod_config *cf = st->st_env->se_conf;
+    const struct timeval *idle = st->st_env->se_idle_tv;
 
     if (!st->st_closing)
         bufferevent_setwatermark(st->st_bev, EV_WRITE, cf->cf_max_pending_output / 2, 0);
@@ -456,11 +513,15 @@ stream_begin_echo(struct stream *st)
 
 /*
  * Serve a freshly accepted connection.  The fd is taken either way: on
- * failure (NULL) it is closed, and the connection counted nowhere.
+ * failure (NULL) it is closed, and the connection counted nowhere (the
+ * closed callback is not called).  The caller counts the connection and
+ * puts it on its list.
  */
 struct stream *
-stream_new(struct server *srv, int fd, enum transport t, const struct sockaddr *sa, socklen_t salen)
+stream_new(struct stream_env *env, int fd, enum transport t, const struct sockaddr *sa,
+           socklen_t salen)
 {
+    const struct upechod_config *cf = env->se_conf;
     struct stream *st = calloc(1, sizeof(*st));
 
     if (st == NULL) {
@@ -468,14 +529,14 @@ stream_new(struct server *srv, int fd, enum transport t, const struct sockaddr *
         close(fd);
         return NULL;
     }
-    st->st_bev = bufferevent_socket_new(srv->srv_base, fd, BEV_OPT_CLOSE_ON_FREE);
+    st->st_bev = bufferevent_socket_new(env->se_base, fd, BEV_OPT_CLOSE_ON_FREE);
     if (st->st_bev == NULL) {
         log_warn("out of memory for a new %s connection, refusing it", transport_name(t));
         close(fd);
         free(st);
         return NULL;
     }
-    st->st_srv = srv;
+    st->st_env = env;
     st->st_transport = t;
     if (t == TRANSPORT_UNIX)
         snprintf(st->st_peer, sizeof(st->st_peer), "fd %d", fd);
@@ -489,10 +550,9 @@ stream_new(struct server *srv, int fd, enum transport t, const struct sockaddr *
         free(st);
         return NULL;
     }
-    event_base_gettimeofday_cached(srv->srv_base, &st->st_last_input);
+    event_base_gettimeofday_cached(env->se_base, &st->st_last_input);
     /* With proxy_protocol, the header comes first: proxy.c reads it, then stream_begin_echo(). */
-    if ((t == TRANSPORT_TCP ? srv->srv_conf.cf_tcp_proxy_protocol
-                            : srv->srv_conf.cf_unix_proxy_protocol) &&
+    if ((t == TRANSPORT_TCP ? cf->cf_tcp_proxy_protocol : cf->cf_unix_proxy_protocol) &&
         proxy_stream_start(st) != 0) {
         log_warn("out of memory for a new %s connection, refusing it", transport_name(t));
         bufferevent_free(st->st_bev); /* closes fd */
@@ -501,19 +561,17 @@ stream_new(struct server *srv, int fd, enum transport t, const struct sockaddr *
     }
     bufferevent_set_max_single_read(st->st_bev, STREAM_BEV_READ);
     if (bufferevent_enable(st->st_bev, EV_READ | EV_WRITE) == -1) {
-        /* Registering with the loop failed: the connection was never served, nor counted. */
+        /* Registering with the loop failed: nothing was counted yet; undo the rest. */
         log_warn("cannot watch a new %s connection: %s; closing it", transport_name(t),
                  strerror(errno));
+        evbuffer_remove_cb_entry(bufferevent_get_output(st->st_bev), st->st_output_cb);
         if (st->st_proxy_timer != NULL)
             event_free(st->st_proxy_timer);
-        bufferevent_free(st->st_bev); /* closes fd */
+        bufferevent_free(st->st_bev);
         free(st);
         return NULL;
     }
-    TAILQ_INSERT_TAIL(&srv->srv_streams, st, st_entry);
-    server_stream_opened(srv);
-    srv->srv_stats.st_t_accepted[t]++;
-    event_base_gettimeofday_cached(srv->srv_base, &st->st_started);
+    event_base_gettimeofday_cached(env->se_base, &st->st_started);
     stream_apply_limits(st);
     log_debug("%s %s: connected", transport_name(t), st->st_peer);
     return st;
@@ -523,32 +581,28 @@ stream_new(struct server *srv, int fd, enum transport t, const struct sockaddr *
 void
 stream_free(struct stream *st)
 {
-    struct server *srv;
-    struct timeval now, life;
+    struct stream_env *env;
 
     if (st == NULL)
         return;
-    srv = st->st_srv;
-    event_base_gettimeofday_cached(srv->srv_base, &now);
-    timersub(&now, &st->st_started, &life);
-    server_stream_done(srv, st->st_transport,
-                       life.tv_sec < 0 ? 0
-                                       : (uint64_t)life.tv_sec * 1000000 + (uint64_t)life.tv_usec,
-                       st->st_nbytes);
-    TAILQ_REMOVE(&srv->srv_streams, st, st_entry);
-    if (st->st_paused & STREAM_PAUSE_MEMORY)
-        TAILQ_REMOVE(&srv->srv_mem_paused, st, st_mem_entry);
+    env = st->st_env;
+    if (st->st_paused & STREAM_PAUSE_MEMORY) {
+        TAILQ_REMOVE(&env->se_mem_paused, st, st_mem_entry);
+        if (TAILQ_EMPTY(&env->se_mem_paused))
+            __atomic_store_n(&env->se_mem_waiting, 0, __ATOMIC_SEQ_CST);
+    }
     /* Freeing the output runs no callback: take its bytes off the total here. */
     evbuffer_remove_cb_entry(bufferevent_get_output(st->st_bev), st->st_output_cb);
-    srv->srv_pending -= evbuffer_get_length(bufferevent_get_output(st->st_bev));
-    source_release(srv->srv_sources, st->st_source);
+    env->se_pending -= evbuffer_get_length(bufferevent_get_output(st->st_bev));
+    stream_env_publish(env);
     if (st->st_linger != NULL)
         event_free(st->st_linger);
     if (st->st_proxy_timer != NULL)
         event_free(st->st_proxy_timer);
     bufferevent_free(st->st_bev);
+    /* The owner forgets it, gives its slot and its source back. */
+    env->se_closed(st, env->se_arg);
     free(st);
-    server_stream_closed(srv);
 }
 
 /* Bytes handed to the socket that the client has not taken yet, or -1. */
@@ -566,7 +620,7 @@ stream_linger_left(struct stream *st)
 {
     struct timeval now;
 
-    event_base_gettimeofday_cached(st->st_srv->srv_base, &now);
+    event_base_gettimeofday_cached(st->st_env->se_base, &now);
     return timercmp(&now, &st->st_linger_until, <);
 }
 
@@ -618,7 +672,7 @@ stream_quiet(struct stream *st, int fd)
 
     if (ioctl(fd, FIONREAD, &unread) == -1 || unread > 0 || stream_unsent(fd) != 0)
         return 0;
-    event_base_gettimeofday_cached(st->st_srv->srv_base, &now);
+    event_base_gettimeofday_cached(st->st_env->se_base, &now);
     timersub(&now, &st->st_last_input, &since);
     return since.tv_sec >= STREAM_QUIET_SEC;
 }
@@ -636,7 +690,7 @@ stream_close(struct stream *st)
     struct timeval tv = {.tv_sec = STREAM_LINGER_SEC, .tv_usec = 0};
     int fd;
 
-    if (!st->st_srv->srv_stopping || st->st_linger != NULL) {
+    if (!st->st_env->se_stopping || st->st_linger != NULL) {
         stream_free(st);
         return;
     }
@@ -646,9 +700,9 @@ stream_close(struct stream *st)
         stream_free(st);
         return;
     }
-    event_base_gettimeofday_cached(st->st_srv->srv_base, &st->st_linger_until);
+    event_base_gettimeofday_cached(st->st_env->se_base, &st->st_linger_until);
     st->st_linger_until.tv_sec += STREAM_LINGER_SEC;
-    st->st_linger = event_new(st->st_srv->srv_base, fd, EV_READ | EV_PERSIST, stream_linger_cb, st);
+    st->st_linger = event_new(st->st_env->se_base, fd, EV_READ | EV_PERSIST, stream_linger_cb, st);
     if (st->st_linger == NULL || event_add(st->st_linger, &tv) == -1)
         stream_free(st);
 }
@@ -665,13 +719,43 @@ stream_owed(const struct stream *st)
 }
 
 /*
- * The daemon is stopping: take no more input, deliver what was read, then
- * close.  Called once per connection from the shutdown path.
+ * What the client sent before the stop may still sit in the socket: the
+ * worker's loop learns of the stop at its own pace, from another thread.
+ * Answer that too, up to max_pending_output, so that what was sent before
+ * SIGTERM does not depend on which the worker noticed first.  Not while a
+ * PROXY header is still awaited: those bytes are not echo.
+ */
+static void
+stream_read_pending(struct stream *st)
+{
+    struct evbuffer *in = bufferevent_get_input(st->st_bev);
+    struct evbuffer *out = bufferevent_get_output(st->st_bev);
+    size_t max = st->st_env->se_conf->cf_max_pending_output;
+    int fd = bufferevent_getfd(st->st_bev);
+
+    if (st->st_proxy_timer != NULL)
+        return;
+    while (evbuffer_get_length(out) < max && stream_read_more(fd, in) > 0) {
+        size_t n = stream_upper(in);
+
+        STATS_ADD(st->st_env->se_stats->st_bytes_in, n);
+        STATS_ADD(st->st_env->se_stats->st_bytes_out, n);
+        STATS_ADD(st->st_env->se_stats->st_t_bytes_in[st->st_transport], n);
+        STATS_ADD(st->st_env->se_stats->st_t_bytes_out[st->st_transport], n);
+        st->st_nbytes += n;
+        stream_queue(in, out, stream_chain_size(STREAM_BULK_READ));
+    }
+}
+
+/*
+ * The daemon is stopping: take no more input, deliver what was sent before,
+ * then close.  Called once per connection from the shutdown path.
  */
 void
 stream_shutdown(struct stream *st)
 {
     if (st->st_closing)
         return;
+    stream_read_pending(st);
     stream_finish(st);
 }

@@ -8,7 +8,6 @@
 
 #include <event2/event.h>
 
-#include "listener.h"
 #include "log.h"
 #include "ratelimit.h"
 #include "udp.h"
@@ -32,15 +31,14 @@ struct udp_batch {
 };
 
 struct udp {
-    struct server *u_srv;
+    TAILQ_ENTRY(udp) u_entry; /* in its env's ue_socks */
+    struct udp_env *u_env;
     struct event *u_ev;
     int u_fd;
-    int u_port;                /* the port bound, host order; for the loop guard */
-    uint64_t u_loop_logged_ms; /* when a loop drop was last logged */
-    uint64_t u_loop_unlogged;  /* loop drops since */
+    int u_port; /* the port bound, host order; for the loop guard */
 };
 
-/* The scratch space every UDP socket shares; the loop is single-threaded. */
+/* The scratch space every UDP socket of one event loop shares; each loop has its own. */
 struct udp_batch *
 udp_batch_new(void)
 {
@@ -162,17 +160,18 @@ udp_echoish_port(int port)
  * miss a wildcard one (any local address is ours) and another upechod on
  * the same port elsewhere, whose loop with us is just as endless; a client
  * whose source port is exactly one of ours loses little.  A few compares:
- * one per UDP socket.
+ * one per UDP socket.  Every worker serves every UDP address, so the
+ * sockets of this worker's loop have all of our ports.
  */
 static int
-udp_is_loop(const struct server *srv, int port)
+udp_is_loop(const struct udp_env *env, int port)
 {
-    const struct listener *ls;
+    const struct udp *u;
 
     if (udp_echoish_port(port))
         return 1;
-    TAILQ_FOREACH(ls, &srv->srv_listeners, ls_entry) {
-        if (ls->ls_udp != NULL && ls->ls_udp->u_port == port)
+    TAILQ_FOREACH(u, &env->ue_socks, u_entry) {
+        if (u->u_port == port)
             return 1;
     }
     return 0;
@@ -180,7 +179,7 @@ udp_is_loop(const struct server *srv, int port)
 
 /* Decide whether a datagram from sa gets an answer (reflection guard, loop guard, rate limit). */
 static enum udp_verdict
-udp_should_answer(struct server *srv, const struct sockaddr *sa, uint64_t now_ms)
+udp_should_answer(const struct udp_env *env, const struct sockaddr *sa, uint64_t now_ms)
 {
     int port = addr_port(sa);
 
@@ -188,9 +187,9 @@ udp_should_answer(struct server *srv, const struct sockaddr *sa, uint64_t now_ms
      * An echo service answering port 7 (echo), 19 (chargen) or any other
      * privileged port is the classic reflection loop (CERT CA-1996-01).
      */
-    if (srv->srv_conf.cf_udp_drop_privileged && port >= 0 && port < 1024)
+    if (env->ue_conf->cf_udp_drop_privileged && port >= 0 && port < 1024)
         return UDP_DROP_PRIVILEGED;
-    if (udp_is_loop(srv, port))
+    if (udp_is_loop(env, port))
         return UDP_DROP_LOOP;
     /*
      * A loop between two servers (remote ones, or on other ports) is a
@@ -206,11 +205,26 @@ udp_should_answer(struct server *srv, const struct sockaddr *sa, uint64_t now_ms
      * binary payloads: content tells no loop from a client.)  A load test
      * from one host spreads over many sockets, each far below the limit.
      */
-    if (!ratelimit_allow(srv->srv_portlimit, sa, 1, srv->srv_conf.cf_udp_rate_limit_per_port,
+    if (!ratelimit_allow(env->ue_portlimit, sa, 1, env->ue_conf->cf_udp_rate_limit_per_port,
                          now_ms) ||
-        !ratelimit_allow(srv->srv_ratelimit, sa, 0, srv->srv_conf.cf_udp_rate_limit, now_ms))
+        !ratelimit_allow(env->ue_ratelimit, sa, 0, env->ue_conf->cf_udp_rate_limit, now_ms))
         return UDP_DROP_RATELIMIT;
     return UDP_ANSWER;
+}
+
+/*
+ * One loop line a second for the whole daemon: every worker's sockets
+ * share the budget, so N workers do not log N lines for one loop.
+ */
+static int
+udp_loop_may_log(struct udp_loop_log *ll, uint64_t now_ms)
+{
+    uint64_t last = __atomic_load_n(&ll->ll_logged_ms, __ATOMIC_RELAXED);
+
+    if (last != 0 && now_ms - last < 1000)
+        return 0;
+    return __atomic_compare_exchange_n(&ll->ll_logged_ms, &last, now_ms, 0, __ATOMIC_RELAXED,
+                                       __ATOMIC_RELAXED);
 }
 
 /* Count a datagram that goes unanswered, by reason; a loop is also logged, once a second at most.
@@ -218,30 +232,30 @@ udp_should_answer(struct server *srv, const struct sockaddr *sa, uint64_t now_ms
 static void
 udp_count_drop(struct udp *u, enum udp_verdict v, const struct msghdr *mh, uint64_t now_ms)
 {
-    struct server_stats *st = &u->u_srv->srv_stats;
+    struct server_stats *st = u->u_env->ue_stats;
     char from[ADDR_STRLEN];
 
-    st->st_dgrams_dropped++;
+    STATS_ADD(st->st_dgrams_dropped, 1);
     switch (v) {
     case UDP_DROP_PRIVILEGED:
-        st->st_drop_privileged++;
+        STATS_ADD(st->st_drop_privileged, 1);
         break;
     case UDP_DROP_RATELIMIT:
-        st->st_drop_ratelimit++;
+        STATS_ADD(st->st_drop_ratelimit, 1);
         break;
     case UDP_DROP_LOOP:
-        st->st_drop_loop++;
-        if (now_ms - u->u_loop_logged_ms < 1000 && u->u_loop_logged_ms != 0) {
-            u->u_loop_unlogged++;
+        STATS_ADD(st->st_drop_loop, 1);
+        if (!udp_loop_may_log(u->u_env->ue_loop_log, now_ms)) {
+            __atomic_fetch_add(&u->u_env->ue_loop_log->ll_unlogged, 1, __ATOMIC_RELAXED);
             break;
         }
         addr_format((const struct sockaddr *)mh->msg_name, mh->msg_namelen, from, sizeof(from));
         log_warn("udp: not answering %s: its port is upechod's own or an echo-like service's, "
                  "and answering would start an endless loop (%llu more such datagrams since "
                  "the last line)",
-                 from, (unsigned long long)u->u_loop_unlogged);
-        u->u_loop_logged_ms = now_ms;
-        u->u_loop_unlogged = 0;
+                 from,
+                 (unsigned long long)__atomic_exchange_n(&u->u_env->ue_loop_log->ll_unlogged, 0,
+                                                         __ATOMIC_RELAXED));
         break;
     case UDP_ANSWER:
         break;
@@ -252,16 +266,16 @@ udp_count_drop(struct udp *u, enum udp_verdict v, const struct msghdr *mh, uint6
 static void
 udp_send_batch(struct udp *u, struct mmsghdr *msgs, int n)
 {
-    struct server *srv = u->u_srv;
+    struct server_stats *st = u->u_env->ue_stats;
     int off = 0;
 
     while (off < n) {
         int sent = sendmmsg(u->u_fd, msgs + off, (unsigned)(n - off), MSG_DONTWAIT);
 
         if (sent > 0) {
-            srv->srv_stats.st_dgrams_out += (uint64_t)sent;
+            STATS_ADD(st->st_dgrams_out, sent);
             for (int i = off; i < off + sent; i++)
-                srv->srv_stats.st_t_bytes_out[TRANSPORT_UDP] += msgs[i].msg_hdr.msg_iov->iov_len;
+                STATS_ADD(st->st_t_bytes_out[TRANSPORT_UDP], msgs[i].msg_hdr.msg_iov->iov_len);
             off += sent;
             continue;
         }
@@ -269,14 +283,14 @@ udp_send_batch(struct udp *u, struct mmsghdr *msgs, int n)
             continue;
         if (sent == -1 && (errno == EAGAIN || errno == EWOULDBLOCK || errno == ENOBUFS)) {
             /* UDP promises nothing; waiting here would stall every other client. */
-            srv->srv_stats.st_dgrams_dropped += (uint64_t)(n - off);
-            srv->srv_stats.st_drop_sendfail += (uint64_t)(n - off);
+            STATS_ADD(st->st_dgrams_dropped, n - off);
+            STATS_ADD(st->st_drop_sendfail, n - off);
             return;
         }
         /* This one datagram cannot go (unreachable, refused, ...): skip it. */
         log_debug("udp: sendmmsg: %s", strerror(errno));
-        srv->srv_stats.st_dgrams_dropped++;
-        srv->srv_stats.st_drop_sendfail++;
+        STATS_ADD(st->st_dgrams_dropped, 1);
+        STATS_ADD(st->st_drop_sendfail, 1);
         off++;
     }
 }
@@ -286,8 +300,8 @@ static void
 udp_read_cb(evutil_socket_t fd, short what, void *arg)
 {
     struct udp *u = arg;
-    struct server *srv = u->u_srv;
-    struct udp_batch *b = srv->srv_udp_batch;
+    const struct udp_env *env = u->u_env;
+    struct udp_batch *b = env->ue_batch;
     uint64_t now_ms = udp_now_ms();
 
     for (int round = 0; round < UDP_ROUNDS; round++) {
@@ -313,19 +327,19 @@ udp_read_cb(evutil_socket_t fd, short what, void *arg)
                 log_debug("udp: recvmmsg: %s", strerror(errno));
             return;
         }
-        srv->srv_stats.st_dgrams_in += (uint64_t)n;
+        STATS_ADD(env->ue_stats->st_dgrams_in, n);
         for (int i = 0; i < n; i++) {
             struct msghdr *mh = &b->ub_msgs[i].msg_hdr;
             size_t len = b->ub_msgs[i].msg_len;
             enum udp_verdict v;
 
-            srv->srv_stats.st_t_bytes_in[TRANSPORT_UDP] += len;
+            STATS_ADD(env->ue_stats->st_t_bytes_in[TRANSPORT_UDP], len);
             if (mh->msg_flags & MSG_TRUNC) {
-                srv->srv_stats.st_dgrams_dropped++;
-                srv->srv_stats.st_drop_truncated++;
+                STATS_ADD(env->ue_stats->st_dgrams_dropped, 1);
+                STATS_ADD(env->ue_stats->st_drop_truncated, 1);
                 continue;
             }
-            v = udp_should_answer(srv, (struct sockaddr *)mh->msg_name, now_ms);
+            v = udp_should_answer(env, (struct sockaddr *)mh->msg_name, now_ms);
             if (v != UDP_ANSWER) {
                 udp_count_drop(u, v, mh, now_ms);
                 continue;
@@ -346,9 +360,9 @@ udp_read_cb(evutil_socket_t fd, short what, void *arg)
     }
 }
 
-/* Serve datagrams on a bound UDP socket; the fd stays the caller's. */
+/* Serve datagrams on a bound UDP socket in env's loop; the fd stays the caller's. */
 struct udp *
-udp_new(struct server *srv, int fd)
+udp_new(struct udp_env *env, int fd)
 {
     struct udp *u = calloc(1, sizeof(*u));
     struct sockaddr_storage ss;
@@ -356,19 +370,20 @@ udp_new(struct server *srv, int fd)
 
     if (u == NULL)
         return NULL;
-    u->u_srv = srv;
+    u->u_env = env;
     u->u_fd = fd;
     if (getsockname(fd, (struct sockaddr *)&ss, &len) == 0)
         u->u_port = addr_port((struct sockaddr *)&ss);
     else
         u->u_port = -1;
-    u->u_ev = event_new(srv->srv_base, fd, EV_READ | EV_PERSIST, udp_read_cb, u);
+    u->u_ev = event_new(env->ue_base, fd, EV_READ | EV_PERSIST, udp_read_cb, u);
     if (u->u_ev == NULL || event_add(u->u_ev, NULL) == -1) {
         if (u->u_ev != NULL)
             event_free(u->u_ev);
         free(u);
         return NULL;
     }
+    TAILQ_INSERT_TAIL(&env->ue_socks, u, u_entry);
     return u;
 }
 
@@ -377,6 +392,7 @@ udp_free(struct udp *u)
 {
     if (u == NULL)
         return;
+    TAILQ_REMOVE(&u->u_env->ue_socks, u, u_entry);
     event_free(u->u_ev);
     free(u);
 }

@@ -9,6 +9,12 @@ message, and the ratio upechod / reference within the round; the table shows
 the medians.  Idle memory is measured separately: fresh servers, N
 connections opened, one byte echoed on each, then the growth of VmRSS.
 
+--workers 1,2,4 runs one upechod per worker count (`[server] workers`) in
+the same alternating rounds and adds a sweep table: each count's
+throughput and CPU per message against the reference and against one
+worker.  Give the load generator enough threads (--client-threads) for the
+server, not the client, to set the pace.
+
 Python standard library only.  Exit status 0 when every run's replies were
 right, 1 when upecho-bench saw a wrong byte or a server died, 64 on usage
 errors.
@@ -167,7 +173,7 @@ class Server:
         self.proc = None
 
 
-def upechod_config(path, max_connections):
+def upechod_config(path, max_connections, workers=1):
     """The shipped defaults, but ports chosen by the kernel, log level warning, unix off."""
     with open(path, "w") as f:
         f.write(
@@ -176,7 +182,15 @@ def upechod_config(path, max_connections):
             "[unix]\nenabled = no\n"
             "[log]\nlevel = warning\n"
             f"[limits]\nmax_connections = {max_connections}\n"
+            f"[server]\nworkers = {workers}\n"
         )
+
+
+def upechod_names(args):
+    """The upechod servers of a run: "upechod", or one "upechod-wN" per --workers count."""
+    if args.workers == [1]:
+        return ["upechod"]
+    return [f"upechod-w{n}" for n in args.workers]
 
 
 def run_load(args, server, transport, conns, size, pipeline, duration):
@@ -224,7 +238,7 @@ def children_cpu():
 def run_scenario(args, servers, scenario, log):
     key, label, transport, conns, size, pipeline = scenario
     per = {s.name: [] for s in servers}
-    ratios = {"tput": [], "cpu": []}
+    ratios = {name: {"tput": [], "cpu": []} for name in per if name != "reference"}
     # A short warm-up each: page in code, grow the heaps, fill the caches.
     for s in servers:
         run_load(args, s, transport, conns, size, pipeline, min(1.0, args.duration))
@@ -245,9 +259,11 @@ def run_scenario(args, servers, scenario, log):
                 f"{r['msg_per_s']:>11,.0f} msg/s, server {cpu_us(r):6.2f} us/msg, "
                 f"client {client_us(r):6.2f} us/msg, busy server {busy(r, 'server_cpu'):3.0f}% "
                 f"client {busy(r, 'client_cpu'):3.0f}%, errors {r['errors']}")
-        a, b = got["upechod"], got["reference"]
-        ratios["tput"].append(a["msg_per_s"] / b["msg_per_s"])
-        ratios["cpu"].append(cpu_us(a) / cpu_us(b) if cpu_us(b) > 0 else float("nan"))
+        b = got["reference"]
+        for name, rt in ratios.items():
+            a = got[name]
+            rt["tput"].append(a["msg_per_s"] / b["msg_per_s"])
+            rt["cpu"].append(cpu_us(a) / cpu_us(b) if cpu_us(b) > 0 else float("nan"))
     return per, ratios
 
 
@@ -269,7 +285,7 @@ def open_idle(port, n, log):
 
 def run_idle(args, make_servers, log):
     """RSS growth per idle connection, fresh servers each round, alternating order."""
-    per = {"upechod": [], "reference": []}
+    per = {name: [] for name in upechod_names(args) + ["reference"]}
     rounds = min(args.rounds, 3)
     for rnd in range(rounds):
         servers = make_servers()
@@ -351,7 +367,7 @@ def throughput_table(results):
             continue
         per, ratios = results[key]
         a, b = per["upechod"], per["reference"]
-        tr, cr = ratios["tput"], ratios["cpu"]
+        tr, cr = ratios["upechod"]["tput"], ratios["upechod"]["cpu"]
         lines.append(
             f"| {label} | {fmt_rate(med([r['msg_per_s'] for r in a]))} "
             f"| {fmt_rate(med([r['msg_per_s'] for r in b]))} "
@@ -373,17 +389,64 @@ def throughput_table(results):
     return lines, notes
 
 
+def sweep_table(args, results):
+    """--workers: per load, each worker count against the reference and against the first count."""
+    names = upechod_names(args)
+    first = names[0]
+    lines = [
+        "| load | workers | msg/s | **throughput vs reference** | **throughput vs "
+        f"{args.workers[0]} worker(s)** | CPU µs/msg | **CPU/msg vs reference** | "
+        f"**CPU/msg vs {args.workers[0]} worker(s)** | busy % server/client |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|",
+    ]
+    for scenario in SCENARIOS:
+        key, label = scenario[0], scenario[1]
+        if key not in results:
+            continue
+        per, ratios = results[key]
+        for n, name in zip(args.workers, names):
+            rs = per[name]
+            # Within one round both ran under the same drift: pair them up.
+            vs_first_t = [a["msg_per_s"] / b["msg_per_s"] for a, b in zip(rs, per[first])]
+            vs_first_c = [cpu_us(a) / cpu_us(b) for a, b in zip(rs, per[first]) if cpu_us(b) > 0]
+            tr, cr = ratios[name]["tput"], ratios[name]["cpu"]
+            lines.append(
+                f"| {label} | {n} | {fmt_rate(med([r['msg_per_s'] for r in rs]))} "
+                f"| **{med(tr):.2f}** ({min(tr):.2f}–{max(tr):.2f}) "
+                f"| **{med(vs_first_t):.2f}** ({min(vs_first_t):.2f}–{max(vs_first_t):.2f}) "
+                f"| {med([cpu_us(r) for r in rs]):.2f} "
+                f"| **{med(cr):.2f}** ({min(cr):.2f}–{max(cr):.2f}) "
+                f"| **{med(vs_first_c):.2f}** ({min(vs_first_c):.2f}–{max(vs_first_c):.2f}) "
+                f"| {med([busy(r, 'server_cpu') for r in rs]):.0f} / "
+                f"{med([busy(r, 'client_cpu') for r in rs]):.0f} |")
+        ref = per["reference"]
+        lines.append(f"| {label} | reference | {fmt_rate(med([r['msg_per_s'] for r in ref]))} "
+                     f"| | | {med([cpu_us(r) for r in ref]):.2f} | | "
+                     f"| {med([busy(r, 'server_cpu') for r in ref]):.0f} / "
+                     f"{med([busy(r, 'client_cpu') for r in ref]):.0f} |")
+    return lines, []
+
+
 def build_table(args, results, idle, machine, load_end):
-    lines, notes = throughput_table(results) if results else ([], [])
+    if not results:
+        lines, notes = [], []
+    elif upechod_names(args) == ["upechod"]:
+        lines, notes = throughput_table(results)
+    else:
+        lines, notes = sweep_table(args, results)
     if idle:
-        ia, ib = idle["upechod"], idle["reference"]
+        ib = idle["reference"]
         if lines:
             lines.append("")
-        lines.append("| idle connections | upechod B/conn | reference B/conn | **memory ratio** |")
-        lines.append("|---|---:|---:|---:|")
-        ratio = med(ia) / med(ib) if med(ib) > 0 else float("nan")
-        lines.append(f"| {args.idle_connections:,} (RSS growth / connections) "
-                     f"| {med(ia):,.0f} | {med(ib):,.0f} | **{ratio:.2f}** |")
+        lines.append("| idle connections | server | B/conn | **memory ratio to reference** |")
+        lines.append("|---|---|---:|---:|")
+        for name in upechod_names(args):
+            ia = idle[name]
+            ratio = med(ia) / med(ib) if med(ib) > 0 else float("nan")
+            lines.append(f"| {args.idle_connections:,} (RSS growth / connections) | {name} "
+                         f"| {med(ia):,.0f} | **{ratio:.2f}** |")
+        lines.append(f"| {args.idle_connections:,} (RSS growth / connections) | reference "
+                     f"| {med(ib):,.0f} | |")
     errors = sum(r["errors"] for per, _ in results.values() for rs in per.values() for r in rs)
     lines.append("")
     lines.append(
@@ -423,6 +486,9 @@ def parse_args(argv):
                    help="connections held open for the memory figure (default 10000)")
     p.add_argument("--client-threads", type=int, default=1,
                    help="upecho-bench threads (default 1: the server gets the other core)")
+    p.add_argument("--workers", default="1",
+                   help="comma-separated [server] workers counts to run upechod with, each "
+                        "against the reference, e.g. 1,2,4 (default 1)")
     p.add_argument("--ref-edge", action="store_true",
                    help="run the reference with edge-triggered epoll")
     p.add_argument("--ref-buffer", type=int, default=65536,
@@ -432,6 +498,13 @@ def parse_args(argv):
                    help="run only these scenarios (" +
                         ", ".join(s[0] for s in SCENARIOS) + ", idle); may be repeated")
     args = p.parse_args(argv)
+    try:
+        args.workers = [int(w) for w in args.workers.split(",")]
+    except ValueError:
+        p.error(f"--workers: not a list of counts: {args.workers}")
+    if not args.workers or any(w < 1 or w > 256 for w in args.workers) or \
+            len(set(args.workers)) != len(args.workers):
+        p.error("--workers: distinct counts from 1 to 256")
     if args.quick:
         args.rounds = min(args.rounds, 2)
         args.duration = min(args.duration, 1.0)
@@ -465,15 +538,19 @@ def main(argv):
     want = lambda key: not args.only or key in args.only
     workdir = tempfile.mkdtemp(prefix="upechod-bench-")
     max_conns = max(args.idle_connections, max(s[3] for s in SCENARIOS)) + 1000
-    conf = os.path.join(workdir, "upechod.ini")
-    upechod_config(conf, max_conns)
+    confs = {}
+    for n, name in zip(args.workers, upechod_names(args)):
+        confs[name] = os.path.join(workdir, f"{name}.ini")
+        upechod_config(confs[name], max_conns, n)
     # Each process has its own RLIMIT_NOFILE: the idle clients live in this process,
     # their server-side ends in the server.
     raise_nofile(args.idle_connections + 100)
 
     def make_servers():
         return [
-            Server("upechod", [os.path.abspath(args.upechod), "-c", conf], workdir, False),
+            Server(name, [os.path.abspath(args.upechod), "-c", conf], workdir, False)
+            for name, conf in confs.items()
+        ] + [
             Server("reference",
                    [os.path.abspath(args.refserver), "-t", "127.0.0.1:0", "-u", "127.0.0.1:0",
                     "-b", str(args.ref_buffer)] + (["-e"] if args.ref_edge else []),
@@ -508,7 +585,7 @@ def main(argv):
     with open(args.output, "w") as f:
         f.write(table)
     print(table)
-    for name in ("upechod", "reference"):
+    for name in upechod_names(args) + ["reference"]:
         path = os.path.join(workdir, f"{name}.log")
         if os.path.exists(path) and os.path.getsize(path) > 0:
             with open(path, errors="replace") as f:

@@ -1,0 +1,1095 @@
+/* worker.c: the threads that serve clients, each with its own event loop, streams and UDP batch. */
+#include <errno.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <signal.h>
+#include <stdlib.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/eventfd.h>
+#include <sys/socket.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <event2/event.h>
+#include <event2/listener.h>
+
+#include "log.h"
+#include "ratelimit.h"
+#include "source.h"
+#include "stream.h"
+#include "udp.h"
+#include "worker.h"
+
+/* How soon accepting is retried after running out of descriptors. */
+#define WORKER_NOFD_RETRY_MS 50
+
+/* Why a worker is not accepting right now; a bit set, accepting when zero. */
+#define WORKER_PAUSE_FULL 0x1 /* max_connections reached, across every worker */
+#define WORKER_PAUSE_NOFD 0x2 /* accept(2) ran out of descriptors */
+
+/* One listener of the main thread, as one worker serves it. */
+struct worker_listener {
+    TAILQ_ENTRY(worker_listener) wl_entry;
+    struct worker *wl_worker;
+    unsigned wl_id; /* the main thread's ls_id */
+    enum transport wl_transport;
+    struct evconnlistener *wl_evl; /* streams */
+    struct udp *wl_udp;            /* datagrams */
+    int wl_mark;
+};
+
+struct worker {
+    struct worker_group *w_group;
+    unsigned w_index;
+    pthread_t w_thread;
+    int w_thread_started;
+    struct event_base *w_base;
+    struct upechod_config w_conf; /* this worker's copy, replaced on reload */
+    struct timeval w_idle_plain;  /* idle_timeout when no common timeout is left */
+    struct stream_env w_senv;
+    struct udp_env w_uenv;
+    struct server_stats w_stats; /* written here only, read by the main thread */
+
+    TAILQ_HEAD(, worker_listener) w_listeners;
+    TAILQ_HEAD(, stream) w_streams;
+    size_t w_nstreams;
+    int w_paused;         /* WORKER_PAUSE_* bits */
+    int64_t w_nofd_since; /* atomic: when WORKER_PAUSE_NOFD was set (ms), 0 if not */
+    int w_stopping;
+
+    /* A connection accepted while every slot was taken, served once one frees. */
+    int w_parked_fd;
+    struct source *w_parked_source;
+    enum transport w_parked_transport;
+    struct sockaddr_storage w_parked_addr;
+    socklen_t w_parked_len;
+
+    int w_wake_fd; /* eventfd: a new order, or a slot freed elsewhere */
+    struct event *w_wake_ev;
+    struct event *w_nofd_timer;
+    struct event *w_beat_timer;
+    struct event *w_stall_timer; /* test builds only */
+    unsigned w_gen_done;         /* under wg_lock: the last order carried out */
+    int w_finished;              /* under wg_lock: the loop has ended */
+    size_t w_owed;               /* under wg_lock: WORKER_COUNT's answer */
+    int w_waiting;               /* atomic: paused at max_connections, wake me when a slot frees */
+    uint64_t w_beats;            /* atomic: heartbeats, for the main thread's watchdog */
+    uint64_t w_beats_seen;       /* main thread only */
+    int w_missed;                /* main thread only: checks in a row without a beat */
+};
+
+static void worker_update_full(struct worker *w);
+static void worker_tell_full(struct worker *w);
+
+static int64_t
+worker_now_ms(void)
+{
+    struct timespec ts;
+
+    /* Monotonic: a wall clock set back must not silence the reports. */
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+/* Accept on every stream listener of w exactly when nothing asks for a pause. */
+static void
+worker_pause(struct worker *w, int why, int on)
+{
+    struct worker_listener *wl;
+    int was = w->w_paused;
+
+    /*
+     * For the metrics: how often and how long this worker paused for lack of
+     * descriptors.  A pause at max_connections is the daemon's, counted once
+     * by worker_slot_take() and worker_slot_give().
+     */
+    if (why == WORKER_PAUSE_NOFD && on != ((w->w_paused & why) != 0)) {
+        if (on) {
+            STATS_ADD(w->w_stats.st_pauses_nofd, 1);
+            __atomic_store_n(&w->w_nofd_since, worker_now_ms(), __ATOMIC_RELAXED);
+        } else {
+            STATS_ADD(w->w_stats.st_paused_nofd_usec,
+                      (uint64_t)(worker_now_ms() - w->w_nofd_since) * 1000);
+            __atomic_store_n(&w->w_nofd_since, 0, __ATOMIC_RELAXED);
+        }
+    }
+    if (on)
+        w->w_paused |= why;
+    else
+        w->w_paused &= ~why;
+    if ((was == 0) == (w->w_paused == 0))
+        return;
+    TAILQ_FOREACH(wl, &w->w_listeners, wl_entry) {
+        if (wl->wl_evl == NULL)
+            continue;
+        if (w->w_paused == 0)
+            evconnlistener_enable(wl->wl_evl);
+        else
+            evconnlistener_disable(wl->wl_evl);
+    }
+}
+
+/*
+ * Lines about accept failures and recovery share one budget of a line a
+ * second for the whole daemon.  At the descriptor limit every close lets one
+ * client in and the next accept fails again; a line for each, in each
+ * worker, would flood the log.  What is not reported now is counted and
+ * reported by the next line.
+ */
+static int
+worker_nofd_may_log(struct worker_group *wg)
+{
+    int64_t now = worker_now_ms();
+    int64_t last = __atomic_load_n(&wg->wg_nofd_logged_ms, __ATOMIC_RELAXED);
+
+    if (now - last < 1000)
+        return 0;
+    return __atomic_compare_exchange_n(&wg->wg_nofd_logged_ms, &last, now, 0, __ATOMIC_RELAXED,
+                                       __ATOMIC_RELAXED);
+}
+
+/*
+ * Take one of the max_connections slots shared by every worker; 0 when all
+ * are taken.  A compare-and-swap, so that workers accepting at the same
+ * moment never exceed the limit between them.
+ */
+static int
+worker_slot_take(struct worker *w)
+{
+    size_t *n = &w->w_group->wg_nconns;
+    size_t cur = __atomic_load_n(n, __ATOMIC_SEQ_CST);
+
+    do {
+        if (cur >= w->w_conf.cf_max_connections)
+            return 0;
+    } while (!__atomic_compare_exchange_n(n, &cur, cur + 1, 1, __ATOMIC_SEQ_CST, __ATOMIC_SEQ_CST));
+    if (cur + 1 == w->w_conf.cf_max_connections) {
+        /* The daemon is full from now: one pause, whichever workers it pauses. */
+        STATS_ADD(w->w_stats.st_pauses_full, 1);
+        __atomic_store_n(&w->w_group->wg_full_since, worker_now_ms(), __ATOMIC_RELAXED);
+        worker_tell_full(w);
+    }
+    return 1;
+}
+
+/* Wake worker x's loop: an order or a free slot is waiting for it. */
+static void
+worker_wake(struct worker *x)
+{
+    uint64_t one = 1;
+
+    while (write(x->w_wake_fd, &one, sizeof(one)) == -1 && errno == EINTR)
+        ;
+}
+
+/*
+ * w took the last slot: the other workers pause too, so that the next
+ * client waits in the kernel's backlog rather than being accepted by
+ * another worker and parked there, holding a descriptor.
+ */
+static void
+worker_tell_full(struct worker *w)
+{
+    struct worker_group *wg = w->w_group;
+
+    for (unsigned i = 0; i < wg->wg_n; i++)
+        if (wg->wg_workers[i] != w)
+            worker_wake(wg->wg_workers[i]);
+}
+
+/*
+ * Give a slot back.  A worker that found every slot taken set w_waiting
+ * before it looked at the count one last time, and the count is lowered
+ * here before the flags are read (both sequentially consistent), so either
+ * it saw this slot free or it is woken now: none stays paused by mistake.
+ */
+static void
+worker_slot_give(struct worker *w)
+{
+    struct worker_group *wg = w->w_group;
+    size_t was = __atomic_fetch_sub(&wg->wg_nconns, 1, __ATOMIC_SEQ_CST);
+
+    if (was < w->w_conf.cf_max_connections)
+        return;
+    if (was == w->w_conf.cf_max_connections) {
+        int64_t since = __atomic_exchange_n(&wg->wg_full_since, 0, __ATOMIC_RELAXED);
+
+        if (since != 0)
+            STATS_ADD(w->w_stats.st_paused_full_usec, (uint64_t)(worker_now_ms() - since) * 1000);
+    }
+    for (unsigned i = 0; i < wg->wg_n; i++) {
+        struct worker *x = wg->wg_workers[i];
+
+        if (!__atomic_exchange_n(&x->w_waiting, 0, __ATOMIC_SEQ_CST))
+            continue;
+        if (x == w)
+            worker_update_full(w);
+        else
+            worker_wake(x);
+    }
+}
+
+/*
+ * Every slot looked taken: ask to be woken when one frees, then look again.
+ * Returns 1 when w is now paused for it, 0 when a slot freed meanwhile.
+ */
+static int
+worker_wait_slot(struct worker *w)
+{
+    __atomic_store_n(&w->w_waiting, 1, __ATOMIC_SEQ_CST);
+    if (__atomic_load_n(&w->w_group->wg_nconns, __ATOMIC_SEQ_CST) < w->w_conf.cf_max_connections) {
+        __atomic_store_n(&w->w_waiting, 0, __ATOMIC_SEQ_CST);
+        return 0;
+    }
+    worker_pause(w, WORKER_PAUSE_FULL, 1);
+    return 1;
+}
+
+/*
+ * max_connections_per_source: count a TCP client under its source, the
+ * address given (after a PROXY header, the client it names).  A source at
+ * its limit is refused: the caller closes the connection at once rather
+ * than leaving it in the backlog, where it would hold up everyone behind
+ * it.  The table is the daemon's, shared by the workers under a lock taken
+ * once per connection.  0, or -errno when refused.
+ */
+static int
+worker_admit(struct worker *w, const struct sockaddr *sa, socklen_t salen, struct source **src)
+{
+    struct worker_group *wg = w->w_group;
+    char peer[ADDR_STRLEN];
+    int rc;
+
+    pthread_mutex_lock(&wg->wg_sources_lock);
+    rc = source_acquire(wg->wg_sources, sa, w->w_conf.cf_max_connections_per_source, src);
+    pthread_mutex_unlock(&wg->wg_sources_lock);
+    if (rc == 0)
+        return 0;
+    if (rc == -EUSERS) {
+        STATS_ADD(w->w_stats.st_source_limited, 1);
+        log_debug("tcp %s: closed, its source already holds max_connections_per_source = %zu",
+                  addr_format(sa, salen, peer, sizeof(peer)),
+                  w->w_conf.cf_max_connections_per_source);
+    } else {
+        log_warn("out of memory for a new tcp connection, refusing it");
+    }
+    return rc;
+}
+
+static void
+worker_unadmit(struct worker *w, struct source *src)
+{
+    struct worker_group *wg = w->w_group;
+
+    if (src == NULL)
+        return;
+    pthread_mutex_lock(&wg->wg_sources_lock);
+    source_release(wg->wg_sources, src);
+    pthread_mutex_unlock(&wg->wg_sources_lock);
+}
+
+/* The stream's PROXY header named its client: count it under that source. */
+static int
+worker_stream_admit(struct stream *st, const struct sockaddr *sa, socklen_t salen, void *arg)
+{
+    return worker_admit(arg, sa, salen, &st->st_source);
+}
+
+/* Serve an accepted connection that holds a slot; gives the slot back on failure. */
+static void
+worker_serve(struct worker *w, int fd, enum transport t, const struct sockaddr *sa, socklen_t salen,
+             struct source *src)
+{
+    struct worker_group *wg = w->w_group;
+    struct stream *st;
+
+    if ((st = stream_new(&w->w_senv, fd, t, sa, salen)) == NULL) {
+        /* stream_new() closed fd; the slot goes back (waking whoever waits for one). */
+        worker_unadmit(w, src);
+        worker_slot_give(w);
+        return;
+    }
+    st->st_source = src;
+    TAILQ_INSERT_TAIL(&w->w_streams, st, st_entry);
+    w->w_nstreams++;
+    STATS_ADD(w->w_stats.st_accepted, 1);
+    STATS_ADD(w->w_stats.st_t_accepted[t], 1);
+    if (__atomic_load_n(&wg->wg_nofd_count, __ATOMIC_RELAXED) > 0 && worker_nofd_may_log(wg))
+        log_info("accepting connections again (%llu accept failures since the last report)",
+                 (unsigned long long)__atomic_exchange_n(&wg->wg_nofd_count, 0, __ATOMIC_RELAXED));
+}
+
+/*
+ * max_connections holds across workers: at the limit a worker pauses, so
+ * the next client waits in the kernel's backlog instead of being accepted
+ * and ignored.  A connection another worker's client took the last slot
+ * from under is parked, unserved, until a slot frees.  Called whenever the
+ * count may have crossed the limit either way.
+ */
+static void
+worker_update_full(struct worker *w)
+{
+    if (w->w_stopping)
+        return;
+    for (;;) {
+        if (w->w_parked_fd != -1 && worker_slot_take(w)) {
+            int fd = w->w_parked_fd;
+            struct source *src = w->w_parked_source;
+
+            w->w_parked_fd = -1;
+            w->w_parked_source = NULL;
+            worker_serve(w, fd, w->w_parked_transport, (struct sockaddr *)&w->w_parked_addr,
+                         w->w_parked_len, src);
+            continue;
+        }
+        if (w->w_parked_fd == -1 && __atomic_load_n(&w->w_group->wg_nconns, __ATOMIC_SEQ_CST) <
+                                        w->w_conf.cf_max_connections) {
+            worker_pause(w, WORKER_PAUSE_FULL, 0);
+            return;
+        }
+        if (worker_wait_slot(w))
+            return;
+    }
+}
+
+/* Take a new stream connection from one of w's listeners. */
+static void
+worker_accept_cb(struct evconnlistener *evl, evutil_socket_t fd, struct sockaddr *sa, int salen,
+                 void *arg)
+{
+    struct worker_listener *wl = arg;
+    struct worker *w = wl->wl_worker;
+    struct source *src = NULL;
+
+    if (wl->wl_transport == TRANSPORT_TCP) {
+        int one = 1;
+
+        /*
+         * Behind a PROXY header the source is the client the header names,
+         * not the balancer: proxy.c admits it once the header is read.
+         */
+        if (!w->w_conf.cf_tcp_proxy_protocol && worker_admit(w, sa, (socklen_t)salen, &src) != 0) {
+            close(fd);
+            return;
+        }
+        /* Echo replies are small and latency-bound: never wait for Nagle. */
+        setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+    }
+    if (!worker_slot_take(w)) {
+        if (w->w_parked_fd != -1) {
+            /* Not expected: a paused listener accepts no more. */
+            worker_unadmit(w, src);
+            close(fd);
+            return;
+        }
+        w->w_parked_fd = fd;
+        w->w_parked_source = src;
+        w->w_parked_transport = wl->wl_transport;
+        memset(&w->w_parked_addr, 0, sizeof(w->w_parked_addr));
+        w->w_parked_len =
+            salen > 0 && (size_t)salen <= sizeof(w->w_parked_addr) ? (socklen_t)salen : 0;
+        memcpy(&w->w_parked_addr, sa, w->w_parked_len);
+        worker_update_full(w);
+        return;
+    }
+    worker_serve(w, fd, wl->wl_transport, sa, (socklen_t)salen, src);
+    if (__atomic_load_n(&w->w_group->wg_nconns, __ATOMIC_SEQ_CST) >= w->w_conf.cf_max_connections)
+        worker_update_full(w);
+}
+
+/* A stream of w is being freed: forget it and give its slot back. */
+static void
+worker_stream_closed(struct stream *st, void *arg)
+{
+    struct worker *w = arg;
+    struct timeval now, life;
+
+    event_base_gettimeofday_cached(w->w_base, &now);
+    timersub(&now, &st->st_started, &life);
+    stats_stream_done(&w->w_stats, st->st_transport,
+                      life.tv_sec < 0 ? 0
+                                      : (uint64_t)life.tv_sec * 1000000 + (uint64_t)life.tv_usec,
+                      st->st_nbytes);
+    TAILQ_REMOVE(&w->w_streams, st, st_entry);
+    w->w_nstreams--;
+    STATS_ADD(w->w_stats.st_closed, 1);
+    worker_unadmit(w, st->st_source);
+    st->st_source = NULL;
+    worker_slot_give(w);
+    if (w->w_stopping) {
+        if (w->w_nstreams == 0)
+            event_base_loopexit(w->w_base, NULL);
+        return;
+    }
+    /* A descriptor was just freed: no reason to wait for the retry timer. */
+    worker_pause(w, WORKER_PAUSE_NOFD, 0);
+}
+
+static void
+worker_nofd_cb(evutil_socket_t fd, short what, void *arg)
+{
+    struct worker *w = arg;
+
+    worker_pause(w, WORKER_PAUSE_NOFD, 0);
+}
+
+/*
+ * accept(2) failed.  Out of descriptors (or memory), libevent's listener
+ * would retry at once, forever: a full core and a flood of log lines.
+ * Instead this worker pauses accepting, retries from a timer, and the
+ * daemon logs at most one line a second with a count.  Pending clients
+ * wait in the kernel's backlog.
+ */
+static void
+worker_accept_failed(struct worker *w, int err)
+{
+    struct worker_group *wg = w->w_group;
+    int starved = err == EMFILE || err == ENFILE || err == ENOBUFS || err == ENOMEM;
+    unsigned long long count;
+
+    __atomic_fetch_add(&wg->wg_nofd_count, 1, __ATOMIC_RELAXED);
+    if (err == EMFILE || err == ENFILE)
+        STATS_ADD(w->w_stats.st_accept_errors[ACCEPT_ERROR_NOFD], 1);
+    else if (err == ENOBUFS || err == ENOMEM)
+        STATS_ADD(w->w_stats.st_accept_errors[ACCEPT_ERROR_NOMEM], 1);
+    else
+        STATS_ADD(w->w_stats.st_accept_errors[ACCEPT_ERROR_OTHER], 1);
+    if (starved) {
+        struct timeval tv = {.tv_sec = 0, .tv_usec = WORKER_NOFD_RETRY_MS * 1000};
+
+        STATS_ADD(w->w_stats.st_accept_failures, 1);
+        worker_pause(w, WORKER_PAUSE_NOFD, 1);
+        if (!evtimer_pending(w->w_nofd_timer, NULL))
+            evtimer_add(w->w_nofd_timer, &tv);
+    }
+    if (worker_nofd_may_log(wg)) {
+        count = __atomic_exchange_n(&wg->wg_nofd_count, 0, __ATOMIC_RELAXED);
+        if (starved)
+            log_warn("cannot accept connections: %s (%llu failures since the last report); "
+                     "pausing accepts and retrying every %d ms",
+                     strerror(err), count, WORKER_NOFD_RETRY_MS);
+        else
+            log_warn("cannot accept connections: %s (%llu failures since the last report)",
+                     strerror(err), count);
+    }
+}
+
+/* accept(2) failed for a reason other than a transient one. */
+static void
+worker_accept_error_cb(struct evconnlistener *evl, void *arg)
+{
+    struct worker_listener *wl = arg;
+
+    worker_accept_failed(wl->wl_worker, EVUTIL_SOCKET_ERROR());
+}
+
+/*
+ * Every stream of a worker shares one idle timeout, so let libevent keep
+ * them in one queue (a "common timeout") instead of its heap: re-arming
+ * after each read becomes O(1) rather than O(log connections).  libevent
+ * keeps at most 256 common timeouts per base and never frees one, so each
+ * reload with a new value uses one up; once they are gone the value is
+ * kept as an ordinary timeout, slower to re-arm but never switched off.
+ */
+static void
+worker_set_idle_timeout(struct worker *w)
+{
+    struct timeval tv = {.tv_sec = w->w_conf.cf_idle_timeout, .tv_usec = 0};
+
+    w->w_senv.se_idle_tv = NULL;
+    if (tv.tv_sec == 0)
+        return;
+    if ((w->w_senv.se_idle_tv = event_base_init_common_timeout(w->w_base, &tv)) != NULL)
+        return;
+    log_debug("no common timeout left for idle_timeout = %u; using an ordinary one",
+              w->w_conf.cf_idle_timeout);
+    w->w_idle_plain = tv;
+    w->w_senv.se_idle_tv = &w->w_idle_plain;
+}
+
+/* Serve the socket of ls that belongs to w: an evconnlistener for streams, an event for UDP. */
+static int
+worker_attach(struct worker *w, const struct listener *ls)
+{
+    struct worker_listener *wl = calloc(1, sizeof(*wl));
+    int fd = listener_fd(ls, w->w_index);
+
+    if (wl == NULL)
+        return -ENOMEM;
+    wl->wl_worker = w;
+    wl->wl_id = ls->ls_id;
+    wl->wl_transport = ls->ls_transport;
+    wl->wl_mark = 1;
+    if (ls->ls_transport == TRANSPORT_UDP) {
+        wl->wl_udp = udp_new(&w->w_uenv, fd);
+    } else {
+        /* Backlog 0: the socket is already listening (ours, or passed by systemd). */
+        wl->wl_evl =
+            evconnlistener_new(w->w_base, worker_accept_cb, wl, LEV_OPT_CLOSE_ON_EXEC, 0, fd);
+        if (wl->wl_evl != NULL) {
+            evconnlistener_set_error_cb(wl->wl_evl, worker_accept_error_cb);
+            if (w->w_paused)
+                evconnlistener_disable(wl->wl_evl);
+        }
+    }
+    if (wl->wl_udp == NULL && wl->wl_evl == NULL) {
+        free(wl);
+        return -ENOMEM;
+    }
+    TAILQ_INSERT_TAIL(&w->w_listeners, wl, wl_entry);
+    return 0;
+}
+
+/* Stop serving a listener; the main thread closes its socket once every worker let go. */
+static void
+worker_detach(struct worker *w, struct worker_listener *wl)
+{
+    TAILQ_REMOVE(&w->w_listeners, wl, wl_entry);
+    if (wl->wl_evl != NULL)
+        evconnlistener_free(wl->wl_evl);
+    udp_free(wl->wl_udp);
+    free(wl);
+}
+
+/*
+ * WORKER_APPLY: take the new configuration, serve exactly the listeners
+ * given (attaching new ones, letting go of removed ones) and apply the
+ * limits to the connections already open.
+ */
+static void
+worker_apply(struct worker *w, const struct worker_order *o)
+{
+    struct worker_listener *wl, *next;
+    const struct listener *ls;
+
+    w->w_conf = *o->wo_conf;
+    worker_set_idle_timeout(w);
+    TAILQ_FOREACH(wl, &w->w_listeners, wl_entry)
+        wl->wl_mark = 0;
+    TAILQ_FOREACH(ls, o->wo_listeners, ls_entry) {
+        TAILQ_FOREACH(wl, &w->w_listeners, wl_entry)
+            if (wl->wl_id == ls->ls_id)
+                break;
+        if (wl != NULL)
+            wl->wl_mark = 1;
+        else if (worker_attach(w, ls) != 0)
+            log_error("worker %u: cannot serve %s %s: out of memory", w->w_index,
+                      transport_name(ls->ls_transport), ls->ls_name);
+    }
+    for (wl = TAILQ_FIRST(&w->w_listeners); wl != NULL; wl = next) {
+        next = TAILQ_NEXT(wl, wl_entry);
+        if (!wl->wl_mark)
+            worker_detach(w, wl);
+    }
+    {
+        struct stream *st;
+
+        TAILQ_FOREACH(st, &w->w_streams, st_entry)
+            stream_apply_limits(st);
+    }
+    /* max_connections may have moved either way. */
+    worker_update_full(w);
+}
+
+/* WORKER_STOP: let go of every listener, stop reading, deliver what is pending. */
+static void
+worker_stop(struct worker *w)
+{
+    struct worker_listener *wl;
+    struct stream *st, *next;
+
+    w->w_stopping = 1;
+    w->w_senv.se_stopping = 1;
+    while ((wl = TAILQ_FIRST(&w->w_listeners)) != NULL)
+        worker_detach(w, wl);
+    if (w->w_parked_fd != -1) {
+        /* Never served: like a client left in the backlog, it is closed. */
+        close(w->w_parked_fd);
+        w->w_parked_fd = -1;
+        worker_unadmit(w, w->w_parked_source);
+        w->w_parked_source = NULL;
+    }
+    evtimer_del(w->w_nofd_timer);
+    for (st = TAILQ_FIRST(&w->w_streams); st != NULL; st = next) {
+        next = TAILQ_NEXT(st, st_entry);
+        stream_shutdown(st);
+    }
+    if (w->w_nstreams == 0)
+        event_base_loopexit(w->w_base, NULL);
+}
+
+/* The main thread wrote an order, or another worker freed a slot. */
+static void
+worker_wake_cb(evutil_socket_t fd, short what, void *arg)
+{
+    struct worker *w = arg;
+    struct worker_group *wg = w->w_group;
+    struct worker_order o;
+    unsigned gen = 0;
+    size_t owed = 0;
+    uint64_t v;
+    int have = 0;
+
+    while (read(fd, &v, sizeof(v)) == -1 && errno == EINTR)
+        ;
+    pthread_mutex_lock(&wg->wg_lock);
+    if (w->w_gen_done != wg->wg_gen) {
+        o = wg->wg_order;
+        gen = wg->wg_gen;
+        have = 1;
+    }
+    pthread_mutex_unlock(&wg->wg_lock);
+    if (have) {
+        switch (o.wo_kind) {
+        case WORKER_APPLY:
+            worker_apply(w, &o);
+            break;
+        case WORKER_STOP:
+            worker_stop(w);
+            break;
+        case WORKER_BREAK:
+            event_base_loopbreak(w->w_base);
+            break;
+        case WORKER_COUNT: {
+            struct stream *st;
+
+            owed = 0;
+            TAILQ_FOREACH(st, &w->w_streams, st_entry)
+                owed += (size_t)stream_owed(st);
+            break;
+        }
+        }
+        pthread_mutex_lock(&wg->wg_lock);
+        w->w_owed = owed;
+        w->w_gen_done = gen;
+        pthread_cond_broadcast(&wg->wg_cond);
+        pthread_mutex_unlock(&wg->wg_lock);
+    }
+    if ((w->w_paused & WORKER_PAUSE_FULL) ||
+        __atomic_load_n(&wg->wg_nconns, __ATOMIC_SEQ_CST) >= w->w_conf.cf_max_connections)
+        worker_update_full(w);
+    /* Another worker's clients drained the output below max_memory. */
+    stream_env_mem_recheck(&w->w_senv);
+}
+
+/* A heartbeat: the main thread pings the service manager's watchdog only while every loop beats. */
+static void
+worker_beat_cb(evutil_socket_t fd, short what, void *arg)
+{
+    struct worker *w = arg;
+
+    __atomic_store_n(&w->w_beats, __atomic_load_n(&w->w_beats, __ATOMIC_RELAXED) + 1,
+                     __ATOMIC_RELAXED);
+}
+
+#ifdef UPECHOD_TEST_HOOKS
+/* Test builds: block this worker's loop, as a bug would, to show the watchdog notices. */
+static void
+worker_stall_cb(evutil_socket_t fd, short what, void *arg)
+{
+    const char *spec = getenv("UPECHOD_TEST_STALL");
+    unsigned idx, after, ms;
+    struct timespec ts;
+
+    if (spec == NULL || sscanf(spec, "%u:%u:%u", &idx, &after, &ms) != 3)
+        return;
+    log_warn("worker %u: blocking for %u ms (UPECHOD_TEST_STALL)", idx, ms);
+    ts.tv_sec = ms / 1000;
+    ts.tv_nsec = (long)(ms % 1000) * 1000000;
+    while (nanosleep(&ts, &ts) == -1 && errno == EINTR)
+        ;
+}
+
+/* UPECHOD_TEST_STALL=WORKER:AFTER_MS:FOR_MS blocks one worker once. */
+static int
+worker_stall_setup(struct worker *w)
+{
+    const char *spec = getenv("UPECHOD_TEST_STALL");
+    unsigned idx, after, ms;
+    struct timeval tv;
+
+    if (spec == NULL || sscanf(spec, "%u:%u:%u", &idx, &after, &ms) != 3 || idx != w->w_index)
+        return 0;
+    tv.tv_sec = after / 1000;
+    tv.tv_usec = (suseconds_t)(after % 1000) * 1000;
+    if ((w->w_stall_timer = evtimer_new(w->w_base, worker_stall_cb, w)) == NULL)
+        return -ENOMEM;
+    return evtimer_add(w->w_stall_timer, &tv) == -1 ? -ENOMEM : 0;
+}
+#endif
+
+/* Close every connection of w at once; its loop is not running. */
+static void
+worker_close_streams(struct worker *w)
+{
+    struct stream *st;
+
+    if (w == NULL)
+        return;
+    w->w_stopping = 1;
+    while ((st = TAILQ_FIRST(&w->w_streams)) != NULL)
+        stream_free(st);
+}
+
+static void
+worker_free(struct worker *w)
+{
+    struct worker_listener *wl;
+
+    if (w == NULL)
+        return;
+    worker_close_streams(w);
+    while ((wl = TAILQ_FIRST(&w->w_listeners)) != NULL)
+        worker_detach(w, wl);
+    if (w->w_parked_fd != -1)
+        close(w->w_parked_fd);
+    worker_unadmit(w, w->w_parked_source);
+    if (w->w_stall_timer != NULL)
+        event_free(w->w_stall_timer);
+    if (w->w_beat_timer != NULL)
+        event_free(w->w_beat_timer);
+    if (w->w_nofd_timer != NULL)
+        event_free(w->w_nofd_timer);
+    if (w->w_wake_ev != NULL)
+        event_free(w->w_wake_ev);
+    if (w->w_wake_fd != -1)
+        close(w->w_wake_fd);
+    ratelimit_free(w->w_uenv.ue_ratelimit);
+    ratelimit_free(w->w_uenv.ue_portlimit);
+    udp_batch_free(w->w_uenv.ue_batch);
+    if (w->w_base != NULL)
+        event_base_free(w->w_base);
+    free(w);
+}
+
+/*
+ * The output of every worker together fell to 3/4 of max_memory: wake the
+ * workers with streams paused for it (this one rechecks its own already).
+ */
+static void
+worker_mem_drained(void *arg)
+{
+    struct worker *w = arg;
+    struct worker_group *wg = w->w_group;
+
+    for (unsigned i = 0; i < wg->wg_n; i++) {
+        struct worker *x = wg->wg_workers[i];
+
+        if (x != w && __atomic_load_n(&x->w_senv.se_mem_waiting, __ATOMIC_SEQ_CST))
+            worker_wake(x);
+    }
+}
+
+/* One worker, its loop built but not running; beat_usec 0: no heartbeat. */
+static struct worker *
+worker_new(struct worker_group *wg, unsigned index, const struct upechod_config *cf,
+           uint64_t beat_usec)
+{
+    struct worker *w = calloc(1, sizeof(*w));
+
+    if (w == NULL)
+        return NULL;
+    w->w_group = wg;
+    w->w_index = index;
+    w->w_parked_fd = -1;
+    w->w_conf = *cf;
+    TAILQ_INIT(&w->w_listeners);
+    TAILQ_INIT(&w->w_streams);
+    w->w_wake_fd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+    w->w_base = event_base_new();
+    w->w_uenv.ue_batch = udp_batch_new();
+    w->w_uenv.ue_ratelimit = ratelimit_new();
+    w->w_uenv.ue_portlimit = ratelimit_new();
+    TAILQ_INIT(&w->w_uenv.ue_socks);
+    if (w->w_wake_fd == -1 || w->w_base == NULL || w->w_uenv.ue_batch == NULL ||
+        w->w_uenv.ue_ratelimit == NULL || w->w_uenv.ue_portlimit == NULL)
+        goto fail;
+    /* A loop partner over rate_limit_per_port is cut off for a second: see udp.c. */
+    ratelimit_set_debt(w->w_uenv.ue_portlimit, 1);
+    w->w_senv = (struct stream_env){
+        .se_base = w->w_base,
+        .se_conf = &w->w_conf,
+        .se_stats = &w->w_stats,
+        .se_closed = worker_stream_closed,
+        .se_admit = worker_stream_admit,
+        .se_mem_drained = worker_mem_drained,
+        .se_arg = w,
+        .se_total = &wg->wg_mem_total,
+        .se_nstreams = &wg->wg_nconns,
+        .se_proxy_log = &wg->wg_proxy_log,
+    };
+    TAILQ_INIT(&w->w_senv.se_mem_paused);
+    w->w_uenv.ue_base = w->w_base;
+    w->w_uenv.ue_conf = &w->w_conf;
+    w->w_uenv.ue_stats = &w->w_stats;
+    w->w_uenv.ue_loop_log = &wg->wg_loop_log;
+    worker_set_idle_timeout(w);
+    w->w_wake_ev = event_new(w->w_base, w->w_wake_fd, EV_READ | EV_PERSIST, worker_wake_cb, w);
+    w->w_nofd_timer = evtimer_new(w->w_base, worker_nofd_cb, w);
+    if (w->w_wake_ev == NULL || w->w_nofd_timer == NULL || event_add(w->w_wake_ev, NULL) == -1)
+        goto fail;
+    if (beat_usec > 0) {
+        struct timeval tv = {.tv_sec = (time_t)(beat_usec / 1000000),
+                             .tv_usec = (suseconds_t)(beat_usec % 1000000)};
+
+        w->w_beat_timer = event_new(w->w_base, -1, EV_PERSIST, worker_beat_cb, w);
+        if (w->w_beat_timer == NULL || event_add(w->w_beat_timer, &tv) == -1)
+            goto fail;
+    }
+#ifdef UPECHOD_TEST_HOOKS
+    if (worker_stall_setup(w) != 0)
+        goto fail;
+#endif
+    return w;
+fail:
+    worker_free(w);
+    return NULL;
+}
+
+/* A worker thread: run the loop until stopped, then tell the main thread. */
+static void *
+worker_main(void *arg)
+{
+    struct worker *w = arg;
+    struct worker_group *wg = w->w_group;
+    uint64_t one = 1;
+
+    if (event_base_dispatch(w->w_base) == -1)
+        log_error("worker %u: event loop failed", w->w_index);
+    if (wg->wg_n > 1)
+        log_info("worker %u: %llu connections accepted, %llu datagrams received", w->w_index,
+                 (unsigned long long)STATS_GET(w->w_stats.st_accepted),
+                 (unsigned long long)STATS_GET(w->w_stats.st_dgrams_in));
+    pthread_mutex_lock(&wg->wg_lock);
+    w->w_finished = 1;
+    pthread_cond_broadcast(&wg->wg_cond);
+    pthread_mutex_unlock(&wg->wg_lock);
+    while (write(wg->wg_done_fd, &one, sizeof(one)) == -1 && errno == EINTR)
+        ;
+    return NULL;
+}
+
+/*
+ * Build cf->cf_workers workers, their loops ready but not running yet (so
+ * before privileges are dropped nothing runs but the main thread).
+ * beat_usec: how often each loop beats for the watchdog, 0 for never.
+ */
+int
+worker_group_init(struct worker_group *wg, const struct upechod_config *cf, uint64_t beat_usec)
+{
+    memset(wg, 0, sizeof(*wg));
+    wg->wg_done_fd = -1;
+    pthread_mutex_init(&wg->wg_lock, NULL);
+    pthread_cond_init(&wg->wg_cond, NULL);
+    pthread_mutex_init(&wg->wg_sources_lock, NULL);
+    if ((wg->wg_sources = source_table_new()) == NULL)
+        return -ENOMEM;
+    if ((wg->wg_done_fd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC)) == -1)
+        return -errno;
+    if ((wg->wg_workers = calloc(cf->cf_workers, sizeof(*wg->wg_workers))) == NULL)
+        return -ENOMEM;
+    for (unsigned i = 0; i < cf->cf_workers; i++) {
+        if ((wg->wg_workers[i] = worker_new(wg, i, cf, beat_usec)) == NULL)
+            return -ENOMEM;
+        wg->wg_n++;
+    }
+    return 0;
+}
+
+/* Start every worker's thread; signals stay with the main thread. */
+int
+worker_group_start(struct worker_group *wg)
+{
+    sigset_t all, old;
+    int rc = 0;
+
+    sigfillset(&all);
+    pthread_sigmask(SIG_SETMASK, &all, &old);
+    for (unsigned i = 0; i < wg->wg_n && rc == 0; i++) {
+        struct worker *w = wg->wg_workers[i];
+
+        if ((rc = pthread_create(&w->w_thread, NULL, worker_main, w)) == 0)
+            w->w_thread_started = 1;
+    }
+    pthread_sigmask(SIG_SETMASK, &old, NULL);
+    wg->wg_started = 1;
+    return -rc;
+}
+
+/*
+ * Hand every worker an order and, except for WORKER_BREAK, wait until each
+ * has carried it out in its own loop (or its loop has ended).  The main
+ * thread blocks for that long, a loop iteration of the busiest worker:
+ * what it serves, signals and timers, can wait that long.
+ */
+void
+worker_group_order(struct worker_group *wg, const struct worker_order *o)
+{
+    unsigned gen;
+    int all;
+
+    pthread_mutex_lock(&wg->wg_lock);
+    gen = ++wg->wg_gen;
+    wg->wg_order = *o;
+    pthread_mutex_unlock(&wg->wg_lock);
+    for (unsigned i = 0; i < wg->wg_n; i++)
+        worker_wake(wg->wg_workers[i]);
+    if (o->wo_kind == WORKER_BREAK)
+        return;
+    pthread_mutex_lock(&wg->wg_lock);
+    do {
+        all = 1;
+        for (unsigned i = 0; i < wg->wg_n; i++) {
+            struct worker *w = wg->wg_workers[i];
+
+            if (w->w_thread_started && !w->w_finished && w->w_gen_done != gen)
+                all = 0;
+        }
+        if (!all)
+            pthread_cond_wait(&wg->wg_cond, &wg->wg_lock);
+    } while (!all);
+    pthread_mutex_unlock(&wg->wg_lock);
+}
+
+/* End every loop at once and wait for the threads. */
+void
+worker_group_join(struct worker_group *wg)
+{
+    struct worker_order o = {.wo_kind = WORKER_BREAK};
+
+    if (!wg->wg_started)
+        return;
+    worker_group_order(wg, &o);
+    for (unsigned i = 0; i < wg->wg_n; i++) {
+        struct worker *w = wg->wg_workers[i];
+
+        if (w->w_thread_started)
+            pthread_join(w->w_thread, NULL);
+        w->w_thread_started = 0;
+    }
+    wg->wg_started = 0;
+}
+
+/* Free every worker (their connections are closed); NULL-safe on a half-built group. */
+void
+worker_group_deinit(struct worker_group *wg)
+{
+    worker_group_join(wg);
+    /* Closing a stream may wake any worker: close them all before freeing one. */
+    for (unsigned i = 0; i < wg->wg_n; i++)
+        worker_close_streams(wg->wg_workers[i]);
+    for (unsigned i = 0; i < wg->wg_n; i++)
+        worker_free(wg->wg_workers[i]);
+    free(wg->wg_workers);
+    wg->wg_workers = NULL;
+    wg->wg_n = 0;
+    if (wg->wg_done_fd != -1)
+        close(wg->wg_done_fd);
+    wg->wg_done_fd = -1;
+    source_table_free(wg->wg_sources);
+    wg->wg_sources = NULL;
+    pthread_mutex_destroy(&wg->wg_sources_lock);
+    pthread_cond_destroy(&wg->wg_cond);
+    pthread_mutex_destroy(&wg->wg_lock);
+}
+
+/* Stream connections open across every worker. */
+size_t
+worker_group_connections(struct worker_group *wg)
+{
+    return __atomic_load_n(&wg->wg_nconns, __ATOMIC_RELAXED);
+}
+
+/*
+ * Connections still owed echo, across workers (asked of each in its own
+ * loop); the others only wait, after our FIN, for the client's own.
+ */
+size_t
+worker_group_owed(struct worker_group *wg)
+{
+    struct worker_order o = {.wo_kind = WORKER_COUNT};
+    size_t n = 0;
+
+    if (!wg->wg_started)
+        return 0;
+    worker_group_order(wg, &o);
+    pthread_mutex_lock(&wg->wg_lock);
+    for (unsigned i = 0; i < wg->wg_n; i++)
+        if (!wg->wg_workers[i]->w_finished)
+            n += wg->wg_workers[i]->w_owed;
+    pthread_mutex_unlock(&wg->wg_lock);
+    return n;
+}
+
+/* The sum of every worker's counters, read while they run. */
+void
+worker_group_stats(struct worker_group *wg, struct server_stats *sum)
+{
+    memset(sum, 0, sizeof(*sum));
+    for (unsigned i = 0; i < wg->wg_n; i++)
+        stats_accumulate(sum, &wg->wg_workers[i]->w_stats);
+}
+
+/* Add the pauses still going on, at max_connections and for descriptors, to s. */
+void
+worker_group_paused_now(struct worker_group *wg, struct server_stats *s)
+{
+    int64_t now = worker_now_ms();
+
+    int64_t full = __atomic_load_n(&wg->wg_full_since, __ATOMIC_RELAXED);
+
+    if (full != 0 && now > full)
+        s->st_paused_full_usec += (uint64_t)(now - full) * 1000;
+    for (unsigned i = 0; i < wg->wg_n; i++) {
+        int64_t nofd = __atomic_load_n(&wg->wg_workers[i]->w_nofd_since, __ATOMIC_RELAXED);
+
+        if (nofd != 0 && now > nofd)
+            s->st_paused_nofd_usec += (uint64_t)(now - nofd) * 1000;
+    }
+}
+
+/* One worker's counters, to be read with STATS_GET(). */
+const struct server_stats *
+worker_group_worker_stats(struct worker_group *wg, unsigned i)
+{
+    return &wg->wg_workers[i]->w_stats;
+}
+
+/*
+ * Whether every running worker's loop has beaten since one of the last two
+ * calls: the watchdog is pinged only then, so a stuck worker gets the
+ * daemon restarted, not only a stuck main thread.  Two, because a worker
+ * only late on a loaded machine (its beats are 4 to a check) must not cost
+ * a ping; a stuck one still stops them within a watchdog period.  A worker
+ * whose loop ended (drained at shutdown) is not waited for.
+ */
+int
+worker_group_alive(struct worker_group *wg)
+{
+    int alive = 1;
+
+    for (unsigned i = 0; i < wg->wg_n; i++) {
+        struct worker *w = wg->wg_workers[i];
+        uint64_t beats = __atomic_load_n(&w->w_beats, __ATOMIC_RELAXED);
+        int finished;
+
+        pthread_mutex_lock(&wg->wg_lock);
+        finished = w->w_finished;
+        pthread_mutex_unlock(&wg->wg_lock);
+        if (beats == w->w_beats_seen && !finished) {
+            if (++w->w_missed == 2)
+                log_error("worker %u has not run its event loop for a watchdog period; "
+                          "not pinging the watchdog",
+                          i);
+            if (w->w_missed >= 2)
+                alive = 0;
+        } else {
+            if (w->w_missed >= 2)
+                log_info("worker %u runs again", i);
+            w->w_missed = 0;
+        }
+        w->w_beats_seen = beats;
+    }
+    return alive;
+}

@@ -1,0 +1,247 @@
+/* test-stream.c: one stream driven over a socketpair in an event base of the test's own. */
+#include <check.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <poll.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <event2/event.h>
+
+#include "config.h"
+#include "stream.h"
+
+/* What a test's stream lends and what the closed callback saw. */
+struct fixture {
+    struct event_base *f_base;
+    struct upechod_config f_conf;
+    struct server_stats f_stats;
+    struct stream_env f_env;
+    struct stream *f_st;
+    size_t f_total;    /* the output total every env shares; here just the one */
+    size_t f_nstreams; /* the streams of every env */
+    struct stats_budget f_proxy_log;
+    int f_peer; /* the client's end */
+    int f_closed;
+};
+
+static void
+fixture_closed(struct stream *st, void *arg)
+{
+    struct fixture *f = arg;
+
+    ck_assert_ptr_eq(st, f->f_st);
+    f->f_closed++;
+    f->f_st = NULL;
+}
+
+static void
+fixture_init(struct fixture *f, size_t max_pending)
+{
+    int sv[2];
+
+    memset(f, 0, sizeof(*f));
+    config_defaults(&f->f_conf);
+    f->f_conf.cf_max_pending_output = max_pending;
+    f->f_base = event_base_new();
+    ck_assert_ptr_nonnull(f->f_base);
+    f->f_env = (struct stream_env){
+        .se_base = f->f_base,
+        .se_conf = &f->f_conf,
+        .se_stats = &f->f_stats,
+        .se_closed = fixture_closed,
+        .se_arg = f,
+        .se_total = &f->f_total,
+        .se_nstreams = &f->f_nstreams,
+        .se_proxy_log = &f->f_proxy_log,
+    };
+    TAILQ_INIT(&f->f_env.se_mem_paused);
+    f->f_nstreams = 1;
+    ck_assert_int_eq(socketpair(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0, sv), 0);
+    f->f_st = stream_new(&f->f_env, sv[0], TRANSPORT_UNIX, NULL, 0);
+    ck_assert_ptr_nonnull(f->f_st);
+    f->f_peer = sv[1];
+}
+
+static void
+fixture_deinit(struct fixture *f)
+{
+    stream_free(f->f_st);
+    if (f->f_peer != -1)
+        close(f->f_peer);
+    event_base_free(f->f_base);
+}
+
+/* Run the loop until it has nothing ready, a few times over. */
+static void
+spin(struct fixture *f)
+{
+    for (int i = 0; i < 20; i++)
+        event_base_loop(f->f_base, EVLOOP_NONBLOCK);
+}
+
+/* Read exactly n bytes from the peer, running the stream's loop meanwhile. */
+static void
+peer_read(struct fixture *f, char *buf, size_t n)
+{
+    size_t got = 0;
+
+    for (int round = 0; got < n && round < 10000; round++) {
+        ssize_t r;
+
+        spin(f);
+        r = read(f->f_peer, buf + got, n - got);
+        if (r > 0)
+            got += (size_t)r;
+        else
+            ck_assert_msg(r == -1 && errno == EAGAIN, "read: %zd, %s", r, strerror(errno));
+    }
+    ck_assert_uint_eq(got, n);
+}
+
+START_TEST(test_echo_and_counters)
+{
+    struct fixture f;
+    char buf[16];
+
+    fixture_init(&f, 1024 * 1024);
+    ck_assert_int_eq(write(f.f_peer, "hello, World", 12), 12);
+    peer_read(&f, buf, 12);
+    ck_assert_int_eq(memcmp(buf, "HELLO, WORLD", 12), 0);
+    ck_assert_uint_eq(f.f_stats.st_bytes_in, 12);
+    ck_assert_uint_eq(f.f_stats.st_bytes_out, 12);
+    ck_assert_int_eq(f.f_closed, 0);
+    fixture_deinit(&f);
+    ck_assert_int_eq(f.f_closed, 1);
+}
+END_TEST
+
+/* The client half-closes: what it sent is still echoed, then the stream closes and says so. */
+START_TEST(test_eof_flushes_then_closes)
+{
+    struct fixture f;
+    char buf[8];
+
+    fixture_init(&f, 1024 * 1024);
+    ck_assert_int_eq(write(f.f_peer, "abc", 3), 3);
+    ck_assert_int_eq(shutdown(f.f_peer, SHUT_WR), 0);
+    peer_read(&f, buf, 3);
+    ck_assert_int_eq(memcmp(buf, "ABC", 3), 0);
+    spin(&f);
+    ck_assert_int_eq(f.f_closed, 1);
+    ck_assert_ptr_null(f.f_st);
+    ck_assert_int_eq(read(f.f_peer, buf, sizeof(buf)), 0);
+    fixture_deinit(&f);
+}
+END_TEST
+
+/* A client that writes without reading is stopped at max_pending_output, then resumed. */
+START_TEST(test_backpressure)
+{
+    static char chunk[4096];
+    struct fixture f;
+    size_t sent = 0, got = 0;
+    char buf[4096];
+
+    fixture_init(&f, 16 * 1024);
+    memset(chunk, 'x', sizeof(chunk));
+    for (int i = 0; i < 2000 && !f.f_st->st_paused; i++) {
+        ssize_t n = write(f.f_peer, chunk, sizeof(chunk));
+
+        if (n > 0)
+            sent += (size_t)n;
+        spin(&f);
+    }
+    ck_assert_msg(f.f_st->st_paused, "not paused after %zu bytes unread", sent);
+    /* Draining the echo resumes reading, and every byte comes back. */
+    for (int round = 0; got < sent && round < 100000; round++) {
+        ssize_t n = read(f.f_peer, buf, sizeof(buf));
+
+        if (n > 0) {
+            for (ssize_t i = 0; i < n; i++)
+                ck_assert_int_eq(buf[i], 'X');
+            got += (size_t)n;
+        }
+        spin(&f);
+    }
+    ck_assert_uint_eq(got, sent);
+    ck_assert(!f.f_st->st_paused);
+    fixture_deinit(&f);
+}
+END_TEST
+
+/* At shutdown what was read is delivered, our FIN sent, and the stream closes once the client does.
+ */
+START_TEST(test_shutdown_lingers)
+{
+    struct fixture f;
+    char buf[8];
+
+    fixture_init(&f, 1024 * 1024);
+    ck_assert_int_eq(write(f.f_peer, "bye", 3), 3);
+    peer_read(&f, buf, 3);
+    f.f_env.se_stopping = 1;
+    stream_shutdown(f.f_st);
+    spin(&f);
+    ck_assert_int_eq(read(f.f_peer, buf, sizeof(buf)), 0); /* our FIN */
+    ck_assert_int_eq(f.f_closed, 0);                       /* waiting for the client's */
+    close(f.f_peer);
+    f.f_peer = -1;
+    spin(&f);
+    ck_assert_int_eq(f.f_closed, 1);
+    fixture_deinit(&f);
+}
+END_TEST
+
+/*
+ * A connection the loop cannot watch (epoll refuses /dev/null, as it would
+ * refuse anything when the kernel is out of memory): stream_new() fails,
+ * closes the descriptor, and never calls the closed callback, so its
+ * owner counts nothing and gives no slot back twice.
+ */
+START_TEST(test_enable_fails)
+{
+    struct fixture f;
+    int fd;
+
+    fixture_init(&f, 1024 * 1024);
+    fd = open("/dev/null", O_RDWR | O_CLOEXEC);
+    ck_assert_int_ge(fd, 0);
+    ck_assert_ptr_null(stream_new(&f.f_env, fd, TRANSPORT_UNIX, NULL, 0));
+    /* libevent closes a freed bufferevent's descriptor from the loop. */
+    event_base_loop(f.f_base, EVLOOP_NONBLOCK);
+    ck_assert_msg(fcntl(fd, F_GETFD) == -1 && errno == EBADF, "the descriptor was left open");
+    ck_assert_int_eq(f.f_closed, 0);
+    fixture_deinit(&f);
+    ck_assert_int_eq(f.f_closed, 1);
+}
+END_TEST
+
+static Suite *
+stream_suite(void)
+{
+    Suite *s = suite_create("stream");
+    TCase *tc = tcase_create("stream");
+
+    tcase_add_test(tc, test_echo_and_counters);
+    tcase_add_test(tc, test_eof_flushes_then_closes);
+    tcase_add_test(tc, test_backpressure);
+    tcase_add_test(tc, test_shutdown_lingers);
+    tcase_add_test(tc, test_enable_fails);
+    suite_add_tcase(s, tc);
+    return s;
+}
+
+int
+main(void)
+{
+    SRunner *sr = srunner_create(stream_suite());
+    int failed;
+
+    srunner_run_all(sr, CK_ENV);
+    failed = srunner_ntests_failed(sr);
+    srunner_free(sr);
+    return failed == 0 ? EXIT_SUCCESS : EXIT_FAILURE;
+}
