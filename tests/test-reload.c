@@ -1,6 +1,9 @@
 /* test-reload.c: SIGHUP re-reads the configuration without dropping anyone. */
 #include <arpa/inet.h>
 #include <check.h>
+#include <linux/inet_diag.h>
+#include <linux/netlink.h>
+#include <linux/sock_diag.h>
 #include <errno.h>
 #include <netinet/in.h>
 #include <pthread.h>
@@ -364,6 +367,74 @@ START_TEST(test_reload_bind_fails_keeps_old)
 END_TEST
 
 /*
+ * The backlog of the TCP socket listening on 127.0.0.1:port, as the kernel
+ * reports it (inet_diag's idiag_wqueue for a listener), or -1.
+ */
+static int
+listen_backlog(int port)
+{
+    struct {
+        struct nlmsghdr nlh;
+        struct inet_diag_req_v2 req;
+    } q = {0};
+    char buf[8192];
+    int fd = socket(AF_NETLINK, SOCK_DGRAM | SOCK_CLOEXEC, NETLINK_SOCK_DIAG);
+    int backlog = -1;
+    ssize_t n;
+
+    if (fd == -1)
+        return -1;
+    q.nlh.nlmsg_len = sizeof(q);
+    q.nlh.nlmsg_type = SOCK_DIAG_BY_FAMILY;
+    q.nlh.nlmsg_flags = NLM_F_REQUEST | NLM_F_DUMP;
+    q.req.sdiag_family = AF_INET;
+    q.req.sdiag_protocol = IPPROTO_TCP;
+    q.req.idiag_states = 1 << 10; /* TCP_LISTEN */
+    if (send(fd, &q, sizeof(q), 0) != (ssize_t)sizeof(q)) {
+        close(fd);
+        return -1;
+    }
+    while (backlog == -1 && (n = recv(fd, buf, sizeof(buf), 0)) > 0) {
+        struct nlmsghdr *h = (struct nlmsghdr *)buf;
+        int done = 0;
+
+        for (; NLMSG_OK(h, (size_t)n); h = NLMSG_NEXT(h, n)) {
+            struct inet_diag_msg *m = NLMSG_DATA(h);
+
+            if (h->nlmsg_type == NLMSG_DONE || h->nlmsg_type == NLMSG_ERROR) {
+                done = 1;
+                break;
+            }
+            if (ntohs(m->id.idiag_sport) == port)
+                backlog = (int)m->idiag_wqueue;
+        }
+        if (done)
+            break;
+    }
+    close(fd);
+    return backlog;
+}
+
+/* A reload that keeps a TCP listener applies a new backlog to it. */
+START_TEST(test_reload_backlog)
+{
+    struct daemon_proc dp;
+    int port;
+
+    start_or_fail(&dp, "[tcp]\nlisten = 127.0.0.1:0\nbacklog = 16\n[udp]\nenabled = no\n");
+    port = dp.dp_tcp_port;
+    ck_assert_int_eq(listen_backlog(port), 16);
+    ck_assert_int_eq(daemon_write_config(
+                         &dp, "[tcp]\nlisten = 127.0.0.1:0\nbacklog = 77\n[udp]\nenabled = no\n"),
+                     0);
+    reload(&dp, "configuration reloaded", 1);
+    /* The same listener (port 0 names it across reloads), with the new backlog. */
+    ck_assert_int_eq(listen_backlog(port), 77);
+    daemon_stop(&dp);
+}
+END_TEST
+
+/*
  * libevent has 256 common timeouts per base: 300 reloads, each with another
  * idle_timeout, must not switch the idle timeout off.
  */
@@ -439,6 +510,7 @@ reload_suite(void)
     tcase_add_test(tc, test_reload_listeners);
     tcase_add_test(tc, test_reload_limits_existing);
     tcase_add_test(tc, test_reload_bind_fails_keeps_old);
+    tcase_add_test(tc, test_reload_backlog);
     tcase_add_test(tc, test_reload_many_idle_timeouts);
     tcase_add_test(tc, test_reload_no_descriptors);
     suite_add_tcase(s, tc);

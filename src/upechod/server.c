@@ -315,9 +315,17 @@ server_reconcile(struct server *srv, const struct upechod_config *cf, int fatal)
                 log_info("listening on %s %s", transport_name(ls->ls_transport), ls->ls_name);
         return first_err;
     }
-    TAILQ_FOREACH(ls, &srv->srv_listeners, ls_entry)
+    TAILQ_FOREACH(ls, &srv->srv_listeners, ls_entry) {
         if (ls->ls_mark == SERVER_LS_NEW)
             log_info("listening on %s %s", transport_name(ls->ls_transport), ls->ls_name);
+        /* A kept stream listener takes a changed backlog with another listen(2). */
+        else if (ls->ls_mark == SERVER_LS_KEEP &&
+                 (rc = listener_set_backlog(ls, ls->ls_transport == TRANSPORT_UNIX
+                                                    ? cf->cf_unix_backlog
+                                                    : cf->cf_tcp_backlog)) != 0)
+            log_warn("reload: cannot change the backlog of %s %s: %s",
+                     transport_name(ls->ls_transport), ls->ls_name, strerror(-rc));
+    }
     return 0;
 }
 
