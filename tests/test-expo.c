@@ -139,16 +139,16 @@ START_TEST(test_expo_render)
     const char *t;
 
     memset(&s, 0, sizeof(s));
-    s.st_t_accepted[TRANSPORT_TCP] = 5;
-    s.st_t_closed[TRANSPORT_TCP] = 3;
-    s.st_open[TRANSPORT_TCP] = 2;
-    s.st_t_bytes_in[TRANSPORT_UDP] = 99;
-    s.st_drop_ratelimit = 4;
-    s.st_paused_full_usec = 1500000;
-    s.st_lifetime_buckets[0] = 1;
-    s.st_lifetime_buckets[STATS_LIFETIME_NBOUNDS] = 2;
-    s.st_lifetime_usec = 7200000001;
-    s.st_workers = 1;
+    s.ss_t_accepted[TRANSPORT_TCP] = 5;
+    s.ss_t_closed[TRANSPORT_TCP] = 3;
+    s.ss_open[TRANSPORT_TCP] = 2;
+    s.ss_t_bytes_in[TRANSPORT_UDP] = 99;
+    s.ss_drop_ratelimit = 4;
+    s.ss_paused_full_usec = 1500000;
+    s.ss_lifetime_buckets[0] = 1;
+    s.ss_lifetime_buckets[STATS_LIFETIME_NBOUNDS] = 2;
+    s.ss_lifetime_usec = 7200000001;
+    s.ss_workers = 1;
     metrics_render(out, &s, &p);
     t = text();
     ck_assert_ptr_nonnull(strstr(t, "\nupechod_connections_accepted_total{transport=\"tcp\"} 5\n"));

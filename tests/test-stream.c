@@ -110,8 +110,8 @@ START_TEST(test_echo_and_counters)
     ck_assert_int_eq(write(f.f_peer, "hello, World", 12), 12);
     peer_read(&f, buf, 12);
     ck_assert_int_eq(memcmp(buf, "HELLO, WORLD", 12), 0);
-    ck_assert_uint_eq(f.f_stats.st_bytes_in, 12);
-    ck_assert_uint_eq(f.f_stats.st_bytes_out, 12);
+    ck_assert_uint_eq(f.f_stats.ss_bytes_in, 12);
+    ck_assert_uint_eq(f.f_stats.ss_bytes_out, 12);
     ck_assert_int_eq(f.f_closed, 0);
     fixture_deinit(&f);
     ck_assert_int_eq(f.f_closed, 1);

@@ -243,112 +243,112 @@ metrics_render(struct evbuffer *out, const struct server_stats *s, const struct 
     const char *labels[3] = {NULL, NULL, NULL};
 
     metrics_per_transport(out, "upechod_connections_open", "gauge", "Stream connections open now.",
-                          s->st_open, streams, 2);
+                          s->ss_open, streams, 2);
     metrics_per_transport(out, "upechod_connections_accepted_total", "counter",
-                          "Stream connections accepted.", s->st_t_accepted, streams, 2);
+                          "Stream connections accepted.", s->ss_t_accepted, streams, 2);
     metrics_per_transport(out, "upechod_connections_closed_total", "counter",
-                          "Stream connections closed, for any reason.", s->st_t_closed, streams, 2);
+                          "Stream connections closed, for any reason.", s->ss_t_closed, streams, 2);
     expo_family(out, "upechod_connections_limited_total", "counter",
                 "Stream connections closed by a limit.");
     labels[0] = "limit";
     labels[1] = "idle_timeout";
-    expo_u64(out, "upechod_connections_limited_total", labels, s->st_timeouts);
+    expo_u64(out, "upechod_connections_limited_total", labels, s->ss_timeouts);
     labels[1] = "max_connections_per_source";
-    expo_u64(out, "upechod_connections_limited_total", labels, s->st_source_limited);
+    expo_u64(out, "upechod_connections_limited_total", labels, s->ss_source_limited);
     expo_family(out, "upechod_memory_pauses_total", "counter",
                 "Times a stream connection stopped being read because all pending output "
                 "together reached max_memory.");
-    expo_u64(out, "upechod_memory_pauses_total", NULL, s->st_memory_pauses);
+    expo_u64(out, "upechod_memory_pauses_total", NULL, s->ss_memory_pauses);
     expo_family(out, "upechod_proxy_headers_total", "counter",
                 "PROXY protocol headers, by result: accepted, or the connection closed because "
                 "its peer is not in proxy_protocol_from, the header was malformed or "
                 "oversized, the peer closed before its end, or it did not come in time.");
     labels[0] = "result";
     labels[1] = "accepted";
-    expo_u64(out, "upechod_proxy_headers_total", labels, s->st_proxy_accepted);
+    expo_u64(out, "upechod_proxy_headers_total", labels, s->ss_proxy_accepted);
     labels[1] = "refused";
-    expo_u64(out, "upechod_proxy_headers_total", labels, s->st_proxy_refused);
+    expo_u64(out, "upechod_proxy_headers_total", labels, s->ss_proxy_refused);
     labels[1] = "malformed";
-    expo_u64(out, "upechod_proxy_headers_total", labels, s->st_proxy_bad);
+    expo_u64(out, "upechod_proxy_headers_total", labels, s->ss_proxy_bad);
     labels[1] = "truncated";
-    expo_u64(out, "upechod_proxy_headers_total", labels, s->st_proxy_truncated);
+    expo_u64(out, "upechod_proxy_headers_total", labels, s->ss_proxy_truncated);
     labels[1] = "timeout";
-    expo_u64(out, "upechod_proxy_headers_total", labels, s->st_proxy_timeouts);
+    expo_u64(out, "upechod_proxy_headers_total", labels, s->ss_proxy_timeouts);
 
     expo_family(out, "upechod_accept_pauses_total", "counter",
                 "Times accepting paused, by reason: max_connections reached, or no descriptor "
                 "left (EMFILE, ENFILE, ENOBUFS, ENOMEM).");
     labels[0] = "reason";
     labels[1] = "max_connections";
-    expo_u64(out, "upechod_accept_pauses_total", labels, s->st_pauses_full);
+    expo_u64(out, "upechod_accept_pauses_total", labels, s->ss_pauses_full);
     labels[1] = "emfile";
-    expo_u64(out, "upechod_accept_pauses_total", labels, s->st_pauses_nofd);
+    expo_u64(out, "upechod_accept_pauses_total", labels, s->ss_pauses_nofd);
     expo_family(out, "upechod_accept_paused_seconds_total", "counter",
                 "Time spent with accepting paused, by reason.");
     labels[1] = "max_connections";
     expo_double(out, "upechod_accept_paused_seconds_total", labels,
-                (double)s->st_paused_full_usec / 1e6);
+                (double)s->ss_paused_full_usec / 1e6);
     labels[1] = "emfile";
     expo_double(out, "upechod_accept_paused_seconds_total", labels,
-                (double)s->st_paused_nofd_usec / 1e6);
+                (double)s->ss_paused_nofd_usec / 1e6);
     expo_family(out, "upechod_accept_errors_total", "counter",
                 "accept(2) failures by errno class: nofile (EMFILE, ENFILE), nomem (ENOBUFS, "
                 "ENOMEM), other.");
     labels[0] = "class";
     for (int i = 0; i < ACCEPT_ERROR_COUNT; i++) {
         labels[1] = accept_err[i];
-        expo_u64(out, "upechod_accept_errors_total", labels, s->st_accept_errors[i]);
+        expo_u64(out, "upechod_accept_errors_total", labels, s->ss_accept_errors[i]);
     }
 
     metrics_per_transport(out, "upechod_received_bytes_total", "counter",
                           "Bytes received: read from streams, datagram payload for udp.",
-                          s->st_t_bytes_in, all, 3);
+                          s->ss_t_bytes_in, all, 3);
     metrics_per_transport(out, "upechod_sent_bytes_total", "counter",
                           "Bytes sent back: echo queued on streams, reply payload for udp.",
-                          s->st_t_bytes_out, all, 3);
+                          s->ss_t_bytes_out, all, 3);
     expo_family(out, "upechod_pending_output_bytes", "gauge",
                 "Bytes of echo waiting to be sent, all stream connections together.");
-    expo_u64(out, "upechod_pending_output_bytes", NULL, s->st_pending_output);
+    expo_u64(out, "upechod_pending_output_bytes", NULL, s->ss_pending_output);
 
     expo_family(out, "upechod_datagrams_received_total", "counter", "UDP datagrams received.");
-    expo_u64(out, "upechod_datagrams_received_total", NULL, s->st_dgrams_in);
+    expo_u64(out, "upechod_datagrams_received_total", NULL, s->ss_dgrams_in);
     expo_family(out, "upechod_datagrams_answered_total", "counter", "UDP datagrams answered.");
-    expo_u64(out, "upechod_datagrams_answered_total", NULL, s->st_dgrams_out);
+    expo_u64(out, "upechod_datagrams_answered_total", NULL, s->ss_dgrams_out);
     expo_family(out, "upechod_datagrams_dropped_total", "counter",
                 "UDP datagrams not answered, by reason.");
     labels[0] = "reason";
     labels[1] = "privileged_port";
-    expo_u64(out, "upechod_datagrams_dropped_total", labels, s->st_drop_privileged);
+    expo_u64(out, "upechod_datagrams_dropped_total", labels, s->ss_drop_privileged);
     labels[1] = "rate_limit";
-    expo_u64(out, "upechod_datagrams_dropped_total", labels, s->st_drop_ratelimit);
+    expo_u64(out, "upechod_datagrams_dropped_total", labels, s->ss_drop_ratelimit);
     labels[1] = "loop";
-    expo_u64(out, "upechod_datagrams_dropped_total", labels, s->st_drop_loop);
+    expo_u64(out, "upechod_datagrams_dropped_total", labels, s->ss_drop_loop);
     labels[1] = "send_failed";
-    expo_u64(out, "upechod_datagrams_dropped_total", labels, s->st_drop_sendfail);
+    expo_u64(out, "upechod_datagrams_dropped_total", labels, s->ss_drop_sendfail);
     labels[1] = "truncated";
-    expo_u64(out, "upechod_datagrams_dropped_total", labels, s->st_drop_truncated);
+    expo_u64(out, "upechod_datagrams_dropped_total", labels, s->ss_drop_truncated);
 
     expo_family(out, "upechod_connection_duration_seconds", "histogram",
                 "Lifetime of closed stream connections.");
     expo_histogram(out, "upechod_connection_duration_seconds", NULL, life, STATS_LIFETIME_NBOUNDS,
-                   s->st_lifetime_buckets, (double)s->st_lifetime_usec / 1e6);
+                   s->ss_lifetime_buckets, (double)s->ss_lifetime_usec / 1e6);
     expo_family(out, "upechod_connection_received_bytes", "histogram",
                 "Bytes received per closed stream connection.");
     expo_histogram(out, "upechod_connection_received_bytes", NULL, size, STATS_BYTES_NBOUNDS,
-                   s->st_conn_bytes_buckets, (double)s->st_conn_bytes);
+                   s->ss_conn_bytes_buckets, (double)s->ss_conn_bytes);
 
     expo_family(out, "upechod_reloads_total", "counter", "Configuration reloads, by result.");
     labels[0] = "result";
     labels[1] = "success";
-    expo_u64(out, "upechod_reloads_total", labels, s->st_reloads_ok);
+    expo_u64(out, "upechod_reloads_total", labels, s->ss_reloads_ok);
     labels[1] = "failure";
-    expo_u64(out, "upechod_reloads_total", labels, s->st_reloads_failed);
+    expo_u64(out, "upechod_reloads_total", labels, s->ss_reloads_failed);
     expo_family(out, "upechod_last_reload_success_timestamp_seconds", "gauge",
                 "When the configuration was last loaded successfully, at start or on reload.");
     expo_double(out, "upechod_last_reload_success_timestamp_seconds", NULL,
-                (double)s->st_reload_time);
+                (double)s->ss_reload_time);
     expo_family(out, "upechod_workers", "gauge", "Event loops serving clients.");
-    expo_u64(out, "upechod_workers", NULL, s->st_workers);
+    expo_u64(out, "upechod_workers", NULL, s->ss_workers);
     expo_family(out, "upechod_build_info", "gauge", "The running build; always 1.");
     labels[0] = "version";
     labels[1] = UPECHOD_VERSION;

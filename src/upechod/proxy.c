@@ -400,7 +400,7 @@ proxy_timeout_cb(evutil_socket_t fd, short what, void *arg)
 {
     struct stream *st = arg;
 
-    proxy_refuse(st, &st->st_env->se_stats->st_proxy_timeouts,
+    proxy_refuse(st, &st->st_env->se_stats->ss_proxy_timeouts,
                  "no complete PROXY header within 5 s");
 }
 
@@ -410,7 +410,7 @@ proxy_refused_cb(evutil_socket_t fd, short what, void *arg)
 {
     struct stream *st = arg;
 
-    proxy_refuse(st, &st->st_env->se_stats->st_proxy_refused,
+    proxy_refuse(st, &st->st_env->se_stats->ss_proxy_refused,
                  "not in proxy_protocol_from, so it may not send a PROXY header");
 }
 
@@ -447,7 +447,7 @@ proxy_read_cb(struct bufferevent *bev, void *arg)
     case PROXY_MORE:
         return;
     case PROXY_ERROR:
-        proxy_refuse(st, &st->st_env->se_stats->st_proxy_bad, why);
+        proxy_refuse(st, &st->st_env->se_stats->ss_proxy_bad, why);
         return;
     case PROXY_DONE:
         break;
@@ -470,7 +470,7 @@ proxy_read_cb(struct bufferevent *bev, void *arg)
         stream_free(st);
         return;
     }
-    STATS_ADD(st->st_env->se_stats->st_proxy_accepted, 1);
+    STATS_ADD(st->st_env->se_stats->ss_proxy_accepted, 1);
     log_debug("%s %s: PROXY v%d header from %s%s", transport_name(st->st_transport), st->st_peer,
               ph.ph_version, via, ph.ph_local ? ", naming no client" : "");
     stream_begin_echo(st);
@@ -485,10 +485,10 @@ proxy_event_cb(struct bufferevent *bev, short what, void *arg)
     if (proxy_is_refused(st))
         return;
     if (what & BEV_EVENT_TIMEOUT) {
-        proxy_refuse(st, &st->st_env->se_stats->st_proxy_timeouts, "idle before its PROXY header");
+        proxy_refuse(st, &st->st_env->se_stats->ss_proxy_timeouts, "idle before its PROXY header");
         return;
     }
-    proxy_refuse(st, &st->st_env->se_stats->st_proxy_truncated,
+    proxy_refuse(st, &st->st_env->se_stats->ss_proxy_truncated,
                  evbuffer_get_length(bufferevent_get_input(bev)) == 0
                      ? "closed before sending a PROXY header"
                      : "closed in the middle of its PROXY header");

@@ -64,16 +64,16 @@ void
 server_stats_snapshot(struct server *srv, struct server_stats *out)
 {
     server_stats(srv, out);
-    out->st_reloads_ok = srv->srv_stats.st_reloads_ok;
-    out->st_reloads_failed = srv->srv_stats.st_reloads_failed;
-    out->st_reload_time = srv->srv_stats.st_reload_time;
-    out->st_start_time = srv->srv_stats.st_start_time;
+    out->ss_reloads_ok = srv->srv_stats.ss_reloads_ok;
+    out->ss_reloads_failed = srv->srv_stats.ss_reloads_failed;
+    out->ss_reload_time = srv->srv_stats.ss_reload_time;
+    out->ss_start_time = srv->srv_stats.ss_start_time;
     for (int t = 0; t < TRANSPORT_COUNT; t++)
-        out->st_open[t] = out->st_t_accepted[t] - out->st_t_closed[t];
-    out->st_pending_output = srv->srv_workers_ready
+        out->ss_open[t] = out->ss_t_accepted[t] - out->ss_t_closed[t];
+    out->ss_pending_output = srv->srv_workers_ready
                                  ? __atomic_load_n(&srv->srv_workers.wg_mem_total, __ATOMIC_RELAXED)
                                  : 0;
-    out->st_workers = srv->srv_workers.wg_n;
+    out->ss_workers = srv->srv_workers.wg_n;
     if (srv->srv_workers_ready)
         worker_group_paused_now(&srv->srv_workers, out);
 }
@@ -407,10 +407,10 @@ server_status_cb(evutil_socket_t fd, short what, void *arg)
     notify_status(srv->srv_notify,
                   "serving: %zu connection%s open, %llu accepted, %llu byte%s echoed, "
                   "%llu datagram%s echoed, %llu dropped",
-                  open, SERVER_S(open), (unsigned long long)s.st_accepted,
-                  (unsigned long long)s.st_bytes_out, SERVER_S(s.st_bytes_out),
-                  (unsigned long long)s.st_dgrams_out, SERVER_S(s.st_dgrams_out),
-                  (unsigned long long)s.st_dgrams_dropped);
+                  open, SERVER_S(open), (unsigned long long)s.ss_accepted,
+                  (unsigned long long)s.ss_bytes_out, SERVER_S(s.ss_bytes_out),
+                  (unsigned long long)s.ss_dgrams_out, SERVER_S(s.ss_dgrams_out),
+                  (unsigned long long)s.ss_dgrams_dropped);
 }
 
 /* Ping the watchdog only while the main loop and every worker's loop run. */
@@ -444,7 +444,7 @@ server_reload(struct server *srv)
 
     notify_reloading(srv->srv_notify);
     if (nc == NULL) {
-        srv->srv_stats.st_reloads_failed++;
+        srv->srv_stats.ss_reloads_failed++;
         log_error("reload failed: out of memory; still running the previous configuration");
         notify_ready(srv->srv_notify, "reload failed: out of memory; running the previous "
                                       "configuration");
@@ -454,7 +454,7 @@ server_reload(struct server *srv)
                      server_reload_error, NULL);
     if (rc < 0) {
         /* Not a verdict on the file: it could not be read (out of descriptors, say). */
-        srv->srv_stats.st_reloads_failed++;
+        srv->srv_stats.ss_reloads_failed++;
         log_error("reload failed: cannot read %s: %s; still running the previous configuration",
                   nc->cf_file[0] ? nc->cf_file : srv->srv_conf_path, strerror(-rc));
         notify_ready(srv->srv_notify, "reload failed: cannot read the configuration; running the "
@@ -463,7 +463,7 @@ server_reload(struct server *srv)
         return;
     }
     if (rc != 0) {
-        srv->srv_stats.st_reloads_failed++;
+        srv->srv_stats.ss_reloads_failed++;
         log_error("reload failed: %s is not valid; still running the previous configuration",
                   nc->cf_file[0] ? nc->cf_file : srv->srv_conf_path);
         notify_ready(srv->srv_notify, "reload failed, running the previous configuration");
@@ -475,7 +475,7 @@ server_reload(struct server *srv)
         nc->cf_workers = srv->srv_conf.cf_workers;
     }
     if (!srv->srv_activated && (rc = server_reconcile(srv, nc, 0)) != 0) {
-        srv->srv_stats.st_reloads_failed++;
+        srv->srv_stats.ss_reloads_failed++;
         /* Whatever was rebound of the running listeners, the workers serve exactly those. */
         server_apply(srv, &srv->srv_conf);
         log_error("reload failed: cannot listen on every address of %s (%s); still running the "
@@ -498,8 +498,8 @@ server_reload(struct server *srv)
     srv->srv_conf = *nc;
     free(nc);
     server_raise_nofile(&srv->srv_conf);
-    srv->srv_stats.st_reloads_ok++;
-    srv->srv_stats.st_reload_time = (int64_t)time(NULL);
+    srv->srv_stats.ss_reloads_ok++;
+    srv->srv_stats.ss_reload_time = (int64_t)time(NULL);
     log_info("configuration reloaded");
     notify_ready(srv->srv_notify, "configuration reloaded");
 }
@@ -675,8 +675,8 @@ server_start(struct server *srv)
         return rc;
     if ((rc = server_reconcile_metrics(srv, &srv->srv_conf, 1)) != 0)
         return rc;
-    srv->srv_stats.st_start_time = (int64_t)time(NULL);
-    srv->srv_stats.st_reload_time = srv->srv_stats.st_start_time;
+    srv->srv_stats.ss_start_time = (int64_t)time(NULL);
+    srv->srv_stats.ss_reload_time = srv->srv_stats.ss_start_time;
 
     if ((rc = privs_drop(srv->srv_conf.cf_user, srv->srv_conf.cf_group, &what)) != 0) {
         log_error("cannot switch to user %s: %s: %s", srv->srv_conf.cf_user, what, strerror(-rc));

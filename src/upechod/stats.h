@@ -27,52 +27,52 @@ enum accept_error {
 #define STATS_BYTES_NBOUNDS 8
 
 struct server_stats {
-    uint64_t st_accepted;        /* stream connections accepted */
-    uint64_t st_closed;          /* stream connections closed */
-    uint64_t st_bytes_in;        /* stream bytes read */
-    uint64_t st_bytes_out;       /* stream bytes queued back */
-    uint64_t st_dgrams_in;       /* datagrams received */
-    uint64_t st_dgrams_out;      /* datagrams answered */
-    uint64_t st_dgrams_dropped;  /* datagrams not answered, all reasons (the five below) */
-    uint64_t st_drop_privileged; /* from a source port below 1024 */
-    uint64_t st_drop_loop;       /* from our own UDP port or an echo-like service's: a loop */
-    uint64_t st_drop_ratelimit;  /* over rate_limit for their source address */
-    uint64_t st_drop_sendfail;   /* answer refused by the kernel (full, unreachable) */
-    uint64_t st_drop_truncated;  /* larger than the receive buffer */
-    uint64_t st_accept_failures; /* accept(2) failures for lack of descriptors or memory */
-    uint64_t st_timeouts;        /* streams closed by idle_timeout */
-    uint64_t st_memory_pauses;   /* times a stream stopped being read for max_memory */
-    uint64_t st_source_limited;  /* connections closed by max_connections_per_source */
+    uint64_t ss_accepted;        /* stream connections accepted */
+    uint64_t ss_closed;          /* stream connections closed */
+    uint64_t ss_bytes_in;        /* stream bytes read */
+    uint64_t ss_bytes_out;       /* stream bytes queued back */
+    uint64_t ss_dgrams_in;       /* datagrams received */
+    uint64_t ss_dgrams_out;      /* datagrams answered */
+    uint64_t ss_dgrams_dropped;  /* datagrams not answered, all reasons (the five below) */
+    uint64_t ss_drop_privileged; /* from a source port below 1024 */
+    uint64_t ss_drop_loop;       /* from our own UDP port or an echo-like service's: a loop */
+    uint64_t ss_drop_ratelimit;  /* over rate_limit for their source address */
+    uint64_t ss_drop_sendfail;   /* answer refused by the kernel (full, unreachable) */
+    uint64_t ss_drop_truncated;  /* larger than the receive buffer */
+    uint64_t ss_accept_failures; /* accept(2) failures for lack of descriptors or memory */
+    uint64_t ss_timeouts;        /* streams closed by idle_timeout */
+    uint64_t ss_memory_pauses;   /* times a stream stopped being read for max_memory */
+    uint64_t ss_source_limited;  /* connections closed by max_connections_per_source */
 
     /* PROXY headers accepted, and connections closed for want of a good one. */
-    uint64_t st_proxy_accepted;
-    uint64_t st_proxy_refused;   /* the peer is not in proxy_protocol_from */
-    uint64_t st_proxy_bad;       /* malformed or oversized header */
-    uint64_t st_proxy_truncated; /* the peer closed before the header's end */
-    uint64_t st_proxy_timeouts;  /* no whole header within PROXY_TIMEOUT_SEC */
+    uint64_t ss_proxy_accepted;
+    uint64_t ss_proxy_refused;   /* the peer is not in proxy_protocol_from */
+    uint64_t ss_proxy_bad;       /* malformed or oversized header */
+    uint64_t ss_proxy_truncated; /* the peer closed before the header's end */
+    uint64_t ss_proxy_timeouts;  /* no whole header within PROXY_TIMEOUT_SEC */
 
     /* What the metrics endpoint shows; indexed by enum transport where it is an array. */
-    uint64_t st_t_accepted[TRANSPORT_COUNT];
-    uint64_t st_t_closed[TRANSPORT_COUNT];
-    uint64_t st_t_bytes_in[TRANSPORT_COUNT];  /* streams: bytes read; udp: payload received */
-    uint64_t st_t_bytes_out[TRANSPORT_COUNT]; /* streams: bytes echoed; udp: payload sent */
-    uint64_t st_accept_errors[ACCEPT_ERROR_COUNT];
-    uint64_t st_pauses_full;      /* times accepting paused at max_connections (per worker) */
-    uint64_t st_pauses_nofd;      /* ... and for lack of descriptors */
-    uint64_t st_paused_full_usec; /* time spent paused at max_connections (summed over workers) */
-    uint64_t st_paused_nofd_usec; /* ... and for lack of descriptors */
-    uint64_t st_reloads_ok;       /* SIGHUPs that applied a new configuration (main thread) */
-    uint64_t st_reloads_failed;   /* ... that kept the old one */
-    int64_t st_reload_time;       /* wall clock of the last good (re)load, seconds */
-    int64_t st_start_time;        /* wall clock at start, seconds */
-    uint64_t st_lifetime_buckets[STATS_LIFETIME_NBOUNDS + 1]; /* closed streams per bucket */
-    uint64_t st_lifetime_usec;                                /* their lifetimes' sum */
-    uint64_t st_conn_bytes_buckets[STATS_BYTES_NBOUNDS + 1];  /* bytes read per closed stream */
-    uint64_t st_conn_bytes;                                   /* their sum */
+    uint64_t ss_t_accepted[TRANSPORT_COUNT];
+    uint64_t ss_t_closed[TRANSPORT_COUNT];
+    uint64_t ss_t_bytes_in[TRANSPORT_COUNT];  /* streams: bytes read; udp: payload received */
+    uint64_t ss_t_bytes_out[TRANSPORT_COUNT]; /* streams: bytes echoed; udp: payload sent */
+    uint64_t ss_accept_errors[ACCEPT_ERROR_COUNT];
+    uint64_t ss_pauses_full;      /* times accepting paused at max_connections (per worker) */
+    uint64_t ss_pauses_nofd;      /* ... and for lack of descriptors */
+    uint64_t ss_paused_full_usec; /* time spent paused at max_connections (summed over workers) */
+    uint64_t ss_paused_nofd_usec; /* ... and for lack of descriptors */
+    uint64_t ss_reloads_ok;       /* SIGHUPs that applied a new configuration (main thread) */
+    uint64_t ss_reloads_failed;   /* ... that kept the old one */
+    int64_t ss_reload_time;       /* wall clock of the last good (re)load, seconds */
+    int64_t ss_start_time;        /* wall clock at start, seconds */
+    uint64_t ss_lifetime_buckets[STATS_LIFETIME_NBOUNDS + 1]; /* closed streams per bucket */
+    uint64_t ss_lifetime_usec;                                /* their lifetimes' sum */
+    uint64_t ss_conn_bytes_buckets[STATS_BYTES_NBOUNDS + 1];  /* bytes read per closed stream */
+    uint64_t ss_conn_bytes;                                   /* their sum */
     /* Gauges, filled in only by server_stats_snapshot(). */
-    uint64_t st_open[TRANSPORT_COUNT];
-    uint64_t st_pending_output; /* bytes queued to be sent, all streams */
-    uint64_t st_workers;
+    uint64_t ss_open[TRANSPORT_COUNT];
+    uint64_t ss_pending_output; /* bytes queued to be sent, all streams */
+    uint64_t ss_workers;
 };
 
 /*
@@ -90,45 +90,45 @@ struct server_stats {
 static inline void
 stats_accumulate(struct server_stats *sum, const struct server_stats *w)
 {
-    sum->st_accepted += STATS_GET(w->st_accepted);
-    sum->st_closed += STATS_GET(w->st_closed);
-    sum->st_bytes_in += STATS_GET(w->st_bytes_in);
-    sum->st_bytes_out += STATS_GET(w->st_bytes_out);
-    sum->st_dgrams_in += STATS_GET(w->st_dgrams_in);
-    sum->st_dgrams_out += STATS_GET(w->st_dgrams_out);
-    sum->st_dgrams_dropped += STATS_GET(w->st_dgrams_dropped);
-    sum->st_drop_privileged += STATS_GET(w->st_drop_privileged);
-    sum->st_drop_loop += STATS_GET(w->st_drop_loop);
-    sum->st_drop_ratelimit += STATS_GET(w->st_drop_ratelimit);
-    sum->st_drop_sendfail += STATS_GET(w->st_drop_sendfail);
-    sum->st_drop_truncated += STATS_GET(w->st_drop_truncated);
-    sum->st_accept_failures += STATS_GET(w->st_accept_failures);
-    sum->st_timeouts += STATS_GET(w->st_timeouts);
-    sum->st_memory_pauses += STATS_GET(w->st_memory_pauses);
-    sum->st_source_limited += STATS_GET(w->st_source_limited);
-    sum->st_proxy_accepted += STATS_GET(w->st_proxy_accepted);
-    sum->st_proxy_refused += STATS_GET(w->st_proxy_refused);
-    sum->st_proxy_bad += STATS_GET(w->st_proxy_bad);
-    sum->st_proxy_truncated += STATS_GET(w->st_proxy_truncated);
-    sum->st_proxy_timeouts += STATS_GET(w->st_proxy_timeouts);
+    sum->ss_accepted += STATS_GET(w->ss_accepted);
+    sum->ss_closed += STATS_GET(w->ss_closed);
+    sum->ss_bytes_in += STATS_GET(w->ss_bytes_in);
+    sum->ss_bytes_out += STATS_GET(w->ss_bytes_out);
+    sum->ss_dgrams_in += STATS_GET(w->ss_dgrams_in);
+    sum->ss_dgrams_out += STATS_GET(w->ss_dgrams_out);
+    sum->ss_dgrams_dropped += STATS_GET(w->ss_dgrams_dropped);
+    sum->ss_drop_privileged += STATS_GET(w->ss_drop_privileged);
+    sum->ss_drop_loop += STATS_GET(w->ss_drop_loop);
+    sum->ss_drop_ratelimit += STATS_GET(w->ss_drop_ratelimit);
+    sum->ss_drop_sendfail += STATS_GET(w->ss_drop_sendfail);
+    sum->ss_drop_truncated += STATS_GET(w->ss_drop_truncated);
+    sum->ss_accept_failures += STATS_GET(w->ss_accept_failures);
+    sum->ss_timeouts += STATS_GET(w->ss_timeouts);
+    sum->ss_memory_pauses += STATS_GET(w->ss_memory_pauses);
+    sum->ss_source_limited += STATS_GET(w->ss_source_limited);
+    sum->ss_proxy_accepted += STATS_GET(w->ss_proxy_accepted);
+    sum->ss_proxy_refused += STATS_GET(w->ss_proxy_refused);
+    sum->ss_proxy_bad += STATS_GET(w->ss_proxy_bad);
+    sum->ss_proxy_truncated += STATS_GET(w->ss_proxy_truncated);
+    sum->ss_proxy_timeouts += STATS_GET(w->ss_proxy_timeouts);
     for (int t = 0; t < TRANSPORT_COUNT; t++) {
-        sum->st_t_accepted[t] += STATS_GET(w->st_t_accepted[t]);
-        sum->st_t_closed[t] += STATS_GET(w->st_t_closed[t]);
-        sum->st_t_bytes_in[t] += STATS_GET(w->st_t_bytes_in[t]);
-        sum->st_t_bytes_out[t] += STATS_GET(w->st_t_bytes_out[t]);
+        sum->ss_t_accepted[t] += STATS_GET(w->ss_t_accepted[t]);
+        sum->ss_t_closed[t] += STATS_GET(w->ss_t_closed[t]);
+        sum->ss_t_bytes_in[t] += STATS_GET(w->ss_t_bytes_in[t]);
+        sum->ss_t_bytes_out[t] += STATS_GET(w->ss_t_bytes_out[t]);
     }
     for (int i = 0; i < ACCEPT_ERROR_COUNT; i++)
-        sum->st_accept_errors[i] += STATS_GET(w->st_accept_errors[i]);
-    sum->st_pauses_full += STATS_GET(w->st_pauses_full);
-    sum->st_pauses_nofd += STATS_GET(w->st_pauses_nofd);
-    sum->st_paused_full_usec += STATS_GET(w->st_paused_full_usec);
-    sum->st_paused_nofd_usec += STATS_GET(w->st_paused_nofd_usec);
+        sum->ss_accept_errors[i] += STATS_GET(w->ss_accept_errors[i]);
+    sum->ss_pauses_full += STATS_GET(w->ss_pauses_full);
+    sum->ss_pauses_nofd += STATS_GET(w->ss_pauses_nofd);
+    sum->ss_paused_full_usec += STATS_GET(w->ss_paused_full_usec);
+    sum->ss_paused_nofd_usec += STATS_GET(w->ss_paused_nofd_usec);
     for (int i = 0; i <= STATS_LIFETIME_NBOUNDS; i++)
-        sum->st_lifetime_buckets[i] += STATS_GET(w->st_lifetime_buckets[i]);
-    sum->st_lifetime_usec += STATS_GET(w->st_lifetime_usec);
+        sum->ss_lifetime_buckets[i] += STATS_GET(w->ss_lifetime_buckets[i]);
+    sum->ss_lifetime_usec += STATS_GET(w->ss_lifetime_usec);
     for (int i = 0; i <= STATS_BYTES_NBOUNDS; i++)
-        sum->st_conn_bytes_buckets[i] += STATS_GET(w->st_conn_bytes_buckets[i]);
-    sum->st_conn_bytes += STATS_GET(w->st_conn_bytes);
+        sum->ss_conn_bytes_buckets[i] += STATS_GET(w->ss_conn_bytes_buckets[i]);
+    sum->ss_conn_bytes += STATS_GET(w->ss_conn_bytes);
 }
 
 /* A stream of transport t closed after usec with bytes read: the histograms. */
@@ -139,15 +139,15 @@ stats_stream_done(struct server_stats *s, enum transport t, uint64_t usec, uint6
     static const double size[] = STATS_BYTES_BOUNDS;
     int i;
 
-    STATS_ADD(s->st_t_closed[t], 1);
+    STATS_ADD(s->ss_t_closed[t], 1);
     for (i = 0; i < STATS_LIFETIME_NBOUNDS && (double)usec / 1e6 > life[i]; i++)
         ;
-    STATS_ADD(s->st_lifetime_buckets[i], 1);
-    STATS_ADD(s->st_lifetime_usec, usec);
+    STATS_ADD(s->ss_lifetime_buckets[i], 1);
+    STATS_ADD(s->ss_lifetime_usec, usec);
     for (i = 0; i < STATS_BYTES_NBOUNDS && (double)bytes > size[i]; i++)
         ;
-    STATS_ADD(s->st_conn_bytes_buckets[i], 1);
-    STATS_ADD(s->st_conn_bytes, bytes);
+    STATS_ADD(s->ss_conn_bytes_buckets[i], 1);
+    STATS_ADD(s->ss_conn_bytes, bytes);
 }
 
 /*

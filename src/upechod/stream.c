@@ -139,7 +139,7 @@ stream_pause_memory(struct stream *st)
     if (TAILQ_EMPTY(&env->se_mem_paused))
         __atomic_store_n(&env->se_mem_waiting, 1, __ATOMIC_SEQ_CST);
     TAILQ_INSERT_TAIL(&env->se_mem_paused, st, st_mem_entry);
-    STATS_ADD(env->se_stats->st_memory_pauses, 1);
+    STATS_ADD(env->se_stats->ss_memory_pauses, 1);
 }
 
 static void
@@ -377,10 +377,10 @@ stream_read_cb(struct bufferevent *bev, void *arg)
         /* The bufferevent's own read left one chain sized for what it read. */
         if (round == 0)
             chain = stream_chain_size(n);
-        STATS_ADD(env->se_stats->st_bytes_in, n);
-        STATS_ADD(env->se_stats->st_bytes_out, n);
-        STATS_ADD(env->se_stats->st_t_bytes_in[st->st_transport], n);
-        STATS_ADD(env->se_stats->st_t_bytes_out[st->st_transport], n);
+        STATS_ADD(env->se_stats->ss_bytes_in, n);
+        STATS_ADD(env->se_stats->ss_bytes_out, n);
+        STATS_ADD(env->se_stats->ss_t_bytes_in[st->st_transport], n);
+        STATS_ADD(env->se_stats->ss_t_bytes_out[st->st_transport], n);
         st->st_nbytes += n;
         if (n > 0 && evbuffer_get_length(out) == 0)
             evbuffer_write(in, fd);
@@ -438,10 +438,10 @@ stream_event_cb(struct bufferevent *bev, short what, void *arg)
         size_t left = evbuffer_get_length(bufferevent_get_input(bev));
         size_t echoed = stream_echo(bufferevent_get_input(bev), bufferevent_get_output(bev));
 
-        STATS_ADD(st->st_env->se_stats->st_bytes_in, left);
-        STATS_ADD(st->st_env->se_stats->st_bytes_out, echoed);
-        STATS_ADD(st->st_env->se_stats->st_t_bytes_in[st->st_transport], left);
-        STATS_ADD(st->st_env->se_stats->st_t_bytes_out[st->st_transport], echoed);
+        STATS_ADD(st->st_env->se_stats->ss_bytes_in, left);
+        STATS_ADD(st->st_env->se_stats->ss_bytes_out, echoed);
+        STATS_ADD(st->st_env->se_stats->ss_t_bytes_in[st->st_transport], left);
+        STATS_ADD(st->st_env->se_stats->ss_t_bytes_out[st->st_transport], echoed);
         st->st_nbytes += left;
         log_debug("%s %s: end of input", transport_name(st->st_transport), st->st_peer);
         stream_finish(st);
@@ -466,7 +466,7 @@ stream_event_cb(struct bufferevent *bev, short what, void *arg)
         }
         log_debug("%s %s: idle for %u s, closing", transport_name(st->st_transport), st->st_peer,
                   st->st_env->se_conf->cf_idle_timeout);
-        STATS_ADD(st->st_env->se_stats->st_timeouts, 1);
+        STATS_ADD(st->st_env->se_stats->ss_timeouts, 1);
         stream_free(st);
     }
 }
@@ -738,10 +738,10 @@ stream_read_pending(struct stream *st)
     while (evbuffer_get_length(out) < max && stream_read_more(fd, in) > 0) {
         size_t n = stream_upper(in);
 
-        STATS_ADD(st->st_env->se_stats->st_bytes_in, n);
-        STATS_ADD(st->st_env->se_stats->st_bytes_out, n);
-        STATS_ADD(st->st_env->se_stats->st_t_bytes_in[st->st_transport], n);
-        STATS_ADD(st->st_env->se_stats->st_t_bytes_out[st->st_transport], n);
+        STATS_ADD(st->st_env->se_stats->ss_bytes_in, n);
+        STATS_ADD(st->st_env->se_stats->ss_bytes_out, n);
+        STATS_ADD(st->st_env->se_stats->ss_t_bytes_in[st->st_transport], n);
+        STATS_ADD(st->st_env->se_stats->ss_t_bytes_out[st->st_transport], n);
         st->st_nbytes += n;
         stream_queue(in, out, stream_chain_size(STREAM_BULK_READ));
     }

@@ -235,16 +235,16 @@ udp_count_drop(struct udp *u, enum udp_verdict v, const struct msghdr *mh, uint6
     struct server_stats *st = u->u_env->ue_stats;
     char from[ADDR_STRLEN];
 
-    STATS_ADD(st->st_dgrams_dropped, 1);
+    STATS_ADD(st->ss_dgrams_dropped, 1);
     switch (v) {
     case UDP_DROP_PRIVILEGED:
-        STATS_ADD(st->st_drop_privileged, 1);
+        STATS_ADD(st->ss_drop_privileged, 1);
         break;
     case UDP_DROP_RATELIMIT:
-        STATS_ADD(st->st_drop_ratelimit, 1);
+        STATS_ADD(st->ss_drop_ratelimit, 1);
         break;
     case UDP_DROP_LOOP:
-        STATS_ADD(st->st_drop_loop, 1);
+        STATS_ADD(st->ss_drop_loop, 1);
         if (!udp_loop_may_log(u->u_env->ue_loop_log, now_ms)) {
             __atomic_fetch_add(&u->u_env->ue_loop_log->ll_unlogged, 1, __ATOMIC_RELAXED);
             break;
@@ -273,9 +273,9 @@ udp_send_batch(struct udp *u, struct mmsghdr *msgs, int n)
         int sent = sendmmsg(u->u_fd, msgs + off, (unsigned)(n - off), MSG_DONTWAIT);
 
         if (sent > 0) {
-            STATS_ADD(st->st_dgrams_out, sent);
+            STATS_ADD(st->ss_dgrams_out, sent);
             for (int i = off; i < off + sent; i++)
-                STATS_ADD(st->st_t_bytes_out[TRANSPORT_UDP], msgs[i].msg_hdr.msg_iov->iov_len);
+                STATS_ADD(st->ss_t_bytes_out[TRANSPORT_UDP], msgs[i].msg_hdr.msg_iov->iov_len);
             off += sent;
             continue;
         }
@@ -283,14 +283,14 @@ udp_send_batch(struct udp *u, struct mmsghdr *msgs, int n)
             continue;
         if (sent == -1 && (errno == EAGAIN || errno == EWOULDBLOCK || errno == ENOBUFS)) {
             /* UDP promises nothing; waiting here would stall every other client. */
-            STATS_ADD(st->st_dgrams_dropped, n - off);
-            STATS_ADD(st->st_drop_sendfail, n - off);
+            STATS_ADD(st->ss_dgrams_dropped, n - off);
+            STATS_ADD(st->ss_drop_sendfail, n - off);
             return;
         }
         /* This one datagram cannot go (unreachable, refused, ...): skip it. */
         log_debug("udp: sendmmsg: %s", strerror(errno));
-        STATS_ADD(st->st_dgrams_dropped, 1);
-        STATS_ADD(st->st_drop_sendfail, 1);
+        STATS_ADD(st->ss_dgrams_dropped, 1);
+        STATS_ADD(st->ss_drop_sendfail, 1);
         off++;
     }
 }
@@ -327,16 +327,16 @@ udp_read_cb(evutil_socket_t fd, short what, void *arg)
                 log_debug("udp: recvmmsg: %s", strerror(errno));
             return;
         }
-        STATS_ADD(env->ue_stats->st_dgrams_in, n);
+        STATS_ADD(env->ue_stats->ss_dgrams_in, n);
         for (int i = 0; i < n; i++) {
             struct msghdr *mh = &b->ub_msgs[i].msg_hdr;
             size_t len = b->ub_msgs[i].msg_len;
             enum udp_verdict v;
 
-            STATS_ADD(env->ue_stats->st_t_bytes_in[TRANSPORT_UDP], len);
+            STATS_ADD(env->ue_stats->ss_t_bytes_in[TRANSPORT_UDP], len);
             if (mh->msg_flags & MSG_TRUNC) {
-                STATS_ADD(env->ue_stats->st_dgrams_dropped, 1);
-                STATS_ADD(env->ue_stats->st_drop_truncated, 1);
+                STATS_ADD(env->ue_stats->ss_dgrams_dropped, 1);
+                STATS_ADD(env->ue_stats->ss_drop_truncated, 1);
                 continue;
             }
             v = udp_should_answer(env, (struct sockaddr *)mh->msg_name, now_ms);

@@ -106,10 +106,10 @@ worker_pause(struct worker *w, int why, int on)
      */
     if (why == WORKER_PAUSE_NOFD && on != ((w->w_paused & why) != 0)) {
         if (on) {
-            STATS_ADD(w->w_stats.st_pauses_nofd, 1);
+            STATS_ADD(w->w_stats.ss_pauses_nofd, 1);
             __atomic_store_n(&w->w_nofd_since, worker_now_ms(), __ATOMIC_RELAXED);
         } else {
-            STATS_ADD(w->w_stats.st_paused_nofd_usec,
+            STATS_ADD(w->w_stats.ss_paused_nofd_usec,
                       (uint64_t)(worker_now_ms() - w->w_nofd_since) * 1000);
             __atomic_store_n(&w->w_nofd_since, 0, __ATOMIC_RELAXED);
         }
@@ -166,7 +166,7 @@ worker_slot_take(struct worker *w)
     } while (!__atomic_compare_exchange_n(n, &cur, cur + 1, 1, __ATOMIC_SEQ_CST, __ATOMIC_SEQ_CST));
     if (cur + 1 == w->w_conf.cf_max_connections) {
         /* The daemon is full from now: one pause, whichever workers it pauses. */
-        STATS_ADD(w->w_stats.st_pauses_full, 1);
+        STATS_ADD(w->w_stats.ss_pauses_full, 1);
         __atomic_store_n(&w->w_group->wg_full_since, worker_now_ms(), __ATOMIC_RELAXED);
         worker_tell_full(w);
     }
@@ -216,7 +216,7 @@ worker_slot_give(struct worker *w)
         int64_t since = __atomic_exchange_n(&wg->wg_full_since, 0, __ATOMIC_RELAXED);
 
         if (since != 0)
-            STATS_ADD(w->w_stats.st_paused_full_usec, (uint64_t)(worker_now_ms() - since) * 1000);
+            STATS_ADD(w->w_stats.ss_paused_full_usec, (uint64_t)(worker_now_ms() - since) * 1000);
     }
     for (unsigned i = 0; i < wg->wg_n; i++) {
         struct worker *x = wg->wg_workers[i];
@@ -267,7 +267,7 @@ worker_admit(struct worker *w, const struct sockaddr *sa, socklen_t salen, struc
     if (rc == 0)
         return 0;
     if (rc == -EUSERS) {
-        STATS_ADD(w->w_stats.st_source_limited, 1);
+        STATS_ADD(w->w_stats.ss_source_limited, 1);
         log_debug("tcp %s: closed, its source already holds max_connections_per_source = %zu",
                   addr_format(sa, salen, peer, sizeof(peer)),
                   w->w_conf.cf_max_connections_per_source);
@@ -313,8 +313,8 @@ worker_serve(struct worker *w, int fd, enum transport t, const struct sockaddr *
     st->st_source = src;
     TAILQ_INSERT_TAIL(&w->w_streams, st, st_entry);
     w->w_nstreams++;
-    STATS_ADD(w->w_stats.st_accepted, 1);
-    STATS_ADD(w->w_stats.st_t_accepted[t], 1);
+    STATS_ADD(w->w_stats.ss_accepted, 1);
+    STATS_ADD(w->w_stats.ss_t_accepted[t], 1);
     if (__atomic_load_n(&wg->wg_nofd_count, __ATOMIC_RELAXED) > 0 && worker_nofd_may_log(wg))
         log_info("accepting connections again (%llu accept failures since the last report)",
                  (unsigned long long)__atomic_exchange_n(&wg->wg_nofd_count, 0, __ATOMIC_RELAXED));
@@ -413,7 +413,7 @@ worker_stream_closed(struct stream *st, void *arg)
                       st->st_nbytes);
     TAILQ_REMOVE(&w->w_streams, st, st_entry);
     w->w_nstreams--;
-    STATS_ADD(w->w_stats.st_closed, 1);
+    STATS_ADD(w->w_stats.ss_closed, 1);
     worker_unadmit(w, st->st_source);
     st->st_source = NULL;
     worker_slot_give(w);
@@ -450,15 +450,15 @@ worker_accept_failed(struct worker *w, int err)
 
     __atomic_fetch_add(&wg->wg_nofd_count, 1, __ATOMIC_RELAXED);
     if (err == EMFILE || err == ENFILE)
-        STATS_ADD(w->w_stats.st_accept_errors[ACCEPT_ERROR_NOFD], 1);
+        STATS_ADD(w->w_stats.ss_accept_errors[ACCEPT_ERROR_NOFD], 1);
     else if (err == ENOBUFS || err == ENOMEM)
-        STATS_ADD(w->w_stats.st_accept_errors[ACCEPT_ERROR_NOMEM], 1);
+        STATS_ADD(w->w_stats.ss_accept_errors[ACCEPT_ERROR_NOMEM], 1);
     else
-        STATS_ADD(w->w_stats.st_accept_errors[ACCEPT_ERROR_OTHER], 1);
+        STATS_ADD(w->w_stats.ss_accept_errors[ACCEPT_ERROR_OTHER], 1);
     if (starved) {
         struct timeval tv = {.tv_sec = 0, .tv_usec = WORKER_NOFD_RETRY_MS * 1000};
 
-        STATS_ADD(w->w_stats.st_accept_failures, 1);
+        STATS_ADD(w->w_stats.ss_accept_failures, 1);
         worker_pause(w, WORKER_PAUSE_NOFD, 1);
         if (!evtimer_pending(w->w_nofd_timer, NULL))
             evtimer_add(w->w_nofd_timer, &tv);
@@ -859,8 +859,8 @@ worker_main(void *arg)
         log_error("worker %u: event loop failed", w->w_index);
     if (wg->wg_n > 1)
         log_info("worker %u: %llu connections accepted, %llu datagrams received", w->w_index,
-                 (unsigned long long)STATS_GET(w->w_stats.st_accepted),
-                 (unsigned long long)STATS_GET(w->w_stats.st_dgrams_in));
+                 (unsigned long long)STATS_GET(w->w_stats.ss_accepted),
+                 (unsigned long long)STATS_GET(w->w_stats.ss_dgrams_in));
     pthread_mutex_lock(&wg->wg_lock);
     w->w_finished = 1;
     pthread_cond_broadcast(&wg->wg_cond);
@@ -1040,12 +1040,12 @@ worker_group_paused_now(struct worker_group *wg, struct server_stats *s)
     int64_t full = __atomic_load_n(&wg->wg_full_since, __ATOMIC_RELAXED);
 
     if (full != 0 && now > full)
-        s->st_paused_full_usec += (uint64_t)(now - full) * 1000;
+        s->ss_paused_full_usec += (uint64_t)(now - full) * 1000;
     for (unsigned i = 0; i < wg->wg_n; i++) {
         int64_t nofd = __atomic_load_n(&wg->wg_workers[i]->w_nofd_since, __ATOMIC_RELAXED);
 
         if (nofd != 0 && now > nofd)
-            s->st_paused_nofd_usec += (uint64_t)(now - nofd) * 1000;
+            s->ss_paused_nofd_usec += (uint64_t)(now - nofd) * 1000;
     }
 }
 
