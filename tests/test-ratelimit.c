@@ -8,6 +8,7 @@
 #include <string.h>
 
 #include "ratelimit.h"
+#include "siphash.h"
 
 /* The limiter's clock is monotonic from boot: any start a while after 0 will do. */
 #define T0 1000000
@@ -57,9 +58,9 @@ START_TEST(test_siphash_vectors)
 
     for (int i = 0; i < 15; i++)
         msg[i] = (uint8_t)i;
-    ck_assert_uint_eq(ratelimit_siphash(test_key, msg, 0), 0x726fdb47dd0e0e31ULL);
-    ck_assert_uint_eq(ratelimit_siphash(test_key, msg, 15), 0xa129ca6149be45e5ULL);
-    ck_assert_uint_eq(ratelimit_siphash(test_key, msg, 8), 0x93f5f5799a932462ULL);
+    ck_assert_uint_eq(siphash24(test_key, msg, 0), 0x726fdb47dd0e0e31ULL);
+    ck_assert_uint_eq(siphash24(test_key, msg, 15), 0xa129ca6149be45e5ULL);
+    ck_assert_uint_eq(siphash24(test_key, msg, 8), 0x93f5f5799a932462ULL);
 }
 END_TEST
 

@@ -6,6 +6,7 @@
 #include <sys/random.h>
 
 #include "ratelimit.h"
+#include "siphash.h"
 
 /*
  * One token bucket per slot, not per address: the slot's state is what a
@@ -26,73 +27,6 @@ struct ratelimit {
     int rl_debt;        /* a source over the rate owes a second: see ratelimit_set_debt() */
     struct ratelimit_slot rl_slots[RATELIMIT_SLOTS];
 };
-
-static inline uint64_t
-ratelimit_rotl(uint64_t x, int b)
-{
-    return (x << b) | (x >> (64 - b));
-}
-
-static inline uint64_t
-ratelimit_le64(const uint8_t *p)
-{
-    uint64_t v = 0;
-
-    for (int i = 7; i >= 0; i--)
-        v = (v << 8) | p[i];
-    return v;
-}
-
-#define RATELIMIT_SIPROUND(v0, v1, v2, v3)                                                         \
-    do {                                                                                           \
-        v0 += v1;                                                                                  \
-        v1 = ratelimit_rotl(v1, 13);                                                               \
-        v1 ^= v0;                                                                                  \
-        v0 = ratelimit_rotl(v0, 32);                                                               \
-        v2 += v3;                                                                                  \
-        v3 = ratelimit_rotl(v3, 16);                                                               \
-        v3 ^= v2;                                                                                  \
-        v0 += v3;                                                                                  \
-        v3 = ratelimit_rotl(v3, 21);                                                               \
-        v3 ^= v0;                                                                                  \
-        v2 += v1;                                                                                  \
-        v1 = ratelimit_rotl(v1, 17);                                                               \
-        v1 ^= v2;                                                                                  \
-        v2 = ratelimit_rotl(v2, 32);                                                               \
-    } while (0)
-
-/*
- * SipHash-2-4 (Aumasson and Bernstein): a keyed PRF small enough to write
- * out, so that without the key nobody can pick addresses that collide.
- */
-uint64_t
-ratelimit_siphash(const uint8_t key[16], const void *data, size_t len)
-{
-    const uint8_t *p = data;
-    uint64_t k0 = ratelimit_le64(key), k1 = ratelimit_le64(key + 8);
-    uint64_t v0 = 0x736f6d6570736575ULL ^ k0, v1 = 0x646f72616e646f6dULL ^ k1;
-    uint64_t v2 = 0x6c7967656e657261ULL ^ k0, v3 = 0x7465646279746573ULL ^ k1;
-    uint64_t m, b = (uint64_t)len << 56;
-    size_t left = len & 7;
-
-    for (const uint8_t *end = p + (len - left); p != end; p += 8) {
-        m = ratelimit_le64(p);
-        v3 ^= m;
-        RATELIMIT_SIPROUND(v0, v1, v2, v3);
-        RATELIMIT_SIPROUND(v0, v1, v2, v3);
-        v0 ^= m;
-    }
-    for (size_t i = 0; i < left; i++)
-        b |= (uint64_t)p[i] << (8 * i);
-    v3 ^= b;
-    RATELIMIT_SIPROUND(v0, v1, v2, v3);
-    RATELIMIT_SIPROUND(v0, v1, v2, v3);
-    v0 ^= b;
-    v2 ^= 0xff;
-    for (int i = 0; i < 4; i++)
-        RATELIMIT_SIPROUND(v0, v1, v2, v3);
-    return v0 ^ v1 ^ v2 ^ v3;
-}
 
 /* A table with the given key; tests use it to be repeatable. */
 struct ratelimit *
@@ -167,7 +101,7 @@ ratelimit_slot(const struct ratelimit *rl, const struct sockaddr *sa, int by_por
         if (by_port)
             memcpy(key + 17, &((const struct sockaddr_in6 *)sa)->sin6_port, 2);
     }
-    return (size_t)(ratelimit_siphash(rl->rl_key, key, sizeof(key)) % RATELIMIT_SLOTS);
+    return (size_t)(siphash24(rl->rl_key, key, sizeof(key)) % RATELIMIT_SLOTS);
 }
 
 /*

@@ -18,6 +18,5 @@ void ratelimit_set_debt(struct ratelimit *rl, int on);
 int ratelimit_allow(struct ratelimit *rl, const struct sockaddr *sa, int by_port, unsigned rate,
                     uint64_t now_ms);
 size_t ratelimit_slot(const struct ratelimit *rl, const struct sockaddr *sa, int by_port);
-uint64_t ratelimit_siphash(const uint8_t key[16], const void *data, size_t len);
 
 #endif

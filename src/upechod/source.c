@@ -8,6 +8,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "siphash.h"
 #include "source.h"
 
 /* Buckets of the table; each open source takes one small entry on a chain. */
@@ -26,59 +27,9 @@ struct source {
 };
 
 struct source_table {
-    uint64_t t_k0, t_k1; /* SipHash key, random per process */
+    uint8_t t_key[16]; /* SipHash key, random per process */
     struct source *t_bucket[SOURCE_BUCKETS];
 };
-
-#define SOURCE_ROTL(x, b) (uint64_t)(((x) << (b)) | ((x) >> (64 - (b))))
-#define SOURCE_ROUND(v0, v1, v2, v3)                                                               \
-    do {                                                                                           \
-        v0 += v1;                                                                                  \
-        v1 = SOURCE_ROTL(v1, 13);                                                                  \
-        v1 ^= v0;                                                                                  \
-        v0 = SOURCE_ROTL(v0, 32);                                                                  \
-        v2 += v3;                                                                                  \
-        v3 = SOURCE_ROTL(v3, 16);                                                                  \
-        v3 ^= v2;                                                                                  \
-        v0 += v3;                                                                                  \
-        v3 = SOURCE_ROTL(v3, 21);                                                                  \
-        v3 ^= v0;                                                                                  \
-        v2 += v1;                                                                                  \
-        v1 = SOURCE_ROTL(v1, 17);                                                                  \
-        v1 ^= v2;                                                                                  \
-        v2 = SOURCE_ROTL(v2, 32);                                                                  \
-    } while (0)
-
-/*
- * SipHash-2-4 of a short key under the table's secret: a client that picks
- * its addresses cannot aim them all at one bucket without knowing the key.
- */
-static uint64_t
-source_hash(const struct source_table *t, const uint8_t *in, size_t len)
-{
-    uint64_t v0 = 0x736f6d6570736575ULL ^ t->t_k0, v1 = 0x646f72616e646f6dULL ^ t->t_k1;
-    uint64_t v2 = 0x6c7967656e657261ULL ^ t->t_k0, v3 = 0x7465646279746573ULL ^ t->t_k1;
-    uint64_t m, b = (uint64_t)len << 56;
-    size_t i = 0;
-
-    for (; i + 8 <= len; i += 8) {
-        memcpy(&m, in + i, 8);
-        v3 ^= m;
-        SOURCE_ROUND(v0, v1, v2, v3);
-        SOURCE_ROUND(v0, v1, v2, v3);
-        v0 ^= m;
-    }
-    for (size_t j = 0; i + j < len; j++)
-        b |= (uint64_t)in[i + j] << (8 * j);
-    v3 ^= b;
-    SOURCE_ROUND(v0, v1, v2, v3);
-    SOURCE_ROUND(v0, v1, v2, v3);
-    v0 ^= b;
-    v2 ^= 0xff;
-    for (int r = 0; r < 4; r++)
-        SOURCE_ROUND(v0, v1, v2, v3);
-    return v0 ^ v1 ^ v2 ^ v3;
-}
 
 /* The key a peer address is counted under; 0, or -EAFNOSUPPORT for a family not counted. */
 static int
@@ -125,8 +76,7 @@ source_table_new(void)
         k[0] = (uint64_t)ts.tv_nsec * 0x9e3779b97f4a7c15ULL ^ (uint64_t)ts.tv_sec;
         k[1] = (uint64_t)getpid() * 0xbf58476d1ce4e5b9ULL ^ (uint64_t)(uintptr_t)t;
     }
-    t->t_k0 = k[0];
-    t->t_k1 = k[1];
+    memcpy(t->t_key, k, sizeof(t->t_key));
     return t;
 }
 
@@ -162,7 +112,7 @@ source_acquire(struct source_table *t, const struct sockaddr *sa, size_t limit, 
     *out = NULL;
     if (source_key(sa, key) != 0)
         return 0;
-    slot = &t->t_bucket[source_hash(t, key, sizeof(key)) % SOURCE_BUCKETS];
+    slot = &t->t_bucket[siphash24(t->t_key, key, sizeof(key)) % SOURCE_BUCKETS];
     for (s = *slot; s != NULL; s = s->so_next)
         if (memcmp(s->so_key, key, sizeof(key)) == 0)
             break;
@@ -190,8 +140,8 @@ source_release(struct source_table *t, struct source *s)
     if (s == NULL || --s->so_count > 0)
         return;
     key = s->so_key;
-    for (slot = &t->t_bucket[source_hash(t, key, sizeof(s->so_key)) % SOURCE_BUCKETS]; *slot != s;
-         slot = &(*slot)->so_next)
+    for (slot = &t->t_bucket[siphash24(t->t_key, key, sizeof(s->so_key)) % SOURCE_BUCKETS];
+         *slot != s; slot = &(*slot)->so_next)
         ;
     *slot = s->so_next;
     free(s);
