@@ -1152,24 +1152,21 @@ config_parse_string(struct upechod_config *cf, const char *name, const char *tex
 }
 
 /*
- * Parse the file at path into cf.  Returns 0 when it is valid, the number of
- * errors (each reported through err) when it is not, or -errno when it
- * cannot be read (reported too).
+ * Read the regular file p->p_name, at most CONFIG_FILE_MAX bytes, into *bufp
+ * (which the caller frees, whatever the return) and its length into *lenp.
+ * Returns 0, or after reporting why, with the defaults in p->p_cf: -errno
+ * when it cannot be read, -EINVAL when it is not a regular file, 1 when it
+ * is too large.
  */
-int
-config_parse_file(struct upechod_config *cf, const char *path, config_error_fn err, void *arg)
+static int
+config_read_file(struct config_parser *p, char **bufp, size_t *lenp)
 {
-    struct config_parser p;
+    struct upechod_config *cf = p->p_cf;
+    const char *path = p->p_name;
     struct stat st;
     char *buf = NULL;
     size_t len = 0, size = 0;
     int fd, rc = 0;
-
-    memset(&p, 0, sizeof(p));
-    p.p_cf = cf;
-    p.p_name = path;
-    p.p_err = err;
-    p.p_arg = arg;
 
     /*
      * Only a regular file: a FIFO or a device would block the event loop on
@@ -1185,7 +1182,7 @@ config_parse_file(struct upechod_config *cf, const char *path, config_error_fn e
     } else if (!S_ISREG(st.st_mode)) {
         config_defaults(cf);
         snprintf(cf->cf_file, sizeof(cf->cf_file), "%s", path);
-        config_report(&p, 0, NULL, NULL, "not a regular file (a FIFO, device or socket?)");
+        config_report(p, 0, NULL, NULL, "not a regular file (a FIFO, device or socket?)");
         close(fd);
         return -EINVAL;
     }
@@ -1216,20 +1213,45 @@ config_parse_file(struct upechod_config *cf, const char *path, config_error_fn e
     }
     if (fd != -1)
         close(fd);
+    *bufp = buf;
+    *lenp = len;
 
     if (rc < 0) {
         config_defaults(cf);
         snprintf(cf->cf_file, sizeof(cf->cf_file), "%s", path);
-        config_report(&p, 0, NULL, NULL, "cannot read: %s", strerror(-rc));
+        config_report(p, 0, NULL, NULL, "cannot read: %s", strerror(-rc));
     } else if (len > CONFIG_FILE_MAX) {
         config_defaults(cf);
         snprintf(cf->cf_file, sizeof(cf->cf_file), "%s", path);
-        config_report(&p, 0, NULL, NULL, "larger than %d bytes; is this the right file?",
+        config_report(p, 0, NULL, NULL, "larger than %d bytes; is this the right file?",
                       CONFIG_FILE_MAX);
         rc = 1;
-    } else {
-        rc = config_parse_buffer(cf, path, buf != NULL ? buf : "", len, err, arg);
     }
+    return rc;
+}
+
+/*
+ * Parse the file at path into cf.  Returns 0 when it is valid, the number of
+ * errors (each reported through err) when it is not, or -errno when it
+ * cannot be read (reported too).
+ */
+int
+config_parse_file(struct upechod_config *cf, const char *path, config_error_fn err, void *arg)
+{
+    struct config_parser p;
+    char *buf = NULL;
+    size_t len = 0;
+    int rc;
+
+    memset(&p, 0, sizeof(p));
+    p.p_cf = cf;
+    p.p_name = path;
+    p.p_err = err;
+    p.p_arg = arg;
+
+    rc = config_read_file(&p, &buf, &len);
+    if (rc == 0)
+        rc = config_parse_buffer(cf, path, buf != NULL ? buf : "", len, err, arg);
     free(buf);
     return rc;
 }
