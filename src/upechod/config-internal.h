@@ -100,12 +100,12 @@ const char *config_known(char *buf, size_t size, int section);
                   config_keys[id].k_name, __VA_ARGS__)
 
 /* configline.c: the file and its lines. */
-int config_read_file(struct config_parser *p, char **bufp, size_t *lenp);
-char *config_reader(char *str, int num, void *stream);
-void config_close_list(struct config_parser *p);
+int configline_read_file(struct config_parser *p, char **bufp, size_t *lenp);
+char *configline_reader(char *str, int num, void *stream);
+void configline_close_list(struct config_parser *p);
 
 /* configvalue.c: each key's value into its field. */
-int config_set(struct config_parser *p, int id, const char *v);
-int config_handler(void *user, const char *section, const char *name, const char *value);
+int configvalue_set(struct config_parser *p, int id, const char *v);
+int configvalue_handler(void *user, const char *section, const char *name, const char *value);
 
 #endif

@@ -266,7 +266,7 @@ config_defaults(struct upechod_config *cf)
     p.p_cf = cf;
     p.p_name = "built-in defaults";
     for (int id = 0; id < KEY_COUNT; id++)
-        config_set(&p, id, config_keys[id].k_default);
+        configvalue_set(&p, id, config_keys[id].k_default);
 }
 
 /*
@@ -304,7 +304,7 @@ config_parse_buffer(struct upechod_config *cf, const char *name, const char *tex
     p.p_len = len;
     p.p_section = SECTION_NONE;
 
-    rc = ini_parse_stream(config_reader, &p, config_handler, &p);
+    rc = ini_parse_stream(configline_reader, &p, configvalue_handler, &p);
     if (rc < 0) {
         config_report(&p, 0, NULL, NULL, "cannot parse: out of memory");
         return -ENOMEM;
@@ -312,7 +312,7 @@ config_parse_buffer(struct upechod_config *cf, const char *name, const char *tex
     /* The reader let through only lines inih accepts; this is a safety net. */
     if (rc > 0)
         config_report(&p, rc, NULL, NULL, "cannot parse this line");
-    config_close_list(&p);
+    configline_close_list(&p);
 
     config_validate(&p);
     return p.p_nerrors;
@@ -352,7 +352,7 @@ config_parse_file(struct upechod_config *cf, const char *path, config_error_fn e
     p.p_err = err;
     p.p_arg = arg;
 
-    rc = config_read_file(&p, &buf, &len);
+    rc = configline_read_file(&p, &buf, &len);
     if (rc == 0)
         rc = config_parse_buffer(cf, path, buf != NULL ? buf : "", len, err, arg);
     free(buf);

@@ -15,7 +15,7 @@
 
 /* Whether key `name` of section `section` is a list that may go on over indented lines. */
 static bool
-config_is_list(int section, const char *name)
+configline_is_list(int section, const char *name)
 {
     return (section == config_keys[KEY_TCP_LISTEN].k_section ||
             section == config_keys[KEY_UDP_LISTEN].k_section) &&
@@ -24,7 +24,7 @@ config_is_list(int section, const char *name)
 
 /* A list line ended in a comma and no indented line went on with it. */
 void
-config_close_list(struct config_parser *p)
+configline_close_list(struct config_parser *p)
 {
     int id = p->p_open_id;
 
@@ -44,7 +44,7 @@ config_close_list(struct config_parser *p)
  * should see: the line itself without leading whitespace, or a blank line.
  */
 static void
-config_classify(struct config_parser *p, char *line)
+configline_classify(struct config_parser *p, char *line)
 {
     char *s = line, *e;
     char q[1024], known[256];
@@ -60,7 +60,7 @@ config_classify(struct config_parser *p, char *line)
      * list may go on that way, any other value must fit on its line.
      */
     if (s > line && p->p_prev_key[0] != '\0') {
-        if (p->p_section >= 0 && config_is_list(p->p_section, p->p_prev_key)) {
+        if (p->p_section >= 0 && configline_is_list(p->p_section, p->p_prev_key)) {
             /* Cut an inline comment as inih does on key lines; hand it " items". */
             for (e = s; *e != '\0' && !(was_space && *e == ';'); e++)
                 was_space = isspace((unsigned char)*e);
@@ -81,7 +81,7 @@ config_classify(struct config_parser *p, char *line)
                           p->p_prev_line);
         goto blank;
     }
-    config_close_list(p);
+    configline_close_list(p);
 
     if (*s == '[') {
         char *name = s + 1, *close = strchr(s, ']'), *rest;
@@ -189,7 +189,7 @@ blank:
  * place of each line it rejected, so that every error is reported once.
  */
 char *
-config_reader(char *str, int num, void *stream)
+configline_reader(char *str, int num, void *stream)
 {
     struct config_parser *p = stream;
     const char *line, *end, *nl;
@@ -220,7 +220,7 @@ config_reader(char *str, int num, void *stream)
     } else {
         memcpy(str, line, len);
         str[len] = '\0';
-        config_classify(p, str);
+        configline_classify(p, str);
     }
     return str;
 }
@@ -233,7 +233,7 @@ config_reader(char *str, int num, void *stream)
  * is too large.
  */
 int
-config_read_file(struct config_parser *p, char **bufp, size_t *lenp)
+configline_read_file(struct config_parser *p, char **bufp, size_t *lenp)
 {
     struct upechod_config *cf = p->p_cf;
     const char *path = p->p_name;

@@ -18,7 +18,7 @@
 #define CONFIG_WORKERS_MAX 256ULL
 
 static int
-config_bool(struct config_parser *p, int id, const char *v, bool *out)
+configvalue_bool(struct config_parser *p, int id, const char *v, bool *out)
 {
     static const char *const yes[] = {"yes", "true", "on", "1"};
     static const char *const no[] = {"no", "false", "off", "0"};
@@ -41,8 +41,8 @@ config_bool(struct config_parser *p, int id, const char *v, bool *out)
 
 /* A whole number from min to max; unit, if not NULL, names what it counts. */
 static int
-config_number(struct config_parser *p, int id, const char *v, unsigned long long min,
-              unsigned long long max, const char *unit, unsigned long long *out)
+configvalue_number(struct config_parser *p, int id, const char *v, unsigned long long min,
+                   unsigned long long max, const char *unit, unsigned long long *out)
 {
     char q[1024];
 
@@ -55,7 +55,7 @@ config_number(struct config_parser *p, int id, const char *v, unsigned long long
 
 /* A byte count with an optional K, M or G suffix (1024-based), at least 4K. */
 static int
-config_size(struct config_parser *p, int id, const char *v, size_t *out)
+configvalue_size(struct config_parser *p, int id, const char *v, size_t *out)
 {
     char digits[32], q[1024];
     size_t n = strlen(v), shift = 0;
@@ -111,8 +111,8 @@ config_size(struct config_parser *p, int id, const char *v, size_t *out)
  * good; a line may end in a comma when such a line follows it.
  */
 static int
-config_listen(struct config_parser *p, int id, const char *v, struct addr *addrs,
-              char (*texts)[ADDR_STRLEN], size_t *naddrs)
+configvalue_listen(struct config_parser *p, int id, const char *v, struct addr *addrs,
+                   char (*texts)[ADDR_STRLEN], size_t *naddrs)
 {
     struct addr a[CONFIG_MAX_LISTEN];
     char t[CONFIG_MAX_LISTEN][ADDR_STRLEN];
@@ -200,8 +200,8 @@ config_listen(struct config_parser *p, int id, const char *v, struct addr *addrs
 
 /* A comma-separated list of addresses and CIDR prefixes; empty is an empty list. */
 static int
-config_proxy_from(struct config_parser *p, int id, const char *v, struct proxy_net *nets,
-                  size_t *nnets)
+configvalue_proxy_from(struct config_parser *p, int id, const char *v, struct proxy_net *nets,
+                       size_t *nnets)
 {
     struct proxy_net a[CONFIG_MAX_PROXY_FROM];
     char t[ADDR_STRLEN], q[1024];
@@ -257,7 +257,7 @@ config_proxy_from(struct config_parser *p, int id, const char *v, struct proxy_n
 }
 
 static int
-config_mode(struct config_parser *p, int id, const char *v, mode_t *out)
+configvalue_mode(struct config_parser *p, int id, const char *v, mode_t *out)
 {
     unsigned long long m;
     char q[1024];
@@ -278,7 +278,7 @@ config_mode(struct config_parser *p, int id, const char *v, mode_t *out)
 }
 
 static int
-config_path(struct config_parser *p, int id, const char *v, char *out, size_t size)
+configvalue_path(struct config_parser *p, int id, const char *v, char *out, size_t size)
 {
     char q[1024];
     size_t n = strlen(v);
@@ -303,7 +303,7 @@ config_path(struct config_parser *p, int id, const char *v, char *out, size_t si
 }
 
 static int
-config_level(struct config_parser *p, int id, const char *v, enum log_level *out)
+configvalue_level(struct config_parser *p, int id, const char *v, enum log_level *out)
 {
     char q[1024];
 
@@ -319,7 +319,7 @@ config_level(struct config_parser *p, int id, const char *v, enum log_level *out
  * endpoint): a list is an error rather than its first item.
  */
 static int
-config_addr(struct config_parser *p, int id, const char *v, struct addr *out, char *text)
+configvalue_addr(struct config_parser *p, int id, const char *v, struct addr *out, char *text)
 {
     char q[1024];
     const char *why;
@@ -350,7 +350,7 @@ config_addr(struct config_parser *p, int id, const char *v, struct addr *out, ch
 
 /* A user or group name; "" means not set. */
 static int
-config_name(struct config_parser *p, int id, const char *v, char *out, size_t size)
+configvalue_name(struct config_parser *p, int id, const char *v, char *out, size_t size)
 {
     char q[1024];
     size_t n = strlen(v);
@@ -376,7 +376,7 @@ config_name(struct config_parser *p, int id, const char *v, char *out, size_t si
  * narrow), so that a container given 2 of 64 cores starts 2 workers.
  */
 static int
-config_workers(struct config_parser *p, int id, const char *v, unsigned *out)
+configvalue_workers(struct config_parser *p, int id, const char *v, unsigned *out)
 {
     unsigned long long n;
     cpu_set_t set;
@@ -398,7 +398,7 @@ config_workers(struct config_parser *p, int id, const char *v, unsigned *out)
 
 /* Parse value for key id into the config; 0, or -EINVAL after reporting why. */
 int
-config_set(struct config_parser *p, int id, const char *v)
+configvalue_set(struct config_parser *p, int id, const char *v)
 {
     struct upechod_config *cf = p->p_cf;
     unsigned long long n = 0;
@@ -406,45 +406,45 @@ config_set(struct config_parser *p, int id, const char *v)
 
     switch (id) {
     case KEY_TCP_ENABLED:
-        return config_bool(p, id, v, &cf->cf_tcp_enabled);
+        return configvalue_bool(p, id, v, &cf->cf_tcp_enabled);
     case KEY_TCP_LISTEN:
-        return config_listen(p, id, v, cf->cf_tcp_listen, cf->cf_tcp_listen_text,
-                             &cf->cf_tcp_nlisten);
+        return configvalue_listen(p, id, v, cf->cf_tcp_listen, cf->cf_tcp_listen_text,
+                                  &cf->cf_tcp_nlisten);
     case KEY_TCP_BACKLOG:
-        if ((rc = config_number(p, id, v, 1, 65535, NULL, &n)) == 0)
+        if ((rc = configvalue_number(p, id, v, 1, 65535, NULL, &n)) == 0)
             cf->cf_tcp_backlog = (int)n;
         return rc;
     case KEY_TCP_PROXY_PROTOCOL:
-        return config_bool(p, id, v, &cf->cf_tcp_proxy_protocol);
+        return configvalue_bool(p, id, v, &cf->cf_tcp_proxy_protocol);
     case KEY_TCP_PROXY_FROM:
-        return config_proxy_from(p, id, v, cf->cf_tcp_proxy_from, &cf->cf_tcp_nproxy_from);
+        return configvalue_proxy_from(p, id, v, cf->cf_tcp_proxy_from, &cf->cf_tcp_nproxy_from);
     case KEY_UDP_ENABLED:
-        return config_bool(p, id, v, &cf->cf_udp_enabled);
+        return configvalue_bool(p, id, v, &cf->cf_udp_enabled);
     case KEY_UDP_LISTEN:
-        return config_listen(p, id, v, cf->cf_udp_listen, cf->cf_udp_listen_text,
-                             &cf->cf_udp_nlisten);
+        return configvalue_listen(p, id, v, cf->cf_udp_listen, cf->cf_udp_listen_text,
+                                  &cf->cf_udp_nlisten);
     case KEY_UDP_DROP_PRIVILEGED:
-        return config_bool(p, id, v, &cf->cf_udp_drop_privileged);
+        return configvalue_bool(p, id, v, &cf->cf_udp_drop_privileged);
     case KEY_UDP_RATE_LIMIT:
-        if ((rc = config_number(p, id, v, 0, CONFIG_RATE_LIMIT_MAX, NULL, &n)) == 0)
+        if ((rc = configvalue_number(p, id, v, 0, CONFIG_RATE_LIMIT_MAX, NULL, &n)) == 0)
             cf->cf_udp_rate_limit = (unsigned)n;
         return rc;
     case KEY_UDP_RATE_LIMIT_PER_PORT:
-        if ((rc = config_number(p, id, v, 0, CONFIG_RATE_LIMIT_MAX, NULL, &n)) == 0)
+        if ((rc = configvalue_number(p, id, v, 0, CONFIG_RATE_LIMIT_MAX, NULL, &n)) == 0)
             cf->cf_udp_rate_limit_per_port = (unsigned)n;
         return rc;
     case KEY_UNIX_ENABLED:
-        return config_bool(p, id, v, &cf->cf_unix_enabled);
+        return configvalue_bool(p, id, v, &cf->cf_unix_enabled);
     case KEY_UNIX_PATH:
-        return config_path(p, id, v, cf->cf_unix_path, sizeof(cf->cf_unix_path));
+        return configvalue_path(p, id, v, cf->cf_unix_path, sizeof(cf->cf_unix_path));
     case KEY_UNIX_MODE:
-        return config_mode(p, id, v, &cf->cf_unix_mode);
+        return configvalue_mode(p, id, v, &cf->cf_unix_mode);
     case KEY_UNIX_BACKLOG:
-        if ((rc = config_number(p, id, v, 1, 65535, NULL, &n)) == 0)
+        if ((rc = configvalue_number(p, id, v, 1, 65535, NULL, &n)) == 0)
             cf->cf_unix_backlog = (int)n;
         return rc;
     case KEY_UNIX_PROXY_PROTOCOL:
-        return config_bool(p, id, v, &cf->cf_unix_proxy_protocol);
+        return configvalue_bool(p, id, v, &cf->cf_unix_proxy_protocol);
     case KEY_UNIX_PROXY_FROM:
         /* Known, so that the message can say why it does not apply rather than "unknown key". */
         if (v[0] == '\0')
@@ -455,44 +455,44 @@ config_set(struct config_parser *p, int id, const char *v)
                    "directory's permissions; leave it empty");
         return -EINVAL;
     case KEY_LOG_LEVEL:
-        return config_level(p, id, v, &cf->cf_log_level);
+        return configvalue_level(p, id, v, &cf->cf_log_level);
     case KEY_MAX_CONNECTIONS:
-        if ((rc = config_number(p, id, v, 1, CONFIG_MAX_CONNECTIONS_MAX, NULL, &n)) == 0)
+        if ((rc = configvalue_number(p, id, v, 1, CONFIG_MAX_CONNECTIONS_MAX, NULL, &n)) == 0)
             cf->cf_max_connections = (size_t)n;
         return rc;
     case KEY_MAX_PENDING_OUTPUT:
-        return config_size(p, id, v, &cf->cf_max_pending_output);
+        return configvalue_size(p, id, v, &cf->cf_max_pending_output);
     case KEY_MAX_MEMORY:
-        return config_size(p, id, v, &cf->cf_max_memory);
+        return configvalue_size(p, id, v, &cf->cf_max_memory);
     case KEY_MAX_CONNECTIONS_PER_SOURCE:
-        if ((rc = config_number(p, id, v, 0, CONFIG_MAX_CONNECTIONS_MAX, NULL, &n)) == 0)
+        if ((rc = configvalue_number(p, id, v, 0, CONFIG_MAX_CONNECTIONS_MAX, NULL, &n)) == 0)
             cf->cf_max_connections_per_source = (size_t)n;
         return rc;
     case KEY_IDLE_TIMEOUT:
-        if ((rc = config_number(p, id, v, 0, CONFIG_IDLE_TIMEOUT_MAX, "seconds", &n)) == 0)
+        if ((rc = configvalue_number(p, id, v, 0, CONFIG_IDLE_TIMEOUT_MAX, "seconds", &n)) == 0)
             cf->cf_idle_timeout = (unsigned)n;
         return rc;
     case KEY_SHUTDOWN_TIMEOUT:
-        if ((rc = config_number(p, id, v, 1, CONFIG_SHUTDOWN_TIMEOUT_MAX, "seconds", &n)) == 0)
+        if ((rc = configvalue_number(p, id, v, 1, CONFIG_SHUTDOWN_TIMEOUT_MAX, "seconds", &n)) == 0)
             cf->cf_shutdown_timeout = (unsigned)n;
         return rc;
     case KEY_USER:
-        return config_name(p, id, v, cf->cf_user, sizeof(cf->cf_user));
+        return configvalue_name(p, id, v, cf->cf_user, sizeof(cf->cf_user));
     case KEY_GROUP:
-        return config_name(p, id, v, cf->cf_group, sizeof(cf->cf_group));
+        return configvalue_name(p, id, v, cf->cf_group, sizeof(cf->cf_group));
     case KEY_WORKERS:
-        return config_workers(p, id, v, &cf->cf_workers);
+        return configvalue_workers(p, id, v, &cf->cf_workers);
     case KEY_METRICS_ENABLED:
-        return config_bool(p, id, v, &cf->cf_metrics_enabled);
+        return configvalue_bool(p, id, v, &cf->cf_metrics_enabled);
     case KEY_METRICS_LISTEN:
-        return config_addr(p, id, v, &cf->cf_metrics_listen, cf->cf_metrics_listen_text);
+        return configvalue_addr(p, id, v, &cf->cf_metrics_listen, cf->cf_metrics_listen_text);
     }
     return -EINVAL;
 }
 
 /* inih's handler: called for each key line the reader let through, in a usable section. */
 int
-config_handler(void *user, const char *section, const char *name, const char *value)
+configvalue_handler(void *user, const char *section, const char *name, const char *value)
 {
     struct config_parser *p = user;
     const char *sec = config_sections[p->p_section];
@@ -505,7 +505,7 @@ config_handler(void *user, const char *section, const char *name, const char *va
     }
     if (p->p_continued) {
         /* A list's next line; nothing more to say if its key line was rejected. */
-        if (id == p->p_list_id && config_set(p, id, value) != 0)
+        if (id == p->p_list_id && configvalue_set(p, id, value) != 0)
             p->p_key_bad[id] = true;
         p->p_continued = false;
         return 1;
@@ -522,7 +522,7 @@ config_handler(void *user, const char *section, const char *name, const char *va
     }
     p->p_key_line[id] = p->p_lineno;
     p->p_list_id = id;
-    if (config_set(p, id, value) != 0)
+    if (configvalue_set(p, id, value) != 0)
         p->p_key_bad[id] = true;
     return 1;
 }
