@@ -1,4 +1,4 @@
-/* config.c: parse upechod.ini into a struct upechod_config and validate it in one place. */
+/* config.c: upechod.ini's keys, defaults, messages, cross-key checks and entry points. */
 #include <errno.h>
 #include <grp.h>
 #include <pwd.h>
