@@ -36,8 +36,9 @@ worker_counts(const struct daemon_proc *dp, unsigned w, long long *conns, long l
     while (fgets(line, sizeof(line), f) != NULL) {
         const char *p = strstr(line, needle);
 
-        if (p != NULL && sscanf(p + strlen(needle), "%lld connections accepted, %lld datagrams",
-                                conns, dgrams) == 2)
+        if (p != NULL &&
+            sscanf(p + strlen(needle), "connections accepted: %lld, datagrams received: %lld",
+                   conns, dgrams) == 2)
             break;
     }
     fclose(f);

@@ -858,7 +858,7 @@ worker_main(void *arg)
     if (event_base_dispatch(w->w_base) == -1)
         log_error("worker %u: event loop failed", w->w_index);
     if (wg->wg_n > 1)
-        log_info("worker %u: %llu connections accepted, %llu datagrams received", w->w_index,
+        log_info("worker %u: connections accepted: %llu, datagrams received: %llu", w->w_index,
                  (unsigned long long)STATS_GET(w->w_stats.ss_accepted),
                  (unsigned long long)STATS_GET(w->w_stats.ss_dgrams_in));
     pthread_mutex_lock(&wg->wg_lock);
