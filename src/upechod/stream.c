@@ -349,6 +349,22 @@ stream_queue(struct evbuffer *in, struct evbuffer *out, size_t chain)
 }
 
 /*
+ * Writing is enabled the first time output is queued, not at accept: in
+ * libevent 2.1 enabling EV_WRITE adds the write event whatever the output
+ * holds, and on an empty output that costs an epoll_ctl to add EPOLLOUT,
+ * a wakeup for it, and another epoll_ctl to remove it again.  Once
+ * enabled, the bufferevent adds the event only while output is queued.
+ */
+static int
+stream_want_write(struct stream *st)
+{
+    if (!(bufferevent_get_enabled(st->st_bev) & EV_WRITE) &&
+        evbuffer_get_length(bufferevent_get_output(st->st_bev)) > 0)
+        return bufferevent_enable(st->st_bev, EV_WRITE);
+    return 0;
+}
+
+/*
  * New input: uppercase it and send it back.  With nothing queued, the echo
  * is written at once from the input chains: the common small exchange then
  * costs one read and one write, without arming and disarming a write event.
@@ -392,6 +408,12 @@ stream_read_cb(struct bufferevent *bev, void *arg)
             break;
         chain = stream_chain_size(STREAM_BULK_READ);
         more = (size_t)r >= STREAM_BULK_READ;
+    }
+    if (stream_want_write(st) != 0) {
+        log_warn("%s %s: cannot watch for writing: %s; closing it",
+                 transport_name(st->st_transport), st->st_peer, strerror(errno));
+        stream_free(st);
+        return;
     }
     stream_check_pressure(st);
 }
@@ -560,7 +582,8 @@ stream_new(struct stream_env *env, int fd, enum transport t, const struct sockad
         return NULL;
     }
     bufferevent_set_max_single_read(st->st_bev, STREAM_BEV_READ);
-    if (bufferevent_enable(st->st_bev, EV_READ | EV_WRITE) == -1) {
+    /* EV_WRITE waits for output: see stream_want_write(). */
+    if (bufferevent_enable(st->st_bev, EV_READ) == -1) {
         /* Registering with the loop failed: nothing was counted yet; undo the rest. */
         log_warn("cannot watch a new %s connection: %s; closing it", transport_name(t),
                  strerror(errno));
