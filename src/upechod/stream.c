@@ -364,8 +364,8 @@ stream_queue(struct evbuffer *in, struct evbuffer *out, size_t chain)
 static int
 stream_want_write(struct stream *st)
 {
-    if (!(bufferevent_get_enabled(st->st_bev) & EV_WRITE) &&
-        evbuffer_get_length(bufferevent_get_output(st->st_bev)) > 0)
+    if (evbuffer_get_length(bufferevent_get_output(st->st_bev)) > 0 &&
+        !(bufferevent_get_enabled(st->st_bev) & EV_WRITE))
         return bufferevent_enable(st->st_bev, EV_WRITE);
     return 0;
 }
@@ -390,6 +390,7 @@ stream_read_cb(struct bufferevent *bev, void *arg)
     int fd = bufferevent_getfd(bev);
     int more = evbuffer_get_length(in) >= STREAM_BEV_READ;
     size_t chain = 0;
+    int queued = 0;
 
     event_base_gettimeofday_cached(env->se_base, &st->st_last_input);
     for (int round = 0;; round++) {
@@ -406,7 +407,11 @@ stream_read_cb(struct bufferevent *bev, void *arg)
         st->st_nbytes += n;
         if (n > 0 && evbuffer_get_length(out) == 0)
             evbuffer_write(in, fd);
-        stream_queue(in, out, chain);
+        /* Usually the socket took it all and nothing is queued. */
+        if (evbuffer_get_length(in) > 0) {
+            stream_queue(in, out, chain);
+            queued = 1;
+        }
         if (!more || round == STREAM_BULK_ROUNDS || evbuffer_get_length(out) >= max ||
             stream_env_total(env) > env->se_conf->cf_max_memory)
             break;
@@ -415,7 +420,7 @@ stream_read_cb(struct bufferevent *bev, void *arg)
         chain = stream_chain_size(STREAM_BULK_READ);
         more = (size_t)r >= STREAM_BULK_READ;
     }
-    if (stream_want_write(st) != 0) {
+    if (queued && stream_want_write(st) != 0) {
         char peer[ADDR_STRLEN];
 
         log_warn("%s %s: cannot watch for writing: %s; closing it",
