@@ -2,6 +2,7 @@
 #ifndef UPECHOD_STREAM_H
 #define UPECHOD_STREAM_H
 
+#include <netinet/in.h>
 #include <stddef.h>
 #include <sys/queue.h>
 #include <sys/socket.h>
@@ -18,6 +19,19 @@ struct evbuffer_cb_entry;
 struct source;
 struct stream;
 struct stream_linger;
+
+/*
+ * A peer's address, IPv4 or IPv6: an AF_UNIX client's is never kept, so
+ * the 128 bytes of a sockaddr_storage in every connection are not needed.
+ */
+struct stream_addr {
+    union {
+        struct sockaddr sa;
+        struct sockaddr_in sin;
+        struct sockaddr_in6 sin6;
+    } a_ss;
+    socklen_t a_len; /* 0: none */
+};
 
 /* Why a stream is not being read: st_paused bits. */
 #define STREAM_PAUSE_OUTPUT 0x1 /* its own output reached max_pending_output */
@@ -75,7 +89,7 @@ struct stream {
     struct evbuffer_cb_entry *st_output_cb; /* counts its output into se_pending */
     struct source *st_source;               /* counted for max_connections_per_source, or NULL */
     /* The peer's address; after a PROXY header, the client it names. */
-    struct addr st_addr;
+    struct stream_addr st_addr;
     /* Set while waiting for a PROXY header, see proxy.c. */
     struct event *st_proxy_timer;
 
