@@ -7,7 +7,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <dirent.h>
 #include <sys/socket.h>
+#include <sys/syscall.h>
 #include <unistd.h>
 
 #include "check-helpers.h"
@@ -317,6 +319,69 @@ START_TEST(test_small_writes_odd_reads)
 }
 END_TEST
 
+/*
+ * The daemon's end of our connection, through pidfd_getfd(2): the socket in
+ * its table whose peer is the local port of fd.  -1 when the kernel or our
+ * privileges do not allow looking (the caller skips), else the copy.
+ */
+static int
+daemon_peer_socket(const struct daemon_proc *dp, int fd)
+{
+    struct sockaddr_in mine, peer;
+    socklen_t len = sizeof(mine);
+    char path[64];
+    struct dirent *de;
+    int pidfd, found = -1;
+    DIR *d;
+
+    ck_assert_int_eq(getsockname(fd, (struct sockaddr *)&mine, &len), 0);
+    if ((pidfd = (int)syscall(SYS_pidfd_open, dp->dp_pid, 0)) == -1)
+        return -1;
+    snprintf(path, sizeof(path), "/proc/%d/fd", (int)dp->dp_pid);
+    ck_assert_ptr_nonnull(d = opendir(path));
+    while (found == -1 && (de = readdir(d)) != NULL) {
+        int copy = (int)syscall(SYS_pidfd_getfd, pidfd, atoi(de->d_name), 0);
+
+        if (copy == -1)
+            continue;
+        len = sizeof(peer);
+        if (getpeername(copy, (struct sockaddr *)&peer, &len) == 0 && peer.sin_family == AF_INET &&
+            peer.sin_port == mine.sin_port)
+            found = copy;
+        else
+            close(copy);
+    }
+    closedir(d);
+    close(pidfd);
+    return found;
+}
+
+/* Accepted connections do not wait for Nagle: TCP_NODELAY, from the listener. */
+START_TEST(test_accepted_nodelay)
+{
+    struct daemon_proc dp;
+    int fd, theirs, on = 0;
+    socklen_t len = sizeof(on);
+    char got[1];
+
+    start_or_fail(&dp, tcp4_ini);
+    fd = connect_or_fail(AF_INET, dp.dp_tcp_port);
+    /* One echo: the daemon has accepted the connection, and keeps it open. */
+    ck_assert_int_eq(write_all(fd, "a", 1), 0);
+    ck_assert_int_eq(read_exact(fd, got, 1, 5000), 1);
+    ck_assert_int_eq(got[0], 'A');
+    if ((theirs = daemon_peer_socket(&dp, fd)) == -1) {
+        fprintf(stderr, "test_accepted_nodelay: cannot see the daemon's sockets, skipped\n");
+    } else {
+        ck_assert_int_eq(getsockopt(theirs, IPPROTO_TCP, TCP_NODELAY, &on, &len), 0);
+        ck_assert_int_eq(on, 1);
+        close(theirs);
+    }
+    close(fd);
+    ck_assert_int_eq(daemon_stop(&dp), 0);
+}
+END_TEST
+
 static Suite *
 tcp_suite(void)
 {
@@ -331,6 +396,7 @@ tcp_suite(void)
     tcase_add_test(tc, test_half_close_small);
     tcase_add_test(tc, test_half_close_pending);
     tcase_add_test(tc, test_small_writes_odd_reads);
+    tcase_add_test(tc, test_accepted_nodelay);
     suite_add_tcase(s, tc);
     return s;
 }

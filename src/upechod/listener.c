@@ -63,6 +63,20 @@ listener_release(struct listener *ls)
     free(ls);
 }
 
+/*
+ * Echo replies are small and latency-bound: never wait for Nagle.  Set on a
+ * listening socket, Linux gives it to every connection accepted from it
+ * whose handshake completes afterwards, which saves a setsockopt(2) per
+ * accept.
+ */
+void
+listener_nodelay(int fd)
+{
+    int one = 1;
+
+    setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+}
+
 /* One bound (and, for TCP, listening) socket; -1 with errno set and *what naming the step. */
 static int
 listener_bind_inet(enum transport t, const struct sockaddr *sa, socklen_t salen, int backlog,
@@ -99,6 +113,9 @@ listener_bind_inet(enum transport t, const struct sockaddr *sa, socklen_t salen,
     *what = "bind";
     if (bind(fd, sa, salen) == -1)
         goto fail;
+    /* Before listen(2), so that every connection accepted inherits it. */
+    if (t == TRANSPORT_TCP)
+        listener_nodelay(fd);
     *what = "listen";
     if (t != TRANSPORT_UDP && listen(fd, backlog) == -1)
         goto fail;
@@ -355,6 +372,8 @@ listener_new_fd(int fd, enum transport t, const char **what)
     }
     ls->ls_fds[0] = fd;
     ls->ls_activated = 1;
+    if (t == TRANSPORT_TCP)
+        listener_nodelay(fd);
     listener_name(ls);
     return ls;
 }

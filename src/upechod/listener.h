@@ -40,5 +40,6 @@ struct listener *listener_new_fd(int fd, enum transport t, const char **what);
 void listener_free(struct listener *ls);
 int listener_set_backlog(struct listener *ls, int backlog);
 int listener_fd(const struct listener *ls, unsigned worker);
+void listener_nodelay(int fd);
 
 #endif

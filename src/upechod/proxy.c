@@ -378,6 +378,7 @@ proxy_refuse(struct stream *st, uint64_t *counter, const char *why)
     struct stats_budget *budget = st->st_env->se_proxy_log;
     struct timespec ts;
     uint64_t unlogged;
+    char peer[ADDR_STRLEN];
 
     STATS_ADD(*counter, 1);
     clock_gettime(CLOCK_MONOTONIC, &ts);
@@ -386,10 +387,11 @@ proxy_refuse(struct stream *st, uint64_t *counter, const char *why)
         if ((unlogged = stats_budget_unlogged(budget)) > 0)
             log_warn("%s %s: closed: %s (and %llu more PROXY header failures since the last "
                      "report)",
-                     transport_name(st->st_transport), st->st_peer, why,
+                     transport_name(st->st_transport), stream_peer(st, peer, sizeof(peer)), why,
                      (unsigned long long)unlogged);
         else
-            log_warn("%s %s: closed: %s", transport_name(st->st_transport), st->st_peer, why);
+            log_warn("%s %s: closed: %s", transport_name(st->st_transport),
+                     stream_peer(st, peer, sizeof(peer)), why);
     }
     stream_free(st);
 }
@@ -428,7 +430,7 @@ proxy_read_cb(struct bufferevent *bev, void *arg)
     struct stream *st = arg;
     struct evbuffer *in = bufferevent_get_input(bev);
     size_t len = evbuffer_get_length(in);
-    char via[ADDR_STRLEN];
+    char via[ADDR_STRLEN], peer[ADDR_STRLEN];
     struct proxy_header ph;
     const char *why;
     uint8_t *p;
@@ -439,7 +441,7 @@ proxy_read_cb(struct bufferevent *bev, void *arg)
         len = PROXY_MAX;
     if ((p = evbuffer_pullup(in, (ssize_t)len)) == NULL) {
         log_warn("%s %s: out of memory reading a PROXY header, closing",
-                 transport_name(st->st_transport), st->st_peer);
+                 transport_name(st->st_transport), stream_peer(st, peer, sizeof(peer)));
         stream_free(st);
         return;
     }
@@ -455,7 +457,9 @@ proxy_read_cb(struct bufferevent *bev, void *arg)
     evbuffer_drain(in, ph.ph_len);
     event_free(st->st_proxy_timer);
     st->st_proxy_timer = NULL;
-    snprintf(via, sizeof(via), "%s", st->st_peer);
+    /* Formatted only for the debug line below. */
+    if (log_get_level() >= LOG_LEVEL_DEBUG)
+        stream_peer(st, via, sizeof(via));
     /* LOCAL, UNSPEC and unix addresses: the connection's own address stands. */
     if (!ph.ph_local && ph.ph_src.ss_family != AF_UNIX)
         stream_set_peer(st, (struct sockaddr *)&ph.ph_src, ph.ph_src_len);
@@ -471,8 +475,9 @@ proxy_read_cb(struct bufferevent *bev, void *arg)
         return;
     }
     STATS_ADD(st->st_env->se_stats->ss_proxy_accepted, 1);
-    log_debug("%s %s: PROXY v%d header from %s%s", transport_name(st->st_transport), st->st_peer,
-              ph.ph_version, via, ph.ph_local ? ", naming no client" : "");
+    log_debug("%s %s: PROXY v%d header from %s%s", transport_name(st->st_transport),
+              stream_peer(st, peer, sizeof(peer)), ph.ph_version, via,
+              ph.ph_local ? ", naming no client" : "");
     stream_begin_echo(st);
 }
 

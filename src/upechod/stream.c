@@ -34,6 +34,12 @@
 
 static void stream_close(struct stream *st);
 
+/* Only a stream draining its client's input at shutdown has one. */
+struct stream_linger {
+    struct event *sl_ev;
+    struct timeval sl_until; /* drain until then at the latest */
+};
+
 /*
  * Uppercase every byte of buf in place, chain by chain, without copying.
  * Only for chains libevent allocated itself, such as a bufferevent's input
@@ -349,6 +355,22 @@ stream_queue(struct evbuffer *in, struct evbuffer *out, size_t chain)
 }
 
 /*
+ * Writing is enabled the first time output is queued, not at accept: in
+ * libevent 2.1 enabling EV_WRITE adds the write event whatever the output
+ * holds, and on an empty output that costs an epoll_ctl to add EPOLLOUT,
+ * a wakeup for it, and another epoll_ctl to remove it again.  Once
+ * enabled, the bufferevent adds the event only while output is queued.
+ */
+static int
+stream_want_write(struct stream *st)
+{
+    if (evbuffer_get_length(bufferevent_get_output(st->st_bev)) > 0 &&
+        !(bufferevent_get_enabled(st->st_bev) & EV_WRITE))
+        return bufferevent_enable(st->st_bev, EV_WRITE);
+    return 0;
+}
+
+/*
  * New input: uppercase it and send it back.  With nothing queued, the echo
  * is written at once from the input chains: the common small exchange then
  * costs one read and one write, without arming and disarming a write event.
@@ -368,6 +390,7 @@ stream_read_cb(struct bufferevent *bev, void *arg)
     int fd = bufferevent_getfd(bev);
     int more = evbuffer_get_length(in) >= STREAM_BEV_READ;
     size_t chain = 0;
+    int queued = 0;
 
     event_base_gettimeofday_cached(env->se_base, &st->st_last_input);
     for (int round = 0;; round++) {
@@ -384,7 +407,11 @@ stream_read_cb(struct bufferevent *bev, void *arg)
         st->st_nbytes += n;
         if (n > 0 && evbuffer_get_length(out) == 0)
             evbuffer_write(in, fd);
-        stream_queue(in, out, chain);
+        /* Usually the socket took it all and nothing is queued. */
+        if (evbuffer_get_length(in) > 0) {
+            stream_queue(in, out, chain);
+            queued = 1;
+        }
         if (!more || round == STREAM_BULK_ROUNDS || evbuffer_get_length(out) >= max ||
             stream_env_total(env) > env->se_conf->cf_max_memory)
             break;
@@ -392,6 +419,15 @@ stream_read_cb(struct bufferevent *bev, void *arg)
             break;
         chain = stream_chain_size(STREAM_BULK_READ);
         more = (size_t)r >= STREAM_BULK_READ;
+    }
+    if (queued && stream_want_write(st) != 0) {
+        char peer[ADDR_STRLEN];
+
+        log_warn("%s %s: cannot watch for writing: %s; closing it",
+                 transport_name(st->st_transport), stream_peer(st, peer, sizeof(peer)),
+                 strerror(errno));
+        stream_free(st);
+        return;
     }
     stream_check_pressure(st);
 }
@@ -429,6 +465,7 @@ static void
 stream_event_cb(struct bufferevent *bev, short what, void *arg)
 {
     struct stream *st = arg;
+    char peer[ADDR_STRLEN];
 
     if (what & BEV_EVENT_EOF) {
         /*
@@ -443,13 +480,14 @@ stream_event_cb(struct bufferevent *bev, short what, void *arg)
         STATS_ADD(st->st_env->se_stats->ss_t_bytes_in[st->st_transport], left);
         STATS_ADD(st->st_env->se_stats->ss_t_bytes_out[st->st_transport], echoed);
         st->st_nbytes += left;
-        log_debug("%s %s: end of input", transport_name(st->st_transport), st->st_peer);
+        log_debug("%s %s: end of input", transport_name(st->st_transport),
+                  stream_peer(st, peer, sizeof(peer)));
         stream_finish(st);
         return;
     }
     if (what & BEV_EVENT_ERROR) {
-        log_debug("%s %s: %s", transport_name(st->st_transport), st->st_peer,
-                  strerror(EVUTIL_SOCKET_ERROR()));
+        log_debug("%s %s: %s", transport_name(st->st_transport),
+                  stream_peer(st, peer, sizeof(peer)), strerror(EVUTIL_SOCKET_ERROR()));
         stream_free(st);
         return;
     }
@@ -464,8 +502,8 @@ stream_event_cb(struct bufferevent *bev, short what, void *arg)
                 bufferevent_enable(bev, EV_READ);
             return;
         }
-        log_debug("%s %s: idle for %u s, closing", transport_name(st->st_transport), st->st_peer,
-                  st->st_env->se_conf->cf_idle_timeout);
+        log_debug("%s %s: idle for %u s, closing", transport_name(st->st_transport),
+                  stream_peer(st, peer, sizeof(peer)), st->st_env->se_conf->cf_idle_timeout);
         STATS_ADD(st->st_env->se_stats->ss_timeouts, 1);
         stream_free(st);
     }
@@ -498,8 +536,23 @@ stream_set_peer(struct stream *st, const struct sockaddr *sa, socklen_t salen)
     if (salen > 0)
         memcpy(&st->st_addr.a_ss, sa, salen);
     st->st_addr.a_len = salen;
-    if (salen > 0)
-        addr_format(sa, salen, st->st_peer, sizeof(st->st_peer));
+}
+
+/*
+ * The peer as log lines name it, formatted into buf only when a line is
+ * written: its address, or "fd N" for an AF_UNIX client that has none.
+ */
+const char *
+stream_peer(const struct stream *st, char *buf, size_t size)
+{
+    if (st->st_addr.a_len > 0)
+        return addr_format((const struct sockaddr *)&st->st_addr.a_ss, st->st_addr.a_len, buf,
+                           size);
+    if (st->st_transport == TRANSPORT_UNIX)
+        snprintf(buf, size, "fd %d", bufferevent_getfd(st->st_bev));
+    else if (size > 0)
+        buf[0] = '\0';
+    return buf;
 }
 
 /* Echo from now on, starting with any input already waiting (after a PROXY header). */
@@ -523,6 +576,7 @@ stream_new(struct stream_env *env, int fd, enum transport t, const struct sockad
 {
     const struct upechod_config *cf = env->se_conf;
     struct stream *st = calloc(1, sizeof(*st));
+    char peer[ADDR_STRLEN];
 
     if (st == NULL) {
         log_warn("out of memory for a new %s connection, refusing it", transport_name(t));
@@ -538,9 +592,7 @@ stream_new(struct stream_env *env, int fd, enum transport t, const struct sockad
     }
     st->st_env = env;
     st->st_transport = t;
-    if (t == TRANSPORT_UNIX)
-        snprintf(st->st_peer, sizeof(st->st_peer), "fd %d", fd);
-    else
+    if (t != TRANSPORT_UNIX)
         stream_set_peer(st, sa, salen);
     bufferevent_setcb(st->st_bev, stream_read_cb, stream_write_cb, stream_event_cb, st);
     st->st_output_cb = evbuffer_add_cb(bufferevent_get_output(st->st_bev), stream_output_cb, st);
@@ -560,7 +612,8 @@ stream_new(struct stream_env *env, int fd, enum transport t, const struct sockad
         return NULL;
     }
     bufferevent_set_max_single_read(st->st_bev, STREAM_BEV_READ);
-    if (bufferevent_enable(st->st_bev, EV_READ | EV_WRITE) == -1) {
+    /* EV_WRITE waits for output: see stream_want_write(). */
+    if (bufferevent_enable(st->st_bev, EV_READ) == -1) {
         /* Registering with the loop failed: nothing was counted yet; undo the rest. */
         log_warn("cannot watch a new %s connection: %s; closing it", transport_name(t),
                  strerror(errno));
@@ -573,7 +626,7 @@ stream_new(struct stream_env *env, int fd, enum transport t, const struct sockad
     }
     event_base_gettimeofday_cached(env->se_base, &st->st_started);
     stream_apply_limits(st);
-    log_debug("%s %s: connected", transport_name(t), st->st_peer);
+    log_debug("%s %s: connected", transport_name(t), stream_peer(st, peer, sizeof(peer)));
     return st;
 }
 
@@ -595,8 +648,11 @@ stream_free(struct stream *st)
     evbuffer_remove_cb_entry(bufferevent_get_output(st->st_bev), st->st_output_cb);
     env->se_pending -= evbuffer_get_length(bufferevent_get_output(st->st_bev));
     stream_env_publish(env);
-    if (st->st_linger != NULL)
-        event_free(st->st_linger);
+    if (st->st_linger != NULL) {
+        if (st->st_linger->sl_ev != NULL)
+            event_free(st->st_linger->sl_ev);
+        free(st->st_linger);
+    }
     if (st->st_proxy_timer != NULL)
         event_free(st->st_proxy_timer);
     bufferevent_free(st->st_bev);
@@ -621,7 +677,7 @@ stream_linger_left(struct stream *st)
     struct timeval now;
 
     event_base_gettimeofday_cached(st->st_env->se_base, &now);
-    return timercmp(&now, &st->st_linger_until, <);
+    return timercmp(&now, &st->st_linger->sl_until, <);
 }
 
 /* Read and discard until the client closes, so our close never turns into a reset. */
@@ -700,10 +756,15 @@ stream_close(struct stream *st)
         stream_free(st);
         return;
     }
-    event_base_gettimeofday_cached(st->st_env->se_base, &st->st_linger_until);
-    st->st_linger_until.tv_sec += STREAM_LINGER_SEC;
-    st->st_linger = event_new(st->st_env->se_base, fd, EV_READ | EV_PERSIST, stream_linger_cb, st);
-    if (st->st_linger == NULL || event_add(st->st_linger, &tv) == -1)
+    if ((st->st_linger = calloc(1, sizeof(*st->st_linger))) == NULL) {
+        stream_free(st);
+        return;
+    }
+    event_base_gettimeofday_cached(st->st_env->se_base, &st->st_linger->sl_until);
+    st->st_linger->sl_until.tv_sec += STREAM_LINGER_SEC;
+    st->st_linger->sl_ev =
+        event_new(st->st_env->se_base, fd, EV_READ | EV_PERSIST, stream_linger_cb, st);
+    if (st->st_linger->sl_ev == NULL || event_add(st->st_linger->sl_ev, &tv) == -1)
         stream_free(st);
 }
 

@@ -2,6 +2,7 @@
 #ifndef UPECHOD_STREAM_H
 #define UPECHOD_STREAM_H
 
+#include <netinet/in.h>
 #include <stddef.h>
 #include <sys/queue.h>
 #include <sys/socket.h>
@@ -17,6 +18,20 @@ struct evbuffer;
 struct evbuffer_cb_entry;
 struct source;
 struct stream;
+struct stream_linger;
+
+/*
+ * A peer's address, IPv4 or IPv6: an AF_UNIX client's is never kept, so
+ * the 128 bytes of a sockaddr_storage in every connection are not needed.
+ */
+struct stream_addr {
+    union {
+        struct sockaddr sa;
+        struct sockaddr_in sin;
+        struct sockaddr_in6 sin6;
+    } a_ss;
+    socklen_t a_len; /* 0: none */
+};
 
 /* Why a stream is not being read: st_paused bits. */
 #define STREAM_PAUSE_OUTPUT 0x1 /* its own output reached max_pending_output */
@@ -64,11 +79,9 @@ struct stream {
     TAILQ_ENTRY(stream) st_entry; /* the owner's list */
     struct stream_env *st_env;
     struct bufferevent *st_bev;
-    struct event *st_linger;        /* draining input after our FIN at shutdown */
-    struct timeval st_linger_until; /* ... until then at the latest */
-    struct timeval st_last_input;   /* when the client last sent anything (or connected) */
+    struct stream_linger *st_linger; /* draining input after our FIN at shutdown, or NULL */
+    struct timeval st_last_input;    /* when the client last sent anything (or connected) */
     enum transport st_transport;
-    char st_peer[ADDR_STRLEN];
     int st_paused;  /* reading stopped: STREAM_PAUSE_* bits */
     int st_closing; /* flush what is pending, then close */
 
@@ -76,7 +89,7 @@ struct stream {
     struct evbuffer_cb_entry *st_output_cb; /* counts its output into se_pending */
     struct source *st_source;               /* counted for max_connections_per_source, or NULL */
     /* The peer's address; after a PROXY header, the client it names. */
-    struct addr st_addr;
+    struct stream_addr st_addr;
     /* Set while waiting for a PROXY header, see proxy.c. */
     struct event *st_proxy_timer;
 
@@ -92,6 +105,7 @@ void stream_apply_limits(struct stream *st);
 void stream_shutdown(struct stream *st);
 int stream_owed(const struct stream *st);
 void stream_set_peer(struct stream *st, const struct sockaddr *sa, socklen_t salen);
+const char *stream_peer(const struct stream *st, char *buf, size_t size);
 void stream_begin_echo(struct stream *st);
 void stream_env_mem_recheck(struct stream_env *env);
 size_t stream_env_total(const struct stream_env *env);

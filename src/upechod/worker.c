@@ -34,6 +34,7 @@ struct worker_listener {
     struct worker *wl_worker;
     unsigned wl_id; /* the main thread's ls_id */
     enum transport wl_transport;
+    int wl_activated;              /* passed by systemd: TCP_NODELAY per accept too */
     struct evconnlistener *wl_evl; /* streams */
     struct udp *wl_udp;            /* datagrams */
     int wl_mark;
@@ -363,8 +364,6 @@ worker_accept_cb(struct evconnlistener *evl, evutil_socket_t fd, struct sockaddr
     struct source *src = NULL;
 
     if (wl->wl_transport == TRANSPORT_TCP) {
-        int one = 1;
-
         /*
          * Behind a PROXY header the source is the client the header names,
          * not the balancer: proxy.c admits it once the header is read.
@@ -373,8 +372,12 @@ worker_accept_cb(struct evconnlistener *evl, evutil_socket_t fd, struct sockaddr
             close(fd);
             return;
         }
-        /* Echo replies are small and latency-bound: never wait for Nagle. */
-        setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+        /*
+         * TCP_NODELAY is inherited from the listener (listener_nodelay()),
+         * but a connection systemd queued before we set it there lacks it.
+         */
+        if (wl->wl_activated)
+            listener_nodelay(fd);
     }
     if (!worker_slot_take(w)) {
         if (w->w_parked_fd != -1) {
@@ -520,6 +523,7 @@ worker_attach(struct worker *w, const struct listener *ls)
     wl->wl_worker = w;
     wl->wl_id = ls->ls_id;
     wl->wl_transport = ls->ls_transport;
+    wl->wl_activated = ls->ls_activated;
     wl->wl_mark = 1;
     if (ls->ls_transport == TRANSPORT_UDP) {
         wl->wl_udp = udp_new(&w->w_uenv, fd);
