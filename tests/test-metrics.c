@@ -148,6 +148,8 @@ START_TEST(test_metrics_exact_counts)
     for (size_t i = 0; i < 5; i++) {
         ck_assert_int_eq(read_exact(dfd, buf, 1, 5000) >= 0, 1);
     }
+    /* A reply is counted once sendmmsg(2) returns, which may be after the client read it. */
+    ck_assert(wait_sample(mport, "upechod_datagrams_answered_total", 5, 5000) == 5);
     t = get_metrics(mport);
     ck_assert_sample(t, "upechod_datagrams_received_total", 6);
     ck_assert_sample(t, "upechod_datagrams_answered_total", 5);
