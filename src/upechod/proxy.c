@@ -430,7 +430,7 @@ proxy_read_cb(struct bufferevent *bev, void *arg)
     struct stream *st = arg;
     struct evbuffer *in = bufferevent_get_input(bev);
     size_t len = evbuffer_get_length(in);
-    char via[ADDR_STRLEN], peer[ADDR_STRLEN];
+    char via[ADDR_STRLEN] = "", peer[ADDR_STRLEN];
     struct proxy_header ph;
     const char *why;
     uint8_t *p;

@@ -69,7 +69,10 @@ server_stats_snapshot(struct server *srv, struct server_stats *out)
     out->ss_reload_time = srv->srv_stats.ss_reload_time;
     out->ss_start_time = srv->srv_stats.ss_start_time;
     for (int t = 0; t < TRANSPORT_COUNT; t++)
-        out->ss_open[t] = out->ss_t_accepted[t] - out->ss_t_closed[t];
+        /* Each worker's two counts are read one after the other: never below 0. */
+        out->ss_open[t] = out->ss_t_accepted[t] > out->ss_t_closed[t]
+                              ? out->ss_t_accepted[t] - out->ss_t_closed[t]
+                              : 0;
     out->ss_pending_output = srv->srv_workers_ready
                                  ? __atomic_load_n(&srv->srv_workers.wg_mem_total, __ATOMIC_RELAXED)
                                  : 0;

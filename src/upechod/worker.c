@@ -290,10 +290,16 @@ worker_unadmit(struct worker *w, struct source *src)
     pthread_mutex_unlock(&wg->wg_sources_lock);
 }
 
-/* The stream's PROXY header named its client: count it under that source. */
+/*
+ * The stream's PROXY header named its client: count it under that source.
+ * A connection parked at max_connections may have been counted at accept,
+ * under a configuration without proxy_protocol: that count goes first.
+ */
 static int
 worker_stream_admit(struct stream *st, const struct sockaddr *sa, socklen_t salen, void *arg)
 {
+    worker_unadmit(arg, st->st_source);
+    st->st_source = NULL;
     return worker_admit(arg, sa, salen, &st->st_source);
 }
 
