@@ -17,6 +17,7 @@
 #include <unistd.h>
 
 #include "check-helpers.h"
+#include "check-main.h"
 #include "harness.h"
 
 /* Bound on waiting for READY=1: the ASan build starts slowly on a busy machine. */
@@ -671,11 +672,5 @@ systemd_suite(void)
 int
 main(void)
 {
-    SRunner *sr = srunner_create(systemd_suite());
-    int failed;
-
-    srunner_run_all(sr, CK_NORMAL);
-    failed = srunner_ntests_failed(sr);
-    srunner_free(sr);
-    return failed == 0 ? EXIT_SUCCESS : EXIT_FAILURE;
+    return check_main(systemd_suite(), CK_NORMAL);
 }
