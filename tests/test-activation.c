@@ -14,6 +14,7 @@
 #include <unistd.h>
 
 #include "activation.h"
+#include "check-main.h"
 #include "harness.h"
 
 /*
@@ -531,11 +532,5 @@ activation_suite(void)
 int
 main(void)
 {
-    SRunner *sr = srunner_create(activation_suite());
-    int failed;
-
-    srunner_run_all(sr, CK_NORMAL);
-    failed = srunner_ntests_failed(sr);
-    srunner_free(sr);
-    return failed == 0 ? EXIT_SUCCESS : EXIT_FAILURE;
+    return check_main(activation_suite(), CK_NORMAL);
 }

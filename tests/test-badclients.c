@@ -12,6 +12,7 @@
 #include <unistd.h>
 
 #include "check-helpers.h"
+#include "check-main.h"
 #include "harness.h"
 
 #define NRESET 10
@@ -296,9 +297,6 @@ badclients_suite(void)
 int
 main(void)
 {
-    SRunner *sr = srunner_create(badclients_suite());
-    int failed;
-
     fill_pattern(fill_pat, FILL_PERIOD, 21);
     for (size_t i = 0; i < FILL_PERIOD; i += 2)
         fill_pat[i] = (unsigned char)('a' + i % 26);
@@ -308,8 +306,5 @@ main(void)
         fprintf(stderr, "cannot raise our open-file limit to %d\n", NSILENT + 256);
         return EXIT_FAILURE;
     }
-    srunner_run_all(sr, CK_ENV);
-    failed = srunner_ntests_failed(sr);
-    srunner_free(sr);
-    return failed == 0 ? EXIT_SUCCESS : EXIT_FAILURE;
+    return check_main(badclients_suite(), CK_ENV);
 }

@@ -14,6 +14,7 @@
 
 #include <ini.h>
 
+#include "check-main.h"
 #include "config.h"
 
 /* Longest line the reader accepts: inih's buffer less "\r\n\0". */
@@ -1113,11 +1114,5 @@ config_suite(void)
 int
 main(void)
 {
-    SRunner *sr = srunner_create(config_suite());
-    int failed;
-
-    srunner_run_all(sr, CK_NORMAL);
-    failed = srunner_ntests_failed(sr);
-    srunner_free(sr);
-    return failed == 0 ? EXIT_SUCCESS : EXIT_FAILURE;
+    return check_main(config_suite(), CK_NORMAL);
 }

@@ -10,6 +10,7 @@
 #include <unistd.h>
 
 #include "check-helpers.h"
+#include "check-main.h"
 #include "harness.h"
 
 /* The daemon's open-file limit: room for a few dozen connections. */
@@ -323,16 +324,10 @@ emfile_suite(void)
 int
 main(void)
 {
-    SRunner *sr = srunner_create(emfile_suite());
-    int failed;
-
     /* Our own clients must not run out first. */
     if (raise_nofile(4 * NOFILE) != 0) {
         fprintf(stderr, "cannot raise our open-file limit to %d\n", 4 * NOFILE);
         return EXIT_FAILURE;
     }
-    srunner_run_all(sr, CK_ENV);
-    failed = srunner_ntests_failed(sr);
-    srunner_free(sr);
-    return failed == 0 ? EXIT_SUCCESS : EXIT_FAILURE;
+    return check_main(emfile_suite(), CK_ENV);
 }

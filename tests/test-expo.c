@@ -8,6 +8,7 @@
 
 #include <event2/buffer.h>
 
+#include "check-main.h"
 #include "expo.h"
 #include "metrics.h"
 
@@ -214,11 +215,5 @@ expo_suite(void)
 int
 main(void)
 {
-    SRunner *sr = srunner_create(expo_suite());
-    int failed;
-
-    srunner_run_all(sr, CK_NORMAL);
-    failed = srunner_ntests_failed(sr);
-    srunner_free(sr);
-    return failed == 0 ? EXIT_SUCCESS : EXIT_FAILURE;
+    return check_main(expo_suite(), CK_NORMAL);
 }

@@ -6,6 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "check-main.h"
 #include "hgrm.h"
 
 /* Write h's .hgrm to memory; the caller frees the text. */
@@ -155,17 +156,11 @@ main(void)
 {
     Suite *s = suite_create("hgrm");
     TCase *tc = tcase_create("core");
-    SRunner *sr;
-    int failed;
 
     tcase_add_test(tc, test_hgrm_layout);
     tcase_add_test(tc, test_hgrm_ticks);
     tcase_add_test(tc, test_hgrm_empty);
     tcase_add_test(tc, test_hgrm_points);
     suite_add_tcase(s, tc);
-    sr = srunner_create(s);
-    srunner_run_all(sr, CK_NORMAL);
-    failed = srunner_ntests_failed(sr);
-    srunner_free(sr);
-    return failed == 0 ? EXIT_SUCCESS : EXIT_FAILURE;
+    return check_main(s, CK_NORMAL);
 }

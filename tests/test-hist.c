@@ -6,6 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "check-main.h"
 #include "hist.h"
 
 #define ORACLE_N 200000
@@ -277,11 +278,5 @@ hist_suite(void)
 int
 main(void)
 {
-    SRunner *sr = srunner_create(hist_suite());
-    int failed;
-
-    srunner_run_all(sr, CK_NORMAL);
-    failed = srunner_ntests_failed(sr);
-    srunner_free(sr);
-    return failed == 0 ? EXIT_SUCCESS : EXIT_FAILURE;
+    return check_main(hist_suite(), CK_NORMAL);
 }

@@ -5,6 +5,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "check-main.h"
 #include "json.h"
 
 static struct json *
@@ -137,8 +138,6 @@ main(void)
 {
     Suite *s = suite_create("json");
     TCase *tc = tcase_create("core");
-    SRunner *sr;
-    int failed;
 
     tcase_add_test(tc, test_json_document);
     tcase_add_test(tc, test_json_strings);
@@ -146,9 +145,5 @@ main(void)
     tcase_add_test(tc, test_json_depth);
     tcase_add_test(tc, test_json_length);
     suite_add_tcase(s, tc);
-    sr = srunner_create(s);
-    srunner_run_all(sr, CK_NORMAL);
-    failed = srunner_ntests_failed(sr);
-    srunner_free(sr);
-    return failed == 0 ? EXIT_SUCCESS : EXIT_FAILURE;
+    return check_main(s, CK_NORMAL);
 }

@@ -11,6 +11,7 @@
 #include <unistd.h>
 
 #include "check-helpers.h"
+#include "check-main.h"
 #include "harness.h"
 
 /* Backpressure run: bytes a non-reading client pushes through, and the RSS it may cost. */
@@ -410,11 +411,5 @@ limits_suite(void)
 int
 main(void)
 {
-    SRunner *sr = srunner_create(limits_suite());
-    int failed;
-
-    srunner_run_all(sr, CK_ENV);
-    failed = srunner_ntests_failed(sr);
-    srunner_free(sr);
-    return failed == 0 ? EXIT_SUCCESS : EXIT_FAILURE;
+    return check_main(limits_suite(), CK_ENV);
 }

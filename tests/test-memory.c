@@ -13,6 +13,7 @@
 #include <unistd.h>
 
 #include "check-helpers.h"
+#include "check-main.h"
 #include "harness.h"
 
 /* The payload: lowercase letters with a prime period, so every byte must change. */
@@ -283,11 +284,5 @@ memory_suite(void)
 int
 main(void)
 {
-    SRunner *sr = srunner_create(memory_suite());
-    int failed;
-
-    srunner_run_all(sr, CK_ENV);
-    failed = srunner_ntests_failed(sr);
-    srunner_free(sr);
-    return failed == 0 ? EXIT_SUCCESS : EXIT_FAILURE;
+    return check_main(memory_suite(), CK_ENV);
 }

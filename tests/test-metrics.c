@@ -17,6 +17,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include "check-main.h"
 #include "harness.h"
 #include "metrics.h"
 
@@ -664,8 +665,6 @@ main(int argc, char **argv)
     const char *part = argc > 1 ? argv[1] : "core";
     Suite *s = suite_create("metrics");
     TCase *tc = tcase_create(part);
-    SRunner *sr;
-    int failed;
 
     /* Each tool is its own meson test, skipped (77) where it is not installed. */
     if (strcmp(part, "promtool") == 0 || strcmp(part, "prometheus") == 0) {
@@ -691,9 +690,5 @@ main(int argc, char **argv)
         tcase_add_test(tc, test_metrics_limits);
     }
     suite_add_tcase(s, tc);
-    sr = srunner_create(s);
-    srunner_run_all(sr, CK_NORMAL);
-    failed = srunner_ntests_failed(sr);
-    srunner_free(sr);
-    return failed == 0 ? EXIT_SUCCESS : EXIT_FAILURE;
+    return check_main(s, CK_NORMAL);
 }

@@ -8,6 +8,7 @@
 #include <unistd.h>
 
 #include "check-helpers.h"
+#include "check-main.h"
 #include "harness.h"
 #include "notify.h"
 
@@ -239,11 +240,5 @@ notify_suite(void)
 int
 main(void)
 {
-    SRunner *sr = srunner_create(notify_suite());
-    int failed;
-
-    srunner_run_all(sr, CK_NORMAL);
-    failed = srunner_ntests_failed(sr);
-    srunner_free(sr);
-    return failed == 0 ? EXIT_SUCCESS : EXIT_FAILURE;
+    return check_main(notify_suite(), CK_NORMAL);
 }

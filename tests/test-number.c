@@ -4,6 +4,7 @@
 #include <limits.h>
 #include <stdlib.h>
 
+#include "check-main.h"
 #include "number.h"
 
 /* Parse text in base, which must give want. */
@@ -82,11 +83,5 @@ number_suite(void)
 int
 main(void)
 {
-    SRunner *sr = srunner_create(number_suite());
-    int failed;
-
-    srunner_run_all(sr, CK_NORMAL);
-    failed = srunner_ntests_failed(sr);
-    srunner_free(sr);
-    return failed == 0 ? EXIT_SUCCESS : EXIT_FAILURE;
+    return check_main(number_suite(), CK_NORMAL);
 }

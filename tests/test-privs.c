@@ -9,6 +9,7 @@
 #include <unistd.h>
 
 #include "check-helpers.h"
+#include "check-main.h"
 #include "harness.h"
 
 static const char unknown_ini[] = INI_TCP4_ONLY "[server]\n"
@@ -181,11 +182,5 @@ privs_suite(void)
 int
 main(void)
 {
-    SRunner *sr = srunner_create(privs_suite());
-    int failed;
-
-    srunner_run_all(sr, CK_ENV);
-    failed = srunner_ntests_failed(sr);
-    srunner_free(sr);
-    return failed == 0 ? EXIT_SUCCESS : EXIT_FAILURE;
+    return check_main(privs_suite(), CK_ENV);
 }

@@ -9,6 +9,7 @@
 #include <unistd.h>
 
 #include "check-helpers.h"
+#include "check-main.h"
 #include "harness.h"
 
 /* TCP on 127.0.0.1 port 0 with PROXY headers from the given list, debug log. */
@@ -359,11 +360,5 @@ proxy_daemon_suite(void)
 int
 main(void)
 {
-    SRunner *sr = srunner_create(proxy_daemon_suite());
-    int failed;
-
-    srunner_run_all(sr, CK_ENV);
-    failed = srunner_ntests_failed(sr);
-    srunner_free(sr);
-    return failed == 0 ? EXIT_SUCCESS : EXIT_FAILURE;
+    return check_main(proxy_daemon_suite(), CK_ENV);
 }

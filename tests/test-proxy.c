@@ -8,6 +8,7 @@
 #include <string.h>
 #include <sys/un.h>
 
+#include "check-main.h"
 #include "proxy.h"
 
 static const uint8_t sig[12] = {0x0d, 0x0a, 0x0d, 0x0a, 0x00, 0x0d,
@@ -447,11 +448,5 @@ proxy_suite(void)
 int
 main(void)
 {
-    SRunner *sr = srunner_create(proxy_suite());
-    int failed;
-
-    srunner_run_all(sr, CK_NORMAL);
-    failed = srunner_ntests_failed(sr);
-    srunner_free(sr);
-    return failed == 0 ? EXIT_SUCCESS : EXIT_FAILURE;
+    return check_main(proxy_suite(), CK_NORMAL);
 }

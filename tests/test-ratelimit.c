@@ -7,6 +7,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "check-main.h"
 #include "ratelimit.h"
 #include "siphash.h"
 
@@ -382,11 +383,5 @@ ratelimit_suite(void)
 int
 main(void)
 {
-    SRunner *sr = srunner_create(ratelimit_suite());
-    int failed;
-
-    srunner_run_all(sr, CK_ENV);
-    failed = srunner_ntests_failed(sr);
-    srunner_free(sr);
-    return failed == 0 ? EXIT_SUCCESS : EXIT_FAILURE;
+    return check_main(ratelimit_suite(), CK_ENV);
 }

@@ -16,6 +16,7 @@
 #include <unistd.h>
 
 #include "check-helpers.h"
+#include "check-main.h"
 #include "harness.h"
 
 #define NLIVE 50
@@ -520,11 +521,5 @@ reload_suite(void)
 int
 main(void)
 {
-    SRunner *sr = srunner_create(reload_suite());
-    int failed;
-
-    srunner_run_all(sr, CK_ENV);
-    failed = srunner_ntests_failed(sr);
-    srunner_free(sr);
-    return failed == 0 ? EXIT_SUCCESS : EXIT_FAILURE;
+    return check_main(reload_suite(), CK_ENV);
 }

@@ -13,6 +13,7 @@
 #include <unistd.h>
 
 #include "check-helpers.h"
+#include "check-main.h"
 #include "harness.h"
 
 /* The exit status of a stop cut short with echo still owed (EX_TEMPFAIL). */
@@ -312,11 +313,5 @@ shutdown_suite(void)
 int
 main(void)
 {
-    SRunner *sr = srunner_create(shutdown_suite());
-    int failed;
-
-    srunner_run_all(sr, CK_ENV);
-    failed = srunner_ntests_failed(sr);
-    srunner_free(sr);
-    return failed == 0 ? EXIT_SUCCESS : EXIT_FAILURE;
+    return check_main(shutdown_suite(), CK_ENV);
 }

@@ -9,6 +9,7 @@
 #include <unistd.h>
 
 #include "check-helpers.h"
+#include "check-main.h"
 #include "harness.h"
 
 #define PENDING_CAP (8u << 20)
@@ -238,11 +239,5 @@ signal_suite(void)
 int
 main(void)
 {
-    SRunner *sr = srunner_create(signal_suite());
-    int failed;
-
-    srunner_run_all(sr, CK_ENV);
-    failed = srunner_ntests_failed(sr);
-    srunner_free(sr);
-    return failed == 0 ? EXIT_SUCCESS : EXIT_FAILURE;
+    return check_main(signal_suite(), CK_ENV);
 }

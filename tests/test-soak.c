@@ -14,6 +14,7 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include "check-main.h"
 #include "harness.h"
 
 /* Defaults, overridden by UPECHOD_SOAK_SECONDS and UPECHOD_SOAK_CONNECTIONS. */
@@ -676,11 +677,5 @@ soak_suite(void)
 int
 main(void)
 {
-    SRunner *sr = srunner_create(soak_suite());
-    int failed;
-
-    srunner_run_all(sr, CK_ENV);
-    failed = srunner_ntests_failed(sr);
-    srunner_free(sr);
-    return failed == 0 ? EXIT_SUCCESS : EXIT_FAILURE;
+    return check_main(soak_suite(), CK_ENV);
 }

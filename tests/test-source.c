@@ -8,6 +8,7 @@
 #include <string.h>
 #include <sys/un.h>
 
+#include "check-main.h"
 #include "source.h"
 
 /* A sockaddr for a literal IPv4 or IPv6 address. */
@@ -127,16 +128,10 @@ main(void)
 {
     Suite *su = suite_create("source");
     TCase *tc = tcase_create("source");
-    SRunner *sr;
-    int failed;
 
     tcase_add_test(tc, test_source_grouping);
     tcase_add_test(tc, test_source_unlimited_and_unix);
     tcase_add_test(tc, test_source_many);
     suite_add_tcase(su, tc);
-    sr = srunner_create(su);
-    srunner_run_all(sr, CK_ENV);
-    failed = srunner_ntests_failed(sr);
-    srunner_free(sr);
-    return failed == 0 ? EXIT_SUCCESS : EXIT_FAILURE;
+    return check_main(su, CK_ENV);
 }

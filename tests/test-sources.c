@@ -11,6 +11,7 @@
 #include <unistd.h>
 
 #include "check-helpers.h"
+#include "check-main.h"
 #include "harness.h"
 
 #define PER_SOURCE 3
@@ -139,11 +140,5 @@ sources_suite(void)
 int
 main(void)
 {
-    SRunner *sr = srunner_create(sources_suite());
-    int failed;
-
-    srunner_run_all(sr, CK_ENV);
-    failed = srunner_ntests_failed(sr);
-    srunner_free(sr);
-    return failed == 0 ? EXIT_SUCCESS : EXIT_FAILURE;
+    return check_main(sources_suite(), CK_ENV);
 }

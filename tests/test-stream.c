@@ -10,6 +10,7 @@
 
 #include <event2/event.h>
 
+#include "check-main.h"
 #include "config.h"
 #include "stream.h"
 
@@ -237,11 +238,5 @@ stream_suite(void)
 int
 main(void)
 {
-    SRunner *sr = srunner_create(stream_suite());
-    int failed;
-
-    srunner_run_all(sr, CK_ENV);
-    failed = srunner_ntests_failed(sr);
-    srunner_free(sr);
-    return failed == 0 ? EXIT_SUCCESS : EXIT_FAILURE;
+    return check_main(stream_suite(), CK_ENV);
 }

@@ -17,6 +17,7 @@
 #include <unistd.h>
 
 #include "check-helpers.h"
+#include "check-main.h"
 #include "harness.h"
 
 /* Bound on waiting for READY=1: the ASan build starts slowly on a busy machine. */
@@ -226,8 +227,12 @@ START_TEST(test_status)
 END_TEST
 
 /*
- * WATCHDOG_USEC=1 s: pings every half period.  Counted over 3 s, and no gap
- * may reach the period, which is when systemd would kill the service.
+ * WATCHDOG_USEC=1 s: pings every half period, 7 or 8 in 4 s.  A gap between
+ * two arrivals holds this process's scheduling delays as well as the
+ * daemon's, and on a loaded machine one ping can come late, so the
+ * period is not asked of each gap.  Asked instead: the pings keep coming
+ * at about that rate (once a period would send 4 at most, a busy loop hundreds),
+ * and they never stop for two periods, which no healthy daemon does.
  */
 START_TEST(test_watchdog)
 {
@@ -246,7 +251,7 @@ START_TEST(test_watchdog)
     manager_expect(&m, dp.dp_pid, "READY=1", msg, sizeof(msg), READY_TIMEOUT_MS);
 
     last = now_ms();
-    end = last + 3000;
+    end = last + 4000;
     while (now_ms() < end) {
         if (manager_recv_or_fail(&m, msg, sizeof(msg), &from, end - now_ms()) < 0)
             break;
@@ -259,8 +264,10 @@ START_TEST(test_watchdog)
         last = now_ms();
         pings++;
     }
-    ck_assert_msg(pings >= 4 && pings <= 8, "%d pings in 3 s at a 1 s watchdog", pings);
-    ck_assert_msg(max_gap < 1000, "%lld ms between pings at a 1 s watchdog", max_gap);
+    fprintf(stderr, "systemd: %d pings in 4 s at a 1 s watchdog, at most %lld ms apart\n", pings,
+            max_gap);
+    ck_assert_msg(pings >= 5 && pings <= 12, "%d pings in 4 s at a 1 s watchdog", pings);
+    ck_assert_msg(max_gap < 2000, "%lld ms between pings at a 1 s watchdog", max_gap);
 
     stop_expect_stopping(&m, &dp);
     daemon_stop(&dp);
@@ -671,11 +678,5 @@ systemd_suite(void)
 int
 main(void)
 {
-    SRunner *sr = srunner_create(systemd_suite());
-    int failed;
-
-    srunner_run_all(sr, CK_NORMAL);
-    failed = srunner_ntests_failed(sr);
-    srunner_free(sr);
-    return failed == 0 ? EXIT_SUCCESS : EXIT_FAILURE;
+    return check_main(systemd_suite(), CK_NORMAL);
 }

@@ -8,6 +8,7 @@
 #include <string.h>
 #include <sys/un.h>
 
+#include "check-main.h"
 #include "target.h"
 
 /* Parse text, which must succeed, and check kind and printed form. */
@@ -172,11 +173,5 @@ target_suite(void)
 int
 main(void)
 {
-    SRunner *sr = srunner_create(target_suite());
-    int failed;
-
-    srunner_run_all(sr, CK_NORMAL);
-    failed = srunner_ntests_failed(sr);
-    srunner_free(sr);
-    return failed == 0 ? EXIT_SUCCESS : EXIT_FAILURE;
+    return check_main(target_suite(), CK_NORMAL);
 }

@@ -13,6 +13,7 @@
 #include <unistd.h>
 
 #include "check-helpers.h"
+#include "check-main.h"
 #include "harness.h"
 
 static const char tcp4_ini[] = INI_TCP4_ONLY "[log]\n"
@@ -404,11 +405,5 @@ tcp_suite(void)
 int
 main(void)
 {
-    SRunner *sr = srunner_create(tcp_suite());
-    int failed;
-
-    srunner_run_all(sr, CK_ENV);
-    failed = srunner_ntests_failed(sr);
-    srunner_free(sr);
-    return failed == 0 ? EXIT_SUCCESS : EXIT_FAILURE;
+    return check_main(tcp_suite(), CK_ENV);
 }

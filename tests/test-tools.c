@@ -17,6 +17,7 @@
 #include <unistd.h>
 
 #include "check-helpers.h"
+#include "check-main.h"
 #include "harness.h"
 
 /* Exit statuses the tools document. */
@@ -796,11 +797,5 @@ tools_suite(void)
 int
 main(void)
 {
-    SRunner *sr = srunner_create(tools_suite());
-    int failed;
-
-    srunner_run_all(sr, CK_NORMAL);
-    failed = srunner_ntests_failed(sr);
-    srunner_free(sr);
-    return failed == 0 ? EXIT_SUCCESS : EXIT_FAILURE;
+    return check_main(tools_suite(), CK_NORMAL);
 }

@@ -9,6 +9,7 @@
 #include <unistd.h>
 
 #include "check-helpers.h"
+#include "check-main.h"
 #include "harness.h"
 
 /* Largest UDP payload over IPv4: 65535 - 20 (IP header) - 8 (UDP header). */
@@ -185,11 +186,5 @@ udp_suite(void)
 int
 main(void)
 {
-    SRunner *sr = srunner_create(udp_suite());
-    int failed;
-
-    srunner_run_all(sr, CK_ENV);
-    failed = srunner_ntests_failed(sr);
-    srunner_free(sr);
-    return failed == 0 ? EXIT_SUCCESS : EXIT_FAILURE;
+    return check_main(udp_suite(), CK_ENV);
 }

@@ -15,6 +15,7 @@
 #include <unistd.h>
 
 #include "check-helpers.h"
+#include "check-main.h"
 #include "harness.h"
 
 #define BURST 50
@@ -639,11 +640,5 @@ udpguard_suite(void)
 int
 main(void)
 {
-    SRunner *sr = srunner_create(udpguard_suite());
-    int failed;
-
-    srunner_run_all(sr, CK_ENV);
-    failed = srunner_ntests_failed(sr);
-    srunner_free(sr);
-    return failed == 0 ? EXIT_SUCCESS : EXIT_FAILURE;
+    return check_main(udpguard_suite(), CK_ENV);
 }

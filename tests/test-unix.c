@@ -12,6 +12,7 @@
 #include <unistd.h>
 
 #include "check-helpers.h"
+#include "check-main.h"
 #include "harness.h"
 
 /* Exit code for configuration errors, which a busy or foreign path is not. */
@@ -416,11 +417,5 @@ unix_suite(void)
 int
 main(void)
 {
-    SRunner *sr = srunner_create(unix_suite());
-    int failed;
-
-    srunner_run_all(sr, CK_ENV);
-    failed = srunner_ntests_failed(sr);
-    srunner_free(sr);
-    return failed == 0 ? EXIT_SUCCESS : EXIT_FAILURE;
+    return check_main(unix_suite(), CK_ENV);
 }

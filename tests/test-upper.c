@@ -3,6 +3,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "check-main.h"
 #include "upper.h"
 
 /* The definition, written as plainly as possible and independently of upper.c. */
@@ -134,11 +135,5 @@ upper_suite(void)
 int
 main(void)
 {
-    SRunner *sr = srunner_create(upper_suite());
-    int failed;
-
-    srunner_run_all(sr, CK_NORMAL);
-    failed = srunner_ntests_failed(sr);
-    srunner_free(sr);
-    return failed == 0 ? EXIT_SUCCESS : EXIT_FAILURE;
+    return check_main(upper_suite(), CK_NORMAL);
 }

@@ -13,6 +13,7 @@
 #include <unistd.h>
 
 #include "check-helpers.h"
+#include "check-main.h"
 #include "harness.h"
 
 #define NSPREAD 64
@@ -362,11 +363,5 @@ workers_suite(void)
 int
 main(void)
 {
-    SRunner *sr = srunner_create(workers_suite());
-    int failed;
-
-    srunner_run_all(sr, CK_ENV);
-    failed = srunner_ntests_failed(sr);
-    srunner_free(sr);
-    return failed == 0 ? EXIT_SUCCESS : EXIT_FAILURE;
+    return check_main(workers_suite(), CK_ENV);
 }

@@ -7,9 +7,19 @@
 
 #include "config.h"
 
-/* The section names, indexed by k_section; config.c defines them. */
-#define CONFIG_NSECTIONS 7
-extern const char *const config_sections[CONFIG_NSECTIONS];
+/* The sections, in config_sections[] order; k_section and p_section hold one. */
+enum config_section {
+    SECTION_TCP,
+    SECTION_UDP,
+    SECTION_UNIX,
+    SECTION_LOG,
+    SECTION_LIMITS,
+    SECTION_SERVER,
+    SECTION_METRICS,
+    CONFIG_NSECTIONS
+};
+/* The section names, CONFIG_NSECTIONS of them; config.c defines them and checks the count. */
+extern const char *const config_sections[];
 /* p_section before the first header, and after a header that is not usable. */
 #define SECTION_NONE (-1)
 #define SECTION_BAD (-2)

@@ -14,8 +14,18 @@
 #include "config.h"
 #include "upechod-build.h"
 
-const char *const config_sections[CONFIG_NSECTIONS] = {"tcp",    "udp",    "unix",   "log",
-                                                       "limits", "server", "metrics"};
+const char *const config_sections[] = {
+    [SECTION_TCP] = "tcp",         [SECTION_UDP] = "udp",       [SECTION_UNIX] = "unix",
+    [SECTION_LOG] = "log",         [SECTION_LIMITS] = "limits", [SECTION_SERVER] = "server",
+    [SECTION_METRICS] = "metrics",
+};
+/*
+ * A name without an enum value, or a new last enum value without a name,
+ * stops the build; a gap between names would be a NULL that the first
+ * section header looked up in configline.c trips on.
+ */
+_Static_assert(sizeof(config_sections) / sizeof(config_sections[0]) == CONFIG_NSECTIONS,
+               "config_sections[] must name every enum config_section, and only those");
 
 const struct config_key config_keys[KEY_COUNT] = {
     [KEY_TCP_ENABLED] = {0, "enabled", "yes"},

@@ -39,7 +39,11 @@ CLK_TCK = os.sysconf("SC_CLK_TCK")
 
 
 class BenchError(Exception):
-    pass
+    """A run that cannot go on; log_path is a server log whose end the message already quotes."""
+
+    def __init__(self, message, log_path=None):
+        super().__init__(message)
+        self.log_path = log_path
 
 
 class ArgumentParser(argparse.ArgumentParser):
@@ -113,6 +117,8 @@ class Server:
 
     def start(self):
         self.log = open(self.log_path, "ab")
+        # Each start appends to the log: this run's stderr begins here.
+        self.log_start = os.fstat(self.log.fileno()).st_size
         self.proc = subprocess.Popen(
             self.argv,
             stdout=subprocess.PIPE if self.ports_from_stdout else subprocess.DEVNULL,
@@ -126,7 +132,7 @@ class Server:
             while len(self.ports) < 2:
                 line = self.proc.stdout.readline().decode()
                 if not line:
-                    raise BenchError(f"{self.name} exited before listening (see {self.log_path})")
+                    raise self.died("during start-up, before listening")
                 m = re.match(r"listening on (tcp|udp) \S+:(\d+)$", line.strip())
                 if m:
                     self.ports[m.group(1)] = int(m.group(2))
@@ -134,9 +140,13 @@ class Server:
             # upechod logs its ports at level info only; at warning, ask /proc.
             while time.monotonic() < deadline:
                 if self.proc.poll() is not None:
-                    raise BenchError(f"{self.name} exited with {self.proc.returncode} "
-                                     f"(see {self.log_path})")
-                self.ports = proc_listening(self.proc.pid)
+                    raise self.died("during start-up")
+                try:
+                    self.ports = proc_listening(self.proc.pid)
+                except OSError:
+                    # It exited after poll(): its /proc entries went with it.  The next
+                    # poll() reaps it and says so.
+                    self.ports = {}
                 if len(self.ports) == 2:
                     break
                 time.sleep(0.05)
@@ -145,11 +155,38 @@ class Server:
         # Let the process settle (upechod notifies readiness after binding).
         time.sleep(0.2)
 
+    def died(self, when):
+        """A BenchError for a server that exited: its exit status and the end of its stderr."""
+        try:
+            code = self.proc.wait(timeout=5)
+        except subprocess.TimeoutExpired:
+            code = None
+        if code is None:
+            status = "stopped answering but is still running"
+        elif code < 0:
+            status = f"was killed by {signal.Signals(-code).name}"
+        else:
+            status = f"exited with status {code}"
+        with open(self.log_path, "rb") as f:
+            f.seek(self.log_start)
+            tail = f.read().decode(errors="replace").strip().splitlines()[-10:]
+        said = "\n".join(f"    {line}" for line in tail) if tail else "    (nothing)"
+        return BenchError(f"{self.name} {status} {when}; the end of its stderr:\n{said}",
+                          self.log_path)
+
     def target(self, transport):
         return f"{transport}://127.0.0.1:{self.ports[transport]}"
 
     def alive(self):
         return self.proc is not None and self.proc.poll() is None
+
+    def exited(self, grace):
+        """Whether the server has exited, waiting up to grace seconds for an exit under way."""
+        try:
+            self.proc.wait(timeout=grace)
+        except subprocess.TimeoutExpired:
+            return False
+        return True
 
     def cpu(self):
         return proc_cpu_seconds(self.proc.pid)
@@ -209,7 +246,7 @@ def run_load(args, server, transport, conns, size, pipeline, duration):
     wall = time.monotonic() - t0
     cpu1 = server.cpu()
     if not server.alive():
-        raise BenchError(f"{server.name} died during {transport} {conns}x{size}")
+        raise server.died(f"during {transport} {conns}x{size}")
     try:
         res = json.loads(out.decode())
     except ValueError:
@@ -271,15 +308,22 @@ def cpu_us(r):
     return r["server_cpu"] / max(r["msgs"], 1) * 1e6
 
 
-def open_idle(port, n, log):
+def open_idle(server, n, log):
     """Open n connections, echo one byte on each so the server has served it once; return them."""
     socks = []
     for i in range(n):
-        s = socket.create_connection(("127.0.0.1", port), timeout=10)
-        s.sendall(b"x")
-        if s.recv(1) != b"X":
-            raise BenchError(f"connection {i}: wrong echo")
-        socks.append(s)
+        try:
+            s = socket.create_connection(("127.0.0.1", server.ports["tcp"]), timeout=10)
+            socks.append(s)
+            s.sendall(b"x")
+            reply = s.recv(1)
+        except OSError as e:
+            reply = e
+        if reply != b"X":
+            if server.exited(grace=1.0):
+                raise server.died(f"at idle connection {i + 1} of {n}")
+            what = reply if isinstance(reply, OSError) else f"echo {reply!r}"
+            raise BenchError(f"{server.name}: idle connection {i + 1} of {n}: {what}")
     return socks
 
 
@@ -295,14 +339,14 @@ def run_idle(args, make_servers, log):
                 s.start()
                 # One connection first, so lazily made state (first buffers, tables) is
                 # in the baseline and not charged to the idle connections.
-                warm = open_idle(s.ports["tcp"], 1, log)
+                warm = open_idle(s, 1, log)
                 time.sleep(0.1)
                 base = s.rss()
-                socks = open_idle(s.ports["tcp"], args.idle_connections, log)
+                socks = open_idle(s, args.idle_connections, log)
                 time.sleep(0.5)
-                rss = s.rss()
                 if not s.alive():
-                    raise BenchError(f"{s.name} died holding idle connections")
+                    raise s.died("holding idle connections")
+                rss = s.rss()
                 per[s.name].append((rss - base) / len(socks))
                 log(f"  idle round {rnd + 1}/{rounds} {s.name:9s}: {len(socks)} connections, "
                     f"RSS {base / 1048576:.1f} -> {rss / 1048576:.1f} MiB, "
@@ -562,6 +606,7 @@ def main(argv):
     results = {}
     idle = None
     status = 0
+    reported = set()
     try:
         for scenario in SCENARIOS:
             if not want(scenario[0]):
@@ -580,13 +625,18 @@ def main(argv):
             idle = run_idle(args, make_servers, log)
     except BenchError as e:
         log(f"run-bench: {e}")
+        reported.add(e.log_path)
         status = 1
-    table = build_table(args, results, idle, machine, os.getloadavg()[0])
-    with open(args.output, "w") as f:
-        f.write(table)
-    print(table)
+    # Nothing measured: leave --output as it was rather than write an empty table.
+    if results or idle:
+        table = build_table(args, results, idle, machine, os.getloadavg()[0])
+        with open(args.output, "w") as f:
+            f.write(table)
+        print(table)
     for name in upechod_names(args) + ["reference"]:
         path = os.path.join(workdir, f"{name}.log")
+        if path in reported:
+            continue
         if os.path.exists(path) and os.path.getsize(path) > 0:
             with open(path, errors="replace") as f:
                 log(f"{name} said:\n" + f.read().strip())
