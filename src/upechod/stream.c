@@ -32,13 +32,90 @@
 /* Bytes of output an env may gain or lose before it adds them to the shared total. */
 #define STREAM_PUBLISH_STEP (16 * 1024)
 
-static void stream_close(struct stream *st);
+/* st_input_sec counts seconds modulo 2^22: about 48 days. */
+#define STREAM_INPUT_SEC_MASK ((UINT64_C(1) << 22) - 1)
+/* Where st_nbytes stops. */
+#define STREAM_NBYTES_MAX ((UINT64_C(1) << 56) - 1)
 
-/* Only a stream draining its client's input at shutdown has one. */
-struct stream_linger {
-    struct event *sl_ev;
-    struct timeval sl_until; /* drain until then at the latest */
-};
+/* With malloc's 8-byte header, a 64-byte chunk: see struct stream. */
+_Static_assert(sizeof(struct stream) <= 56, "struct stream outgrew its 64-byte heap chunk");
+
+static void stream_close(struct stream *st);
+static void stream_output_cb(struct evbuffer *buf, const struct evbuffer_cb_info *info, void *arg);
+
+/* Start the env's clock and its list; the rest is the owner's to fill in first. */
+void
+stream_env_init(struct stream_env *env)
+{
+    TAILQ_INIT(&env->se_streams);
+    event_base_gettimeofday_cached(env->se_base, &env->se_epoch);
+}
+
+/*
+ * Milliseconds on the env's clock, from the loop's cached time: what a
+ * stream keeps of its times in a few bits.  A wall clock set back before
+ * the env began reads as its start.
+ */
+uint64_t
+stream_env_now_ms(const struct stream_env *env)
+{
+    struct timeval now, d;
+
+    event_base_gettimeofday_cached(env->se_base, &now);
+    if (timercmp(&now, &env->se_epoch, <))
+        return 0;
+    timersub(&now, &env->se_epoch, &d);
+    return (uint64_t)d.tv_sec * 1000 + (uint64_t)d.tv_usec / 1000;
+}
+
+/* The client sent something now. */
+static void
+stream_touch(struct stream *st)
+{
+    st->st_input_sec = (stream_env_now_ms(st->st_env) / 1000) & STREAM_INPUT_SEC_MASK;
+}
+
+/* Count n more bytes read, in the env's counters and the stream's own. */
+static void
+stream_count(struct stream *st, size_t in, size_t out)
+{
+    struct server_stats *ss = st->st_env->se_stats;
+
+    STATS_ADD(ss->ss_bytes_in, in);
+    STATS_ADD(ss->ss_bytes_out, out);
+    STATS_ADD(ss->ss_t_bytes_in[st->st_transport], in);
+    STATS_ADD(ss->ss_t_bytes_out[st->st_transport], out);
+    st->st_nbytes = in < STREAM_NBYTES_MAX - st->st_nbytes ? st->st_nbytes + in : STREAM_NBYTES_MAX;
+}
+
+/* st's rarely needed state, made the first time it is asked for; NULL when out of memory. */
+struct stream_extra *
+stream_extra(struct stream *st)
+{
+    if (st->st_extra == NULL)
+        st->st_extra = calloc(1, sizeof(*st->st_extra));
+    return st->st_extra;
+}
+
+/*
+ * Count st's output into se_pending from now on, before anything is
+ * queued on it.  Only streams with output queued pay for the callback
+ * that counts it (48 bytes of heap): most connections are written at
+ * once from their input and never queue anything.  Returns 0, or -ENOMEM.
+ */
+static int
+stream_count_output(struct stream *st)
+{
+    struct evbuffer *out = bufferevent_get_output(st->st_bev);
+
+    if (st->st_counted)
+        return 0;
+    if (evbuffer_add_cb(out, stream_output_cb, st) == NULL)
+        return -ENOMEM;
+    st->st_counted = 1;
+    st->st_env->se_pending += evbuffer_get_length(out);
+    return 0;
+}
 
 /*
  * Uppercase every byte of buf in place, chain by chain, without copying.
@@ -142,10 +219,17 @@ stream_pause_memory(struct stream *st)
     if (st->st_paused & STREAM_PAUSE_MEMORY)
         return;
     stream_pause(st, STREAM_PAUSE_MEMORY, 1);
-    if (TAILQ_EMPTY(&env->se_mem_paused))
+    if (env->se_mem_npaused++ == 0)
         __atomic_store_n(&env->se_mem_waiting, 1, __ATOMIC_SEQ_CST);
-    TAILQ_INSERT_TAIL(&env->se_mem_paused, st, st_mem_entry);
     STATS_ADD(env->se_stats->ss_memory_pauses, 1);
+}
+
+/* st, paused for max_memory, no longer counts among the env's paused. */
+static void
+stream_uncount_memory_pause(struct stream *st)
+{
+    if (--st->st_env->se_mem_npaused == 0)
+        __atomic_store_n(&st->st_env->se_mem_waiting, 0, __ATOMIC_SEQ_CST);
 }
 
 static void
@@ -153,9 +237,7 @@ stream_resume_memory(struct stream *st)
 {
     if (!(st->st_paused & STREAM_PAUSE_MEMORY))
         return;
-    TAILQ_REMOVE(&st->st_env->se_mem_paused, st, st_mem_entry);
-    if (TAILQ_EMPTY(&st->st_env->se_mem_paused))
-        __atomic_store_n(&st->st_env->se_mem_waiting, 0, __ATOMIC_SEQ_CST);
+    stream_uncount_memory_pause(st);
     stream_pause(st, STREAM_PAUSE_MEMORY, 0);
 }
 
@@ -191,18 +273,23 @@ stream_env_publish(struct stream_env *env)
 
 /*
  * The total may have fallen (here or in another env): every stream of env
- * paused for max_memory reads again once it is at 3/4 of max_memory.
+ * paused for max_memory reads again once it is at 3/4 of max_memory.  The
+ * paused are found by walking all streams: that happens once per time the
+ * total crosses back under 3/4, and keeps a list's 16 bytes out of every
+ * stream.
  */
 void
 stream_env_mem_recheck(struct stream_env *env)
 {
     struct stream *p;
 
-    if (TAILQ_EMPTY(&env->se_mem_paused) ||
-        stream_env_total(env) > env->se_conf->cf_max_memory / 4 * 3)
+    if (env->se_mem_npaused == 0 || stream_env_total(env) > env->se_conf->cf_max_memory / 4 * 3)
         return;
-    while ((p = TAILQ_FIRST(&env->se_mem_paused)) != NULL)
+    TAILQ_FOREACH(p, &env->se_streams, st_entry) {
         stream_resume_memory(p);
+        if (env->se_mem_npaused == 0)
+            break;
+    }
 }
 
 /*
@@ -255,11 +342,17 @@ stream_output_cb(struct evbuffer *buf, const struct evbuffer_cb_info *info, void
     if (moved && env->se_mem_drained != NULL &&
         stream_env_total(env) <= env->se_conf->cf_max_memory / 4 * 3)
         env->se_mem_drained(env->se_arg);
-    if (TAILQ_EMPTY(&env->se_mem_paused))
-        return;
-    /* A stream that owes nothing holds no memory: it may read again at once. */
-    if (evbuffer_get_length(buf) == 0)
+    if (evbuffer_get_length(buf) == 0) {
+        /*
+         * All out: stop counting until something is queued again.  libevent
+         * fetches the next callback before it calls this one, so this one
+         * may remove itself.
+         */
+        evbuffer_remove_cb(buf, stream_output_cb, st);
+        st->st_counted = 0;
+        /* A stream that owes nothing holds no memory: it may read again at once. */
         stream_resume_memory(st);
+    }
     stream_env_mem_recheck(env);
 }
 
@@ -354,6 +447,18 @@ stream_queue(struct evbuffer *in, struct evbuffer *out, size_t chain)
     evbuffer_add_buffer(out, in);
 }
 
+/* Close st at once for a local failure (errno says which), and say so. */
+static void
+stream_fail(struct stream *st, const char *what)
+{
+    char peer[ADDR_STRLEN];
+    int err = errno;
+
+    log_warn("%s %s: %s: %s; closing it", transport_name(st->st_transport),
+             stream_peer(st, peer, sizeof(peer)), what, strerror(err));
+    stream_free(st);
+}
+
 /*
  * Writing is enabled the first time output is queued, not at accept: in
  * libevent 2.1 enabling EV_WRITE adds the write event whatever the output
@@ -392,7 +497,7 @@ stream_read_cb(struct bufferevent *bev, void *arg)
     size_t chain = 0;
     int queued = 0;
 
-    event_base_gettimeofday_cached(env->se_base, &st->st_last_input);
+    stream_touch(st);
     for (int round = 0;; round++) {
         size_t n = stream_upper(in);
         ssize_t r;
@@ -400,15 +505,15 @@ stream_read_cb(struct bufferevent *bev, void *arg)
         /* The bufferevent's own read left one chain sized for what it read. */
         if (round == 0)
             chain = stream_chain_size(n);
-        STATS_ADD(env->se_stats->ss_bytes_in, n);
-        STATS_ADD(env->se_stats->ss_bytes_out, n);
-        STATS_ADD(env->se_stats->ss_t_bytes_in[st->st_transport], n);
-        STATS_ADD(env->se_stats->ss_t_bytes_out[st->st_transport], n);
-        st->st_nbytes += n;
+        stream_count(st, n, n);
         if (n > 0 && evbuffer_get_length(out) == 0)
             evbuffer_write(in, fd);
         /* Usually the socket took it all and nothing is queued. */
         if (evbuffer_get_length(in) > 0) {
+            if (stream_count_output(st) != 0) {
+                stream_fail(st, "out of memory for its output");
+                return;
+            }
             stream_queue(in, out, chain);
             queued = 1;
         }
@@ -421,12 +526,7 @@ stream_read_cb(struct bufferevent *bev, void *arg)
         more = (size_t)r >= STREAM_BULK_READ;
     }
     if (queued && stream_want_write(st) != 0) {
-        char peer[ADDR_STRLEN];
-
-        log_warn("%s %s: cannot watch for writing: %s; closing it",
-                 transport_name(st->st_transport), stream_peer(st, peer, sizeof(peer)),
-                 strerror(errno));
-        stream_free(st);
+        stream_fail(st, "cannot watch for writing");
         return;
     }
     stream_check_pressure(st);
@@ -473,13 +573,14 @@ stream_event_cb(struct bufferevent *bev, short what, void *arg)
          * to it: echo anything left in the input, flush, then close.
          */
         size_t left = evbuffer_get_length(bufferevent_get_input(bev));
-        size_t echoed = stream_echo(bufferevent_get_input(bev), bufferevent_get_output(bev));
+        size_t echoed;
 
-        STATS_ADD(st->st_env->se_stats->ss_bytes_in, left);
-        STATS_ADD(st->st_env->se_stats->ss_bytes_out, echoed);
-        STATS_ADD(st->st_env->se_stats->ss_t_bytes_in[st->st_transport], left);
-        STATS_ADD(st->st_env->se_stats->ss_t_bytes_out[st->st_transport], echoed);
-        st->st_nbytes += left;
+        if (left > 0 && stream_count_output(st) != 0) {
+            stream_fail(st, "out of memory for its output");
+            return;
+        }
+        echoed = stream_echo(bufferevent_get_input(bev), bufferevent_get_output(bev));
+        stream_count(st, left, echoed);
         log_debug("%s %s: end of input", transport_name(st->st_transport),
                   stream_peer(st, peer, sizeof(peer)));
         stream_finish(st);
@@ -524,34 +625,60 @@ stream_apply_limits(struct stream *st)
 }
 
 /*
- * The peer is now sa: at accept, and again when a PROXY header names the
- * real client.  Whatever acts on the peer's address takes it from here.
+ * The peer is now sa: kept at accept where it is needed later (a PROXY
+ * header to check, debug logging), and again when a PROXY header names the
+ * real client.  Whatever acts on the peer's address takes it from
+ * stream_addr().  Returns 0, or -ENOMEM with nothing kept.
  */
-void
+int
 stream_set_peer(struct stream *st, const struct sockaddr *sa, socklen_t salen)
 {
-    if (sa == NULL || salen > sizeof(st->st_addr.a_ss))
+    struct stream_extra *sx = stream_extra(st);
+
+    if (sx == NULL)
+        return -ENOMEM;
+    if (sa == NULL || salen > sizeof(sx->sx_addr.a_ss))
         salen = 0;
-    memset(&st->st_addr, 0, sizeof(st->st_addr));
+    memset(&sx->sx_addr, 0, sizeof(sx->sx_addr));
     if (salen > 0)
-        memcpy(&st->st_addr.a_ss, sa, salen);
-    st->st_addr.a_len = salen;
+        memcpy(&sx->sx_addr.a_ss, sa, salen);
+    sx->sx_addr.a_len = salen;
+    return 0;
+}
+
+/*
+ * The peer's address: the one kept, else for TCP the socket's peer, asked
+ * of the kernel into buf only when someone needs it (a_len 0: none, as for
+ * AF_UNIX, or a connection already reset).
+ */
+const struct stream_addr *
+stream_addr(const struct stream *st, struct stream_addr *buf)
+{
+    socklen_t len = sizeof(buf->a_ss);
+
+    if (st->st_extra != NULL && st->st_extra->sx_addr.a_len > 0)
+        return &st->st_extra->sx_addr;
+    memset(buf, 0, sizeof(*buf));
+    if (st->st_transport == TRANSPORT_TCP &&
+        getpeername(bufferevent_getfd(st->st_bev), &buf->a_ss.sa, &len) == 0 &&
+        len <= sizeof(buf->a_ss))
+        buf->a_len = len;
+    return buf;
 }
 
 /*
  * The peer as log lines name it, formatted into buf only when a line is
- * written: its address, or "fd N" for an AF_UNIX client that has none.
+ * written: its address, or "fd N" when it has none (AF_UNIX).
  */
 const char *
 stream_peer(const struct stream *st, char *buf, size_t size)
 {
-    if (st->st_addr.a_len > 0)
-        return addr_format((const struct sockaddr *)&st->st_addr.a_ss, st->st_addr.a_len, buf,
-                           size);
-    if (st->st_transport == TRANSPORT_UNIX)
-        snprintf(buf, size, "fd %d", bufferevent_getfd(st->st_bev));
-    else if (size > 0)
-        buf[0] = '\0';
+    struct stream_addr tmp;
+    const struct stream_addr *a = stream_addr(st, &tmp);
+
+    if (a->a_len > 0)
+        return addr_format(&a->a_ss.sa, a->a_len, buf, size);
+    snprintf(buf, size, "fd %d", bufferevent_getfd(st->st_bev));
     return buf;
 }
 
@@ -564,27 +691,42 @@ stream_begin_echo(struct stream *st)
         stream_read_cb(st->st_bev, st);
 }
 
+/* Free st and what it holds, the bufferevent (and its fd) included, counting nothing. */
+static void
+stream_destroy(struct stream *st)
+{
+    struct stream_extra *sx = st->st_extra;
+
+    if (sx != NULL) {
+        if (sx->sx_linger_ev != NULL)
+            event_free(sx->sx_linger_ev);
+        if (sx->sx_proxy_timer != NULL)
+            event_free(sx->sx_proxy_timer);
+        free(sx);
+    }
+    if (st->st_bev != NULL)
+        bufferevent_free(st->st_bev);
+    free(st);
+}
+
 /*
- * Serve a freshly accepted connection.  The fd is taken either way: on
+ * Serve a freshly accepted connection, counted under src (NULL: not
+ * counted) for max_connections_per_source.  The fd is taken either way: on
  * failure (NULL) it is closed, and the connection counted nowhere (the
- * closed callback is not called).  The caller counts the connection and
- * puts it on its list.
+ * closed callback is not called, src is left to the caller).  The caller
+ * counts the connection.
  */
 struct stream *
 stream_new(struct stream_env *env, int fd, enum transport t, const struct sockaddr *sa,
-           socklen_t salen)
+           socklen_t salen, struct source *src)
 {
     const struct upechod_config *cf = env->se_conf;
+    int proxy = t == TRANSPORT_TCP ? cf->cf_tcp_proxy_protocol : cf->cf_unix_proxy_protocol;
     struct stream *st = calloc(1, sizeof(*st));
     char peer[ADDR_STRLEN];
 
-    if (st == NULL) {
-        log_warn("out of memory for a new %s connection, refusing it", transport_name(t));
-        close(fd);
-        return NULL;
-    }
-    st->st_bev = bufferevent_socket_new(env->se_base, fd, BEV_OPT_CLOSE_ON_FREE);
-    if (st->st_bev == NULL) {
+    if (st == NULL ||
+        (st->st_bev = bufferevent_socket_new(env->se_base, fd, BEV_OPT_CLOSE_ON_FREE)) == NULL) {
         log_warn("out of memory for a new %s connection, refusing it", transport_name(t));
         close(fd);
         free(st);
@@ -592,39 +734,31 @@ stream_new(struct stream_env *env, int fd, enum transport t, const struct sockad
     }
     st->st_env = env;
     st->st_transport = t;
-    if (t != TRANSPORT_UNIX)
-        stream_set_peer(st, sa, salen);
-    bufferevent_setcb(st->st_bev, stream_read_cb, stream_write_cb, stream_event_cb, st);
-    st->st_output_cb = evbuffer_add_cb(bufferevent_get_output(st->st_bev), stream_output_cb, st);
-    if (st->st_output_cb == NULL) {
+    /* The address is kept only where it is needed: most connections ask the kernel if ever. */
+    if ((src != NULL && stream_extra(st) == NULL) ||
+        (t == TRANSPORT_TCP && (proxy || log_get_level() >= LOG_LEVEL_DEBUG) &&
+         stream_set_peer(st, sa, salen) != 0) ||
+        (proxy && proxy_stream_start(st) != 0)) {
         log_warn("out of memory for a new %s connection, refusing it", transport_name(t));
-        bufferevent_free(st->st_bev); /* closes fd */
-        free(st);
+        stream_destroy(st); /* closes fd */
         return NULL;
     }
-    event_base_gettimeofday_cached(env->se_base, &st->st_last_input);
-    /* With proxy_protocol, the header comes first: proxy.c reads it, then stream_begin_echo(). */
-    if ((t == TRANSPORT_TCP ? cf->cf_tcp_proxy_protocol : cf->cf_unix_proxy_protocol) &&
-        proxy_stream_start(st) != 0) {
-        log_warn("out of memory for a new %s connection, refusing it", transport_name(t));
-        bufferevent_free(st->st_bev); /* closes fd */
-        free(st);
-        return NULL;
-    }
+    if (src != NULL)
+        st->st_extra->sx_source = src;
+    if (!proxy)
+        bufferevent_setcb(st->st_bev, stream_read_cb, stream_write_cb, stream_event_cb, st);
     bufferevent_set_max_single_read(st->st_bev, STREAM_BEV_READ);
     /* EV_WRITE waits for output: see stream_want_write(). */
     if (bufferevent_enable(st->st_bev, EV_READ) == -1) {
         /* Registering with the loop failed: nothing was counted yet; undo the rest. */
         log_warn("cannot watch a new %s connection: %s; closing it", transport_name(t),
                  strerror(errno));
-        evbuffer_remove_cb_entry(bufferevent_get_output(st->st_bev), st->st_output_cb);
-        if (st->st_proxy_timer != NULL)
-            event_free(st->st_proxy_timer);
-        bufferevent_free(st->st_bev);
-        free(st);
+        stream_destroy(st);
         return NULL;
     }
-    event_base_gettimeofday_cached(env->se_base, &st->st_started);
+    st->st_started_ms = stream_env_now_ms(env);
+    stream_touch(st);
+    TAILQ_INSERT_TAIL(&env->se_streams, st, st_entry);
     stream_apply_limits(st);
     log_debug("%s %s: connected", transport_name(t), stream_peer(st, peer, sizeof(peer)));
     return st;
@@ -639,26 +773,18 @@ stream_free(struct stream *st)
     if (st == NULL)
         return;
     env = st->st_env;
-    if (st->st_paused & STREAM_PAUSE_MEMORY) {
-        TAILQ_REMOVE(&env->se_mem_paused, st, st_mem_entry);
-        if (TAILQ_EMPTY(&env->se_mem_paused))
-            __atomic_store_n(&env->se_mem_waiting, 0, __ATOMIC_SEQ_CST);
-    }
+    if (st->st_paused & STREAM_PAUSE_MEMORY)
+        stream_uncount_memory_pause(st);
     /* Freeing the output runs no callback: take its bytes off the total here. */
-    evbuffer_remove_cb_entry(bufferevent_get_output(st->st_bev), st->st_output_cb);
-    env->se_pending -= evbuffer_get_length(bufferevent_get_output(st->st_bev));
-    stream_env_publish(env);
-    if (st->st_linger != NULL) {
-        if (st->st_linger->sl_ev != NULL)
-            event_free(st->st_linger->sl_ev);
-        free(st->st_linger);
+    if (st->st_counted) {
+        evbuffer_remove_cb(bufferevent_get_output(st->st_bev), stream_output_cb, st);
+        env->se_pending -= evbuffer_get_length(bufferevent_get_output(st->st_bev));
+        stream_env_publish(env);
     }
-    if (st->st_proxy_timer != NULL)
-        event_free(st->st_proxy_timer);
-    bufferevent_free(st->st_bev);
+    TAILQ_REMOVE(&env->se_streams, st, st_entry);
     /* The owner forgets it, gives its slot and its source back. */
     env->se_closed(st, env->se_arg);
-    free(st);
+    stream_destroy(st);
 }
 
 /* Bytes handed to the socket that the client has not taken yet, or -1. */
@@ -677,7 +803,7 @@ stream_linger_left(struct stream *st)
     struct timeval now;
 
     event_base_gettimeofday_cached(st->st_env->se_base, &now);
-    return timercmp(&now, &st->st_linger->sl_until, <);
+    return timercmp(&now, &st->st_extra->sx_linger_until, <);
 }
 
 /* Read and discard until the client closes, so our close never turns into a reset. */
@@ -723,14 +849,12 @@ stream_linger_cb(evutil_socket_t fd, short what, void *arg)
 static int
 stream_quiet(struct stream *st, int fd)
 {
-    struct timeval now, since;
+    uint64_t now = (stream_env_now_ms(st->st_env) / 1000) & STREAM_INPUT_SEC_MASK;
     int unread = 0;
 
     if (ioctl(fd, FIONREAD, &unread) == -1 || unread > 0 || stream_unsent(fd) != 0)
         return 0;
-    event_base_gettimeofday_cached(st->st_env->se_base, &now);
-    timersub(&now, &st->st_last_input, &since);
-    return since.tv_sec >= STREAM_QUIET_SEC;
+    return ((now - st->st_input_sec) & STREAM_INPUT_SEC_MASK) >= STREAM_QUIET_SEC;
 }
 
 /*
@@ -744,9 +868,10 @@ static void
 stream_close(struct stream *st)
 {
     struct timeval tv = {.tv_sec = STREAM_LINGER_SEC, .tv_usec = 0};
+    struct stream_extra *sx;
     int fd;
 
-    if (!st->st_env->se_stopping || st->st_linger != NULL) {
+    if (!st->st_env->se_stopping || (st->st_extra != NULL && st->st_extra->sx_linger_ev != NULL)) {
         stream_free(st);
         return;
     }
@@ -756,15 +881,15 @@ stream_close(struct stream *st)
         stream_free(st);
         return;
     }
-    if ((st->st_linger = calloc(1, sizeof(*st->st_linger))) == NULL) {
+    if ((sx = stream_extra(st)) == NULL) {
         stream_free(st);
         return;
     }
-    event_base_gettimeofday_cached(st->st_env->se_base, &st->st_linger->sl_until);
-    st->st_linger->sl_until.tv_sec += STREAM_LINGER_SEC;
-    st->st_linger->sl_ev =
+    event_base_gettimeofday_cached(st->st_env->se_base, &sx->sx_linger_until);
+    sx->sx_linger_until.tv_sec += STREAM_LINGER_SEC;
+    sx->sx_linger_ev =
         event_new(st->st_env->se_base, fd, EV_READ | EV_PERSIST, stream_linger_cb, st);
-    if (st->st_linger->sl_ev == NULL || event_add(st->st_linger->sl_ev, &tv) == -1)
+    if (sx->sx_linger_ev == NULL || event_add(sx->sx_linger_ev, &tv) == -1)
         stream_free(st);
 }
 
@@ -776,7 +901,8 @@ stream_close(struct stream *st)
 int
 stream_owed(const struct stream *st)
 {
-    return st->st_linger == NULL || stream_unsent(bufferevent_getfd(st->st_bev)) != 0;
+    return st->st_extra == NULL || st->st_extra->sx_linger_ev == NULL ||
+           stream_unsent(bufferevent_getfd(st->st_bev)) != 0;
 }
 
 /*
@@ -794,16 +920,14 @@ stream_read_pending(struct stream *st)
     size_t max = st->st_env->se_conf->cf_max_pending_output;
     int fd = bufferevent_getfd(st->st_bev);
 
-    if (st->st_proxy_timer != NULL)
+    if (st->st_extra != NULL && st->st_extra->sx_proxy_timer != NULL)
+        return;
+    if (stream_count_output(st) != 0)
         return;
     while (evbuffer_get_length(out) < max && stream_read_more(fd, in) > 0) {
         size_t n = stream_upper(in);
 
-        STATS_ADD(st->st_env->se_stats->ss_bytes_in, n);
-        STATS_ADD(st->st_env->se_stats->ss_bytes_out, n);
-        STATS_ADD(st->st_env->se_stats->ss_t_bytes_in[st->st_transport], n);
-        STATS_ADD(st->st_env->se_stats->ss_t_bytes_out[st->st_transport], n);
-        st->st_nbytes += n;
+        stream_count(st, n, n);
         stream_queue(in, out, stream_chain_size(STREAM_BULK_READ));
     }
 }
