@@ -10,7 +10,13 @@
 
 #include <event2/buffer.h>
 #include <event2/bufferevent.h>
+#include <event2/bufferevent_struct.h>
 #include <event2/event.h>
+
+/* stream_take_reading() knows libevent 2.1's socket bufferevents. */
+#if LIBEVENT_VERSION_NUMBER < 0x02010000 || LIBEVENT_VERSION_NUMBER >= 0x02020000
+#error "upechod needs libevent 2.1"
+#endif
 
 #include "log.h"
 #include "proxy.h"
@@ -41,6 +47,7 @@
 _Static_assert(sizeof(struct stream) <= 56, "struct stream outgrew its 64-byte heap chunk");
 
 static void stream_close(struct stream *st);
+static void stream_event_cb(struct bufferevent *bev, short what, void *arg);
 static void stream_output_cb(struct evbuffer *buf, const struct evbuffer_cb_info *info, void *arg);
 
 /* Start the env's clock and its list; the rest is the owner's to fill in first. */
@@ -118,48 +125,12 @@ stream_count_output(struct stream *st)
 }
 
 /*
- * Uppercase every byte of buf in place, chain by chain, without copying.
- * Only for chains libevent allocated itself, such as a bufferevent's input
- * read from its socket: memory lent with evbuffer_add_reference() or
- * chains shared through evbuffer_add_buffer_reference() are not ours to
- * write, and libevent cannot tell us which chains those are.
- */
-size_t
-stream_upper(struct evbuffer *buf)
-{
-    struct evbuffer_iovec vec[16];
-    struct evbuffer_ptr ptr;
-    size_t total = 0;
-
-    evbuffer_ptr_set(buf, &ptr, 0, EVBUFFER_PTR_SET);
-    for (;;) {
-        /* evbuffer_peek() hands out pointers into the chains themselves. */
-        int n = evbuffer_peek(buf, -1, &ptr, vec, 16);
-        size_t len = 0;
-
-        for (int i = 0; i < n && i < 16; i++) {
-            upper_inplace(vec[i].iov_base, vec[i].iov_len);
-            len += vec[i].iov_len;
-        }
-        total += len;
-        /*
-         * With a negative length evbuffer_peek() fills at most the 16
-         * vectors and returns 16 whether or not more chains follow, so 16
-         * means: go on from where these ended.
-         */
-        if (n < 16 || len == 0 || evbuffer_ptr_set(buf, &ptr, len, EVBUFFER_PTR_ADD) == -1)
-            break;
-    }
-    return total;
-}
-
-/*
  * Uppercase everything in `in` and move it to `out`, whatever `in` holds:
  * the bytes are copied into space reserved at the end of `out` and
- * uppercased there, so chains that are not ours are never written.  The
- * read callback's path, stream_upper() on the bufferevent's own input,
- * needs no copy.  Returns the number of bytes moved; when memory runs out
- * the rest stays in `in`.
+ * uppercased there, so chains that are not ours are never written: the
+ * input after a PROXY header, and what is left of it at the end of input.
+ * Returns the number of bytes moved; when memory runs out the rest stays
+ * in `in`.
  */
 size_t
 stream_echo(struct evbuffer *in, struct evbuffer *out)
@@ -357,94 +328,49 @@ stream_output_cb(struct evbuffer *buf, const struct evbuffer_cb_info *info, void
 }
 
 /*
- * The bufferevent's own reads (libevent 2.1 reads 4 KiB at most); a read
- * that filled it says more is probably waiting.  A little under 4 KiB, so
- * that with libevent's chain header the read's chain is a 4 KiB allocation
- * and not an 8 KiB one, and can be queued whole without wasting half of it.
+ * Bytes per read, and reads per callback for a stream with more waiting.
+ * A little under 64 KiB, so that what the socket does not take at once is
+ * copied into one 64 KiB chain of output and not a 128 KiB one (libevent's
+ * chain header takes the rest).
  */
-#define STREAM_BEV_READ (4096 - STREAM_CHAIN_SLACK)
-/*
- * Bytes per direct read when a stream has more waiting, and reads per
- * callback.  The read is a little under 64 KiB so that, with libevent's
- * chain header, its chain is a 64 KiB allocation and not a 128 KiB one.
- */
-#define STREAM_BULK_READ (64 * 1024 - STREAM_CHAIN_SLACK)
-#define STREAM_BULK_ROUNDS 4
+#define STREAM_READ (64 * 1024 - STREAM_CHAIN_SLACK)
+#define STREAM_READ_ROUNDS 4
 
 /*
- * Read up to STREAM_BULK_READ bytes straight into `in`; returns what read(2)
- * returned.  The bufferevent keeps the end of its input frozen except while
- * it reads itself, so thaw it for the read just as it does.
+ * Where a worker's streams read into: the echo is uppercased there and
+ * written straight back, so the usual exchange allocates nothing.  Only
+ * what the socket does not take is copied to the stream's output.  One per
+ * thread: a loop runs one callback at a time.
  */
-static ssize_t
-stream_read_more(int fd, struct evbuffer *in)
+static _Thread_local unsigned char stream_scratch[STREAM_READ];
+
+/*
+ * Append len bytes to out as tightly as the heap allows: into the room left
+ * at its end, then one new chain sized for the rest (not evbuffer_add(),
+ * which after a large chain allocates another as large for a few bytes).
+ * A client writing a byte at a time to a stream it never reads thus costs
+ * its output about the bytes it holds, not a chain per read.  0, or -1
+ * when out of memory (nothing added).
+ */
+int
+stream_queue_bytes(struct evbuffer *out, const unsigned char *data, size_t len)
 {
-    struct evbuffer_iovec vec;
-    ssize_t n = -1;
-
-    evbuffer_unfreeze(in, 0);
-    if (evbuffer_reserve_space(in, STREAM_BULK_READ, &vec, 1) == 1) {
-        do
-            n = read(fd, vec.iov_base, vec.iov_len);
-        while (n == -1 && errno == EINTR);
-        vec.iov_len = n > 0 ? (size_t)n : 0;
-        evbuffer_commit_space(in, &vec, 1);
-    }
-    evbuffer_freeze(in, 0);
-    return n;
-}
-
-/*
- * The heap libevent takes for a chain read with room for n bytes: its
- * header and n, rounded up to a power of two from 1 KiB (evbuffer_chain_new()).
- */
-size_t
-stream_chain_size(size_t n)
-{
-    size_t a = 1024;
-
-    while (a < n + STREAM_CHAIN_SLACK)
-        a <<= 1;
-    return a;
-}
-
-/*
- * Queue what is left in `in` on `out`, in order.  A chain at least three
- * quarters full is moved whole; fewer bytes in a chain of `chain` bytes of
- * heap (a 1-byte read takes 1 KiB, a 4 KiB one 8 KiB) are copied onto the
- * tail of the output instead, so that the output's heap stays within about
- * a third more than the bytes it holds whatever sizes the client writes
- * in: max_pending_output and max_memory then bound memory, not only payload.
- */
-void
-stream_queue(struct evbuffer *in, struct evbuffer *out, size_t chain)
-{
-    size_t len = evbuffer_get_length(in), done = 0;
     struct evbuffer_iovec v[2];
+    size_t done = 0;
     int n;
 
     if (len == 0)
-        return;
-    /*
-     * Not evbuffer_add(): after a large chain it allocates another as large
-     * for a few bytes.  Reserving takes the room left at the output's end
-     * and a new chain sized for the rest only.
-     */
-    if (len * 4 >= chain * 3 || (n = evbuffer_reserve_space(out, len, v, 2)) < 1) {
-        evbuffer_add_buffer(out, in);
-        return;
-    }
+        return 0;
+    if ((n = evbuffer_reserve_space(out, len, v, 2)) < 1)
+        return -1;
     for (int i = 0; i < n; i++) {
         size_t k = v[i].iov_len < len - done ? v[i].iov_len : len - done;
 
-        if (k > 0 && evbuffer_remove(in, v[i].iov_base, k) != (int)k)
-            k = 0;
+        memcpy(v[i].iov_base, data + done, k);
         v[i].iov_len = k;
         done += k;
     }
-    evbuffer_commit_space(out, v, n);
-    /* Whatever could not be copied is moved as it is, in order. */
-    evbuffer_add_buffer(out, in);
+    return evbuffer_commit_space(out, v, n);
 }
 
 /* Close st at once for a local failure (errno says which), and say so. */
@@ -476,60 +402,107 @@ stream_want_write(struct stream *st)
 }
 
 /*
- * New input: uppercase it and send it back.  With nothing queued, the echo
- * is written at once from the input chains: the common small exchange then
- * costs one read and one write, without arming and disarming a write event.
- * What the socket does not take goes to the output, in order.  A bulk
- * stream gets a few larger reads in the same callback, past the 4 KiB that
- * libevent 2.1 reads at a time; an EOF or error they meet is left for the
- * bufferevent to see on its next read.
+ * The stream's socket is readable (or its read timed out): the read event's
+ * callback, in place of the bufferevent's own.  Each read goes into the
+ * thread's scratch buffer, is uppercased there and, with nothing queued
+ * before it, written straight back: one read(2) and one write(2) per
+ * message, where libevent 2.1's bufferevent would add an ioctl(FIONREAD)
+ * before every read, a chain allocated for it, and readv/writev.  What
+ * the socket does not take goes to the output, in order, for the
+ * bufferevent to write.  A read that filled the buffer says more is
+ * waiting: a few more follow in the same callback.  End of input, errors
+ * and the idle timeout go to stream_event_cb() as the bufferevent would
+ * report them, reading disabled first, as it does.
  */
 static void
-stream_read_cb(struct bufferevent *bev, void *arg)
+stream_readable_cb(evutil_socket_t fd, short what, void *arg)
 {
-    struct stream *st = arg;
-    struct stream_env *env = st->st_env;
-    struct evbuffer *in = bufferevent_get_input(bev);
+    struct bufferevent *bev = arg;
+    struct stream *st;
+    struct stream_env *env;
     struct evbuffer *out = bufferevent_get_output(bev);
-    size_t max = env->se_conf->cf_max_pending_output;
-    int fd = bufferevent_getfd(bev);
-    int more = evbuffer_get_length(in) >= STREAM_BEV_READ;
-    size_t chain = 0;
+    size_t max;
+    void *cbarg;
     int queued = 0;
 
-    stream_touch(st);
-    for (int round = 0;; round++) {
-        size_t n = stream_upper(in);
-        ssize_t r;
+    bufferevent_getcb(bev, NULL, NULL, NULL, &cbarg);
+    st = cbarg;
+    env = st->st_env;
+    max = env->se_conf->cf_max_pending_output;
 
-        /* The bufferevent's own read left one chain sized for what it read. */
-        if (round == 0)
-            chain = stream_chain_size(n);
-        stream_count(st, n, n);
-        if (n > 0 && evbuffer_get_length(out) == 0)
-            evbuffer_write(in, fd);
+    if (what & EV_TIMEOUT) {
+        bufferevent_disable(bev, EV_READ);
+        stream_event_cb(bev, BEV_EVENT_READING | BEV_EVENT_TIMEOUT, st);
+        return;
+    }
+    stream_touch(st);
+    for (int round = 0; round < STREAM_READ_ROUNDS; round++) {
+        ssize_t n, w = 0;
+
+        do
+            n = read(fd, stream_scratch, sizeof(stream_scratch));
+        while (n == -1 && errno == EINTR);
+        if (n == -1 && (errno == EAGAIN || errno == EWOULDBLOCK))
+            break;
+        if (n <= 0) {
+            bufferevent_disable(bev, EV_READ);
+            stream_event_cb(bev, BEV_EVENT_READING | (n == 0 ? BEV_EVENT_EOF : BEV_EVENT_ERROR),
+                            st);
+            return;
+        }
+        upper_inplace(stream_scratch, (size_t)n);
+        stream_count(st, (size_t)n, (size_t)n);
+        if (evbuffer_get_length(out) == 0) {
+            do
+                w = write(fd, stream_scratch, (size_t)n);
+            while (w == -1 && errno == EINTR);
+            /* A failed write is the bufferevent's to meet when it writes the rest. */
+            if (w < 0)
+                w = 0;
+        }
         /* Usually the socket took it all and nothing is queued. */
-        if (evbuffer_get_length(in) > 0) {
-            if (stream_count_output(st) != 0) {
+        if (w < n) {
+            if (stream_count_output(st) != 0 ||
+                stream_queue_bytes(out, stream_scratch + w, (size_t)(n - w)) != 0) {
                 stream_fail(st, "out of memory for its output");
                 return;
             }
-            stream_queue(in, out, chain);
             queued = 1;
         }
-        if (!more || round == STREAM_BULK_ROUNDS || evbuffer_get_length(out) >= max ||
+        if ((size_t)n < sizeof(stream_scratch) || evbuffer_get_length(out) >= max ||
             stream_env_total(env) > env->se_conf->cf_max_memory)
             break;
-        if ((r = stream_read_more(fd, in)) <= 0)
-            break;
-        chain = stream_chain_size(STREAM_BULK_READ);
-        more = (size_t)r >= STREAM_BULK_READ;
     }
     if (queued && stream_want_write(st) != 0) {
         stream_fail(st, "cannot watch for writing");
         return;
     }
     stream_check_pressure(st);
+}
+
+/*
+ * Take over the bufferevent's read event: same socket, flags and argument,
+ * our callback.  bufferevent_free() relies on the flags (EV_FINALIZE) and
+ * the argument (its finalizer gets the bufferevent from it); the callback
+ * finds the stream as the bufferevent's callback argument.  libevent 2.1
+ * has no call for this; the event is the one member of struct bufferevent
+ * that event2/bufferevent_struct.h publishes for it, and the bufferevent
+ * only ever adds and deletes it, with the read timeout, when reading is
+ * enabled and disabled.  Reading is disabled around the swap, since a
+ * pending event may not be assigned.
+ */
+static int
+stream_take_reading(struct stream *st)
+{
+    struct bufferevent *bev = st->st_bev;
+    int reading = bufferevent_get_enabled(bev) & EV_READ;
+
+    if (reading)
+        bufferevent_disable(bev, EV_READ);
+    if (event_assign(&bev->ev_read, st->st_env->se_base, bufferevent_getfd(bev),
+                     EV_READ | EV_PERSIST | EV_FINALIZE, stream_readable_cb, bev) == -1)
+        return -1;
+    return reading ? bufferevent_enable(bev, EV_READ) : 0;
 }
 
 /* Output drained to the low-water mark (or fully, when closing). */
@@ -682,13 +655,34 @@ stream_peer(const struct stream *st, char *buf, size_t size)
     return buf;
 }
 
-/* Echo from now on, starting with any input already waiting (after a PROXY header). */
-void
+/*
+ * Echo from now on, starting with any input already waiting (after a PROXY
+ * header: what came with it, read by the bufferevent itself).  Returns 0,
+ * or -1 when the read event cannot be taken over (st is then freed).
+ */
+int
 stream_begin_echo(struct stream *st)
 {
-    bufferevent_setcb(st->st_bev, stream_read_cb, stream_write_cb, stream_event_cb, st);
-    if (evbuffer_get_length(bufferevent_get_input(st->st_bev)) > 0)
-        stream_read_cb(st->st_bev, st);
+    struct evbuffer *in = bufferevent_get_input(st->st_bev);
+
+    bufferevent_setcb(st->st_bev, NULL, stream_write_cb, stream_event_cb, st);
+    if (stream_take_reading(st) != 0) {
+        stream_fail(st, "cannot watch for reading");
+        return -1;
+    }
+    if (evbuffer_get_length(in) == 0)
+        return 0;
+    if (stream_count_output(st) != 0) {
+        stream_fail(st, "out of memory for its output");
+        return -1;
+    }
+    stream_count(st, evbuffer_get_length(in), stream_echo(in, bufferevent_get_output(st->st_bev)));
+    if (stream_want_write(st) != 0) {
+        stream_fail(st, "cannot watch for writing");
+        return -1;
+    }
+    stream_check_pressure(st);
+    return 0;
 }
 
 /* Free st and what it holds, the bufferevent (and its fd) included, counting nothing. */
@@ -746,10 +740,9 @@ stream_new(struct stream_env *env, int fd, enum transport t, const struct sockad
     if (src != NULL)
         st->st_extra->sx_source = src;
     if (!proxy)
-        bufferevent_setcb(st->st_bev, stream_read_cb, stream_write_cb, stream_event_cb, st);
-    bufferevent_set_max_single_read(st->st_bev, STREAM_BEV_READ);
+        bufferevent_setcb(st->st_bev, NULL, stream_write_cb, stream_event_cb, st);
     /* EV_WRITE waits for output: see stream_want_write(). */
-    if (bufferevent_enable(st->st_bev, EV_READ) == -1) {
+    if ((!proxy && stream_take_reading(st) != 0) || bufferevent_enable(st->st_bev, EV_READ) == -1) {
         /* Registering with the loop failed: nothing was counted yet; undo the rest. */
         log_warn("cannot watch a new %s connection: %s; closing it", transport_name(t),
                  strerror(errno));
@@ -915,7 +908,6 @@ stream_owed(const struct stream *st)
 static void
 stream_read_pending(struct stream *st)
 {
-    struct evbuffer *in = bufferevent_get_input(st->st_bev);
     struct evbuffer *out = bufferevent_get_output(st->st_bev);
     size_t max = st->st_env->se_conf->cf_max_pending_output;
     int fd = bufferevent_getfd(st->st_bev);
@@ -924,11 +916,18 @@ stream_read_pending(struct stream *st)
         return;
     if (stream_count_output(st) != 0)
         return;
-    while (evbuffer_get_length(out) < max && stream_read_more(fd, in) > 0) {
-        size_t n = stream_upper(in);
+    while (evbuffer_get_length(out) < max) {
+        ssize_t n;
 
-        stream_count(st, n, n);
-        stream_queue(in, out, stream_chain_size(STREAM_BULK_READ));
+        do
+            n = read(fd, stream_scratch, sizeof(stream_scratch));
+        while (n == -1 && errno == EINTR);
+        if (n <= 0)
+            break;
+        upper_inplace(stream_scratch, (size_t)n);
+        stream_count(st, (size_t)n, (size_t)n);
+        if (stream_queue_bytes(out, stream_scratch, (size_t)n) != 0)
+            break;
     }
 }
 

@@ -119,16 +119,14 @@ void stream_shutdown(struct stream *st);
 int stream_owed(const struct stream *st);
 int stream_set_peer(struct stream *st, const struct sockaddr *sa, socklen_t salen);
 const char *stream_peer(const struct stream *st, char *buf, size_t size);
-void stream_begin_echo(struct stream *st);
+int stream_begin_echo(struct stream *st);
 void stream_env_init(struct stream_env *env);
 uint64_t stream_env_now_ms(const struct stream_env *env);
 void stream_env_mem_recheck(struct stream_env *env);
 struct stream_extra *stream_extra(struct stream *st);
 const struct stream_addr *stream_addr(const struct stream *st, struct stream_addr *buf);
 size_t stream_env_total(const struct stream_env *env);
-size_t stream_upper(struct evbuffer *buf);
 size_t stream_echo(struct evbuffer *in, struct evbuffer *out);
-size_t stream_chain_size(size_t n);
-void stream_queue(struct evbuffer *in, struct evbuffer *out, size_t chain);
+int stream_queue_bytes(struct evbuffer *out, const unsigned char *data, size_t len);
 
 #endif
