@@ -58,10 +58,10 @@ fixture_init(struct fixture *f, size_t max_pending)
         .se_nstreams = &f->f_nstreams,
         .se_proxy_log = &f->f_proxy_log,
     };
-    TAILQ_INIT(&f->f_env.se_mem_paused);
+    stream_env_init(&f->f_env);
     f->f_nstreams = 1;
     ck_assert_int_eq(socketpair(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0, sv), 0);
-    f->f_st = stream_new(&f->f_env, sv[0], TRANSPORT_UNIX, NULL, 0);
+    f->f_st = stream_new(&f->f_env, sv[0], TRANSPORT_UNIX, NULL, 0, NULL);
     ck_assert_ptr_nonnull(f->f_st);
     f->f_peer = sv[1];
 }
@@ -210,7 +210,7 @@ START_TEST(test_enable_fails)
     fixture_init(&f, 1024 * 1024);
     fd = open("/dev/null", O_RDWR | O_CLOEXEC);
     ck_assert_int_ge(fd, 0);
-    ck_assert_ptr_null(stream_new(&f.f_env, fd, TRANSPORT_UNIX, NULL, 0));
+    ck_assert_ptr_null(stream_new(&f.f_env, fd, TRANSPORT_UNIX, NULL, 0, NULL));
     /* libevent closes a freed bufferevent's descriptor from the loop. */
     event_base_loop(f.f_base, EVLOOP_NONBLOCK);
     ck_assert_msg(fcntl(fd, F_GETFD) == -1 && errno == EBADF, "the descriptor was left open");

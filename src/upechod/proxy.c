@@ -420,7 +420,7 @@ proxy_refused_cb(evutil_socket_t fd, short what, void *arg)
 static bool
 proxy_is_refused(struct stream *st)
 {
-    return event_get_callback(st->st_proxy_timer) == proxy_refused_cb;
+    return event_get_callback(st->st_extra->sx_proxy_timer) == proxy_refused_cb;
 }
 
 /* Input before the header is complete: parse what is there, then hand over to the echo. */
@@ -455,21 +455,21 @@ proxy_read_cb(struct bufferevent *bev, void *arg)
         break;
     }
     evbuffer_drain(in, ph.ph_len);
-    event_free(st->st_proxy_timer);
-    st->st_proxy_timer = NULL;
+    event_free(st->st_extra->sx_proxy_timer);
+    st->st_extra->sx_proxy_timer = NULL;
     /* Formatted only for the debug line below. */
     if (log_get_level() >= LOG_LEVEL_DEBUG)
         stream_peer(st, via, sizeof(via));
     /* LOCAL, UNSPEC and unix addresses: the connection's own address stands. */
     if (!ph.ph_local && ph.ph_src.ss_family != AF_UNIX)
-        stream_set_peer(st, (struct sockaddr *)&ph.ph_src, ph.ph_src_len);
+        (void)stream_set_peer(st, (struct sockaddr *)&ph.ph_src, ph.ph_src_len); /* has its extra */
     /*
      * max_connections_per_source counts the client the header names; a
      * header that names none (LOCAL health checks, UNSPEC) counts against
      * the balancer itself, so that no connection goes uncounted.
      */
     if (st->st_transport == TRANSPORT_TCP &&
-        st->st_env->se_admit(st, (const struct sockaddr *)&st->st_addr.a_ss, st->st_addr.a_len,
+        st->st_env->se_admit(st, &st->st_extra->sx_addr.a_ss.sa, st->st_extra->sx_addr.a_len,
                              st->st_env->se_arg) != 0) {
         stream_free(st);
         return;
@@ -504,25 +504,30 @@ proxy_event_cb(struct bufferevent *bev, short what, void *arg)
  * bytes must be a header, within PROXY_TIMEOUT_SEC.  A TCP peer not in
  * proxy_protocol_from is closed at once, from the loop, since the caller
  * still holds st.  AF_UNIX peers have no address to check: whoever may open
- * the socket may send a header.  Returns 0, or -ENOMEM with st unchanged.
+ * the socket may send a header.  A TCP stream's address is kept already
+ * (stream_set_peer()).  Returns 0, or -ENOMEM with st unchanged but for
+ * its extra state.
  */
 int
 proxy_stream_start(struct stream *st)
 {
     const struct upechod_config *cf = st->st_env->se_conf;
     struct timeval tv = {.tv_sec = PROXY_TIMEOUT_SEC, .tv_usec = 0};
-    bool allowed = st->st_transport != TRANSPORT_TCP ||
-                   proxy_net_match(cf->cf_tcp_proxy_from, cf->cf_tcp_nproxy_from,
-                                   (const struct sockaddr *)&st->st_addr.a_ss);
+    struct stream_extra *sx = stream_extra(st);
+    bool allowed;
 
-    st->st_proxy_timer =
+    if (sx == NULL)
+        return -ENOMEM;
+    allowed = st->st_transport != TRANSPORT_TCP ||
+              proxy_net_match(cf->cf_tcp_proxy_from, cf->cf_tcp_nproxy_from, &sx->sx_addr.a_ss.sa);
+    sx->sx_proxy_timer =
         evtimer_new(st->st_env->se_base, allowed ? proxy_timeout_cb : proxy_refused_cb, st);
-    if (st->st_proxy_timer == NULL)
+    if (sx->sx_proxy_timer == NULL)
         return -ENOMEM;
     bufferevent_setcb(st->st_bev, proxy_read_cb, NULL, proxy_event_cb, st);
     if (allowed)
-        evtimer_add(st->st_proxy_timer, &tv);
+        evtimer_add(sx->sx_proxy_timer, &tv);
     else
-        event_active(st->st_proxy_timer, EV_TIMEOUT, 0);
+        event_active(sx->sx_proxy_timer, EV_TIMEOUT, 0);
     return 0;
 }

@@ -10,7 +10,13 @@
 
 #include <event2/buffer.h>
 #include <event2/bufferevent.h>
+#include <event2/bufferevent_struct.h>
 #include <event2/event.h>
+
+/* stream_take_reading() knows libevent 2.1's socket bufferevents. */
+#if LIBEVENT_VERSION_NUMBER < 0x02010000 || LIBEVENT_VERSION_NUMBER >= 0x02020000
+#error "upechod needs libevent 2.1"
+#endif
 
 #include "log.h"
 #include "proxy.h"
@@ -32,57 +38,99 @@
 /* Bytes of output an env may gain or lose before it adds them to the shared total. */
 #define STREAM_PUBLISH_STEP (16 * 1024)
 
-static void stream_close(struct stream *st);
+/* st_input_sec counts seconds modulo 2^22: about 48 days. */
+#define STREAM_INPUT_SEC_MASK ((UINT64_C(1) << 22) - 1)
+/* Where st_nbytes stops. */
+#define STREAM_NBYTES_MAX ((UINT64_C(1) << 56) - 1)
 
-/* Only a stream draining its client's input at shutdown has one. */
-struct stream_linger {
-    struct event *sl_ev;
-    struct timeval sl_until; /* drain until then at the latest */
-};
+/* With malloc's 8-byte header, a 64-byte chunk: see struct stream. */
+_Static_assert(sizeof(struct stream) <= 56, "struct stream outgrew its 64-byte heap chunk");
+
+static void stream_close(struct stream *st);
+static void stream_event_cb(struct bufferevent *bev, short what, void *arg);
+static void stream_output_cb(struct evbuffer *buf, const struct evbuffer_cb_info *info, void *arg);
+
+/* Start the env's clock and its list; the rest is the owner's to fill in first. */
+void
+stream_env_init(struct stream_env *env)
+{
+    TAILQ_INIT(&env->se_streams);
+    event_base_gettimeofday_cached(env->se_base, &env->se_epoch);
+}
 
 /*
- * Uppercase every byte of buf in place, chain by chain, without copying.
- * Only for chains libevent allocated itself, such as a bufferevent's input
- * read from its socket: memory lent with evbuffer_add_reference() or
- * chains shared through evbuffer_add_buffer_reference() are not ours to
- * write, and libevent cannot tell us which chains those are.
+ * Milliseconds on the env's clock, from the loop's cached time: what a
+ * stream keeps of its times in a few bits.  A wall clock set back before
+ * the env began reads as its start.
  */
-size_t
-stream_upper(struct evbuffer *buf)
+uint64_t
+stream_env_now_ms(const struct stream_env *env)
 {
-    struct evbuffer_iovec vec[16];
-    struct evbuffer_ptr ptr;
-    size_t total = 0;
+    struct timeval now, d;
 
-    evbuffer_ptr_set(buf, &ptr, 0, EVBUFFER_PTR_SET);
-    for (;;) {
-        /* evbuffer_peek() hands out pointers into the chains themselves. */
-        int n = evbuffer_peek(buf, -1, &ptr, vec, 16);
-        size_t len = 0;
+    event_base_gettimeofday_cached(env->se_base, &now);
+    if (timercmp(&now, &env->se_epoch, <))
+        return 0;
+    timersub(&now, &env->se_epoch, &d);
+    return (uint64_t)d.tv_sec * 1000 + (uint64_t)d.tv_usec / 1000;
+}
 
-        for (int i = 0; i < n && i < 16; i++) {
-            upper_inplace(vec[i].iov_base, vec[i].iov_len);
-            len += vec[i].iov_len;
-        }
-        total += len;
-        /*
-         * With a negative length evbuffer_peek() fills at most the 16
-         * vectors and returns 16 whether or not more chains follow, so 16
-         * means: go on from where these ended.
-         */
-        if (n < 16 || len == 0 || evbuffer_ptr_set(buf, &ptr, len, EVBUFFER_PTR_ADD) == -1)
-            break;
-    }
-    return total;
+/* The client sent something now. */
+static void
+stream_touch(struct stream *st)
+{
+    st->st_input_sec = (stream_env_now_ms(st->st_env) / 1000) & STREAM_INPUT_SEC_MASK;
+}
+
+/* Count n more bytes read, in the env's counters and the stream's own. */
+static void
+stream_count(struct stream *st, size_t in, size_t out)
+{
+    struct server_stats *ss = st->st_env->se_stats;
+
+    STATS_ADD(ss->ss_bytes_in, in);
+    STATS_ADD(ss->ss_bytes_out, out);
+    STATS_ADD(ss->ss_t_bytes_in[st->st_transport], in);
+    STATS_ADD(ss->ss_t_bytes_out[st->st_transport], out);
+    st->st_nbytes = in < STREAM_NBYTES_MAX - st->st_nbytes ? st->st_nbytes + in : STREAM_NBYTES_MAX;
+}
+
+/* st's rarely needed state, made the first time it is asked for; NULL when out of memory. */
+struct stream_extra *
+stream_extra(struct stream *st)
+{
+    if (st->st_extra == NULL)
+        st->st_extra = calloc(1, sizeof(*st->st_extra));
+    return st->st_extra;
+}
+
+/*
+ * Count st's output into se_pending from now on, before anything is
+ * queued on it.  Only streams with output queued pay for the callback
+ * that counts it (48 bytes of heap): most connections are written at
+ * once from their input and never queue anything.  Returns 0, or -ENOMEM.
+ */
+static int
+stream_count_output(struct stream *st)
+{
+    struct evbuffer *out = bufferevent_get_output(st->st_bev);
+
+    if (st->st_counted)
+        return 0;
+    if (evbuffer_add_cb(out, stream_output_cb, st) == NULL)
+        return -ENOMEM;
+    st->st_counted = 1;
+    st->st_env->se_pending += evbuffer_get_length(out);
+    return 0;
 }
 
 /*
  * Uppercase everything in `in` and move it to `out`, whatever `in` holds:
  * the bytes are copied into space reserved at the end of `out` and
- * uppercased there, so chains that are not ours are never written.  The
- * read callback's path, stream_upper() on the bufferevent's own input,
- * needs no copy.  Returns the number of bytes moved; when memory runs out
- * the rest stays in `in`.
+ * uppercased there, so chains that are not ours are never written: the
+ * input after a PROXY header, and what is left of it at the end of input.
+ * Returns the number of bytes moved; when memory runs out the rest stays
+ * in `in`.
  */
 size_t
 stream_echo(struct evbuffer *in, struct evbuffer *out)
@@ -142,10 +190,17 @@ stream_pause_memory(struct stream *st)
     if (st->st_paused & STREAM_PAUSE_MEMORY)
         return;
     stream_pause(st, STREAM_PAUSE_MEMORY, 1);
-    if (TAILQ_EMPTY(&env->se_mem_paused))
+    if (env->se_mem_npaused++ == 0)
         __atomic_store_n(&env->se_mem_waiting, 1, __ATOMIC_SEQ_CST);
-    TAILQ_INSERT_TAIL(&env->se_mem_paused, st, st_mem_entry);
     STATS_ADD(env->se_stats->ss_memory_pauses, 1);
+}
+
+/* st, paused for max_memory, no longer counts among the env's paused. */
+static void
+stream_uncount_memory_pause(struct stream *st)
+{
+    if (--st->st_env->se_mem_npaused == 0)
+        __atomic_store_n(&st->st_env->se_mem_waiting, 0, __ATOMIC_SEQ_CST);
 }
 
 static void
@@ -153,9 +208,7 @@ stream_resume_memory(struct stream *st)
 {
     if (!(st->st_paused & STREAM_PAUSE_MEMORY))
         return;
-    TAILQ_REMOVE(&st->st_env->se_mem_paused, st, st_mem_entry);
-    if (TAILQ_EMPTY(&st->st_env->se_mem_paused))
-        __atomic_store_n(&st->st_env->se_mem_waiting, 0, __ATOMIC_SEQ_CST);
+    stream_uncount_memory_pause(st);
     stream_pause(st, STREAM_PAUSE_MEMORY, 0);
 }
 
@@ -191,18 +244,23 @@ stream_env_publish(struct stream_env *env)
 
 /*
  * The total may have fallen (here or in another env): every stream of env
- * paused for max_memory reads again once it is at 3/4 of max_memory.
+ * paused for max_memory reads again once it is at 3/4 of max_memory.  The
+ * paused are found by walking all streams: that happens once per time the
+ * total crosses back under 3/4, and keeps a list's 16 bytes out of every
+ * stream.
  */
 void
 stream_env_mem_recheck(struct stream_env *env)
 {
     struct stream *p;
 
-    if (TAILQ_EMPTY(&env->se_mem_paused) ||
-        stream_env_total(env) > env->se_conf->cf_max_memory / 4 * 3)
+    if (env->se_mem_npaused == 0 || stream_env_total(env) > env->se_conf->cf_max_memory / 4 * 3)
         return;
-    while ((p = TAILQ_FIRST(&env->se_mem_paused)) != NULL)
+    TAILQ_FOREACH(p, &env->se_streams, st_entry) {
         stream_resume_memory(p);
+        if (env->se_mem_npaused == 0)
+            break;
+    }
 }
 
 /*
@@ -255,103 +313,76 @@ stream_output_cb(struct evbuffer *buf, const struct evbuffer_cb_info *info, void
     if (moved && env->se_mem_drained != NULL &&
         stream_env_total(env) <= env->se_conf->cf_max_memory / 4 * 3)
         env->se_mem_drained(env->se_arg);
-    if (TAILQ_EMPTY(&env->se_mem_paused))
-        return;
-    /* A stream that owes nothing holds no memory: it may read again at once. */
-    if (evbuffer_get_length(buf) == 0)
+    if (evbuffer_get_length(buf) == 0) {
+        /*
+         * All out: stop counting until something is queued again.  libevent
+         * fetches the next callback before it calls this one, so this one
+         * may remove itself.
+         */
+        evbuffer_remove_cb(buf, stream_output_cb, st);
+        st->st_counted = 0;
+        /* A stream that owes nothing holds no memory: it may read again at once. */
         stream_resume_memory(st);
+    }
     stream_env_mem_recheck(env);
 }
 
 /*
- * The bufferevent's own reads (libevent 2.1 reads 4 KiB at most); a read
- * that filled it says more is probably waiting.  A little under 4 KiB, so
- * that with libevent's chain header the read's chain is a 4 KiB allocation
- * and not an 8 KiB one, and can be queued whole without wasting half of it.
+ * Bytes per read, and reads per callback for a stream with more waiting.
+ * A little under 64 KiB, so that what the socket does not take at once is
+ * copied into one 64 KiB chain of output and not a 128 KiB one (libevent's
+ * chain header takes the rest).
  */
-#define STREAM_BEV_READ (4096 - STREAM_CHAIN_SLACK)
-/*
- * Bytes per direct read when a stream has more waiting, and reads per
- * callback.  The read is a little under 64 KiB so that, with libevent's
- * chain header, its chain is a 64 KiB allocation and not a 128 KiB one.
- */
-#define STREAM_BULK_READ (64 * 1024 - STREAM_CHAIN_SLACK)
-#define STREAM_BULK_ROUNDS 4
+#define STREAM_READ (64 * 1024 - STREAM_CHAIN_SLACK)
+#define STREAM_READ_ROUNDS 4
 
 /*
- * Read up to STREAM_BULK_READ bytes straight into `in`; returns what read(2)
- * returned.  The bufferevent keeps the end of its input frozen except while
- * it reads itself, so thaw it for the read just as it does.
+ * Where a worker's streams read into: the echo is uppercased there and
+ * written straight back, so the usual exchange allocates nothing.  Only
+ * what the socket does not take is copied to the stream's output.  One per
+ * thread: a loop runs one callback at a time.
  */
-static ssize_t
-stream_read_more(int fd, struct evbuffer *in)
+static _Thread_local unsigned char stream_scratch[STREAM_READ];
+
+/*
+ * Append len bytes to out as tightly as the heap allows: into the room left
+ * at its end, then one new chain sized for the rest (not evbuffer_add(),
+ * which after a large chain allocates another as large for a few bytes).
+ * A client writing a byte at a time to a stream it never reads thus costs
+ * its output about the bytes it holds, not a chain per read.  0, or -1
+ * when out of memory (nothing added).
+ */
+int
+stream_queue_bytes(struct evbuffer *out, const unsigned char *data, size_t len)
 {
-    struct evbuffer_iovec vec;
-    ssize_t n = -1;
-
-    evbuffer_unfreeze(in, 0);
-    if (evbuffer_reserve_space(in, STREAM_BULK_READ, &vec, 1) == 1) {
-        do
-            n = read(fd, vec.iov_base, vec.iov_len);
-        while (n == -1 && errno == EINTR);
-        vec.iov_len = n > 0 ? (size_t)n : 0;
-        evbuffer_commit_space(in, &vec, 1);
-    }
-    evbuffer_freeze(in, 0);
-    return n;
-}
-
-/*
- * The heap libevent takes for a chain read with room for n bytes: its
- * header and n, rounded up to a power of two from 1 KiB (evbuffer_chain_new()).
- */
-size_t
-stream_chain_size(size_t n)
-{
-    size_t a = 1024;
-
-    while (a < n + STREAM_CHAIN_SLACK)
-        a <<= 1;
-    return a;
-}
-
-/*
- * Queue what is left in `in` on `out`, in order.  A chain at least three
- * quarters full is moved whole; fewer bytes in a chain of `chain` bytes of
- * heap (a 1-byte read takes 1 KiB, a 4 KiB one 8 KiB) are copied onto the
- * tail of the output instead, so that the output's heap stays within about
- * a third more than the bytes it holds whatever sizes the client writes
- * in: max_pending_output and max_memory then bound memory, not only payload.
- */
-void
-stream_queue(struct evbuffer *in, struct evbuffer *out, size_t chain)
-{
-    size_t len = evbuffer_get_length(in), done = 0;
     struct evbuffer_iovec v[2];
+    size_t done = 0;
     int n;
 
     if (len == 0)
-        return;
-    /*
-     * Not evbuffer_add(): after a large chain it allocates another as large
-     * for a few bytes.  Reserving takes the room left at the output's end
-     * and a new chain sized for the rest only.
-     */
-    if (len * 4 >= chain * 3 || (n = evbuffer_reserve_space(out, len, v, 2)) < 1) {
-        evbuffer_add_buffer(out, in);
-        return;
-    }
+        return 0;
+    if ((n = evbuffer_reserve_space(out, len, v, 2)) < 1)
+        return -1;
     for (int i = 0; i < n; i++) {
         size_t k = v[i].iov_len < len - done ? v[i].iov_len : len - done;
 
-        if (k > 0 && evbuffer_remove(in, v[i].iov_base, k) != (int)k)
-            k = 0;
+        memcpy(v[i].iov_base, data + done, k);
         v[i].iov_len = k;
         done += k;
     }
-    evbuffer_commit_space(out, v, n);
-    /* Whatever could not be copied is moved as it is, in order. */
-    evbuffer_add_buffer(out, in);
+    return evbuffer_commit_space(out, v, n);
+}
+
+/* Close st at once for a local failure (errno says which), and say so. */
+static void
+stream_fail(struct stream *st, const char *what)
+{
+    char peer[ADDR_STRLEN];
+    int err = errno;
+
+    log_warn("%s %s: %s: %s; closing it", transport_name(st->st_transport),
+             stream_peer(st, peer, sizeof(peer)), what, strerror(err));
+    stream_free(st);
 }
 
 /*
@@ -371,65 +402,107 @@ stream_want_write(struct stream *st)
 }
 
 /*
- * New input: uppercase it and send it back.  With nothing queued, the echo
- * is written at once from the input chains: the common small exchange then
- * costs one read and one write, without arming and disarming a write event.
- * What the socket does not take goes to the output, in order.  A bulk
- * stream gets a few larger reads in the same callback, past the 4 KiB that
- * libevent 2.1 reads at a time; an EOF or error they meet is left for the
- * bufferevent to see on its next read.
+ * The stream's socket is readable (or its read timed out): the read event's
+ * callback, in place of the bufferevent's own.  Each read goes into the
+ * thread's scratch buffer, is uppercased there and, with nothing queued
+ * before it, written straight back: one read(2) and one write(2) per
+ * message, where libevent 2.1's bufferevent would add an ioctl(FIONREAD)
+ * before every read, a chain allocated for it, and readv/writev.  What
+ * the socket does not take goes to the output, in order, for the
+ * bufferevent to write.  A read that filled the buffer says more is
+ * waiting: a few more follow in the same callback.  End of input, errors
+ * and the idle timeout go to stream_event_cb() as the bufferevent would
+ * report them, reading disabled first, as it does.
  */
 static void
-stream_read_cb(struct bufferevent *bev, void *arg)
+stream_readable_cb(evutil_socket_t fd, short what, void *arg)
 {
-    struct stream *st = arg;
-    struct stream_env *env = st->st_env;
-    struct evbuffer *in = bufferevent_get_input(bev);
+    struct bufferevent *bev = arg;
+    struct stream *st;
+    struct stream_env *env;
     struct evbuffer *out = bufferevent_get_output(bev);
-    size_t max = env->se_conf->cf_max_pending_output;
-    int fd = bufferevent_getfd(bev);
-    int more = evbuffer_get_length(in) >= STREAM_BEV_READ;
-    size_t chain = 0;
+    size_t max;
+    void *cbarg;
     int queued = 0;
 
-    event_base_gettimeofday_cached(env->se_base, &st->st_last_input);
-    for (int round = 0;; round++) {
-        size_t n = stream_upper(in);
-        ssize_t r;
+    bufferevent_getcb(bev, NULL, NULL, NULL, &cbarg);
+    st = cbarg;
+    env = st->st_env;
+    max = env->se_conf->cf_max_pending_output;
 
-        /* The bufferevent's own read left one chain sized for what it read. */
-        if (round == 0)
-            chain = stream_chain_size(n);
-        STATS_ADD(env->se_stats->ss_bytes_in, n);
-        STATS_ADD(env->se_stats->ss_bytes_out, n);
-        STATS_ADD(env->se_stats->ss_t_bytes_in[st->st_transport], n);
-        STATS_ADD(env->se_stats->ss_t_bytes_out[st->st_transport], n);
-        st->st_nbytes += n;
-        if (n > 0 && evbuffer_get_length(out) == 0)
-            evbuffer_write(in, fd);
+    if (what & EV_TIMEOUT) {
+        bufferevent_disable(bev, EV_READ);
+        stream_event_cb(bev, BEV_EVENT_READING | BEV_EVENT_TIMEOUT, st);
+        return;
+    }
+    stream_touch(st);
+    for (int round = 0; round < STREAM_READ_ROUNDS; round++) {
+        ssize_t n, w = 0;
+
+        do
+            n = read(fd, stream_scratch, sizeof(stream_scratch));
+        while (n == -1 && errno == EINTR);
+        if (n == -1 && (errno == EAGAIN || errno == EWOULDBLOCK))
+            break;
+        if (n <= 0) {
+            bufferevent_disable(bev, EV_READ);
+            stream_event_cb(bev, BEV_EVENT_READING | (n == 0 ? BEV_EVENT_EOF : BEV_EVENT_ERROR),
+                            st);
+            return;
+        }
+        upper_inplace(stream_scratch, (size_t)n);
+        stream_count(st, (size_t)n, (size_t)n);
+        if (evbuffer_get_length(out) == 0) {
+            do
+                w = write(fd, stream_scratch, (size_t)n);
+            while (w == -1 && errno == EINTR);
+            /* A failed write is the bufferevent's to meet when it writes the rest. */
+            if (w < 0)
+                w = 0;
+        }
         /* Usually the socket took it all and nothing is queued. */
-        if (evbuffer_get_length(in) > 0) {
-            stream_queue(in, out, chain);
+        if (w < n) {
+            if (stream_count_output(st) != 0 ||
+                stream_queue_bytes(out, stream_scratch + w, (size_t)(n - w)) != 0) {
+                stream_fail(st, "out of memory for its output");
+                return;
+            }
             queued = 1;
         }
-        if (!more || round == STREAM_BULK_ROUNDS || evbuffer_get_length(out) >= max ||
+        if ((size_t)n < sizeof(stream_scratch) || evbuffer_get_length(out) >= max ||
             stream_env_total(env) > env->se_conf->cf_max_memory)
             break;
-        if ((r = stream_read_more(fd, in)) <= 0)
-            break;
-        chain = stream_chain_size(STREAM_BULK_READ);
-        more = (size_t)r >= STREAM_BULK_READ;
     }
     if (queued && stream_want_write(st) != 0) {
-        char peer[ADDR_STRLEN];
-
-        log_warn("%s %s: cannot watch for writing: %s; closing it",
-                 transport_name(st->st_transport), stream_peer(st, peer, sizeof(peer)),
-                 strerror(errno));
-        stream_free(st);
+        stream_fail(st, "cannot watch for writing");
         return;
     }
     stream_check_pressure(st);
+}
+
+/*
+ * Take over the bufferevent's read event: same socket, flags and argument,
+ * our callback.  bufferevent_free() relies on the flags (EV_FINALIZE) and
+ * the argument (its finalizer gets the bufferevent from it); the callback
+ * finds the stream as the bufferevent's callback argument.  libevent 2.1
+ * has no call for this; the event is the one member of struct bufferevent
+ * that event2/bufferevent_struct.h publishes for it, and the bufferevent
+ * only ever adds and deletes it, with the read timeout, when reading is
+ * enabled and disabled.  Reading is disabled around the swap, since a
+ * pending event may not be assigned.
+ */
+static int
+stream_take_reading(struct stream *st)
+{
+    struct bufferevent *bev = st->st_bev;
+    int reading = bufferevent_get_enabled(bev) & EV_READ;
+
+    if (reading)
+        bufferevent_disable(bev, EV_READ);
+    if (event_assign(&bev->ev_read, st->st_env->se_base, bufferevent_getfd(bev),
+                     EV_READ | EV_PERSIST | EV_FINALIZE, stream_readable_cb, bev) == -1)
+        return -1;
+    return reading ? bufferevent_enable(bev, EV_READ) : 0;
 }
 
 /* Output drained to the low-water mark (or fully, when closing). */
@@ -473,13 +546,14 @@ stream_event_cb(struct bufferevent *bev, short what, void *arg)
          * to it: echo anything left in the input, flush, then close.
          */
         size_t left = evbuffer_get_length(bufferevent_get_input(bev));
-        size_t echoed = stream_echo(bufferevent_get_input(bev), bufferevent_get_output(bev));
+        size_t echoed;
 
-        STATS_ADD(st->st_env->se_stats->ss_bytes_in, left);
-        STATS_ADD(st->st_env->se_stats->ss_bytes_out, echoed);
-        STATS_ADD(st->st_env->se_stats->ss_t_bytes_in[st->st_transport], left);
-        STATS_ADD(st->st_env->se_stats->ss_t_bytes_out[st->st_transport], echoed);
-        st->st_nbytes += left;
+        if (left > 0 && stream_count_output(st) != 0) {
+            stream_fail(st, "out of memory for its output");
+            return;
+        }
+        echoed = stream_echo(bufferevent_get_input(bev), bufferevent_get_output(bev));
+        stream_count(st, left, echoed);
         log_debug("%s %s: end of input", transport_name(st->st_transport),
                   stream_peer(st, peer, sizeof(peer)));
         stream_finish(st);
@@ -524,67 +598,129 @@ stream_apply_limits(struct stream *st)
 }
 
 /*
- * The peer is now sa: at accept, and again when a PROXY header names the
- * real client.  Whatever acts on the peer's address takes it from here.
+ * The peer is now sa: kept at accept where it is needed later (a PROXY
+ * header to check, debug logging), and again when a PROXY header names the
+ * real client.  Whatever acts on the peer's address takes it from
+ * stream_addr().  Returns 0, or -ENOMEM with nothing kept.
  */
-void
+int
 stream_set_peer(struct stream *st, const struct sockaddr *sa, socklen_t salen)
 {
-    if (sa == NULL || salen > sizeof(st->st_addr.a_ss))
+    struct stream_extra *sx = stream_extra(st);
+
+    if (sx == NULL)
+        return -ENOMEM;
+    if (sa == NULL || salen > sizeof(sx->sx_addr.a_ss))
         salen = 0;
-    memset(&st->st_addr, 0, sizeof(st->st_addr));
+    memset(&sx->sx_addr, 0, sizeof(sx->sx_addr));
     if (salen > 0)
-        memcpy(&st->st_addr.a_ss, sa, salen);
-    st->st_addr.a_len = salen;
+        memcpy(&sx->sx_addr.a_ss, sa, salen);
+    sx->sx_addr.a_len = salen;
+    return 0;
+}
+
+/*
+ * The peer's address: the one kept, else for TCP the socket's peer, asked
+ * of the kernel into buf only when someone needs it (a_len 0: none, as for
+ * AF_UNIX, or a connection already reset).
+ */
+const struct stream_addr *
+stream_addr(const struct stream *st, struct stream_addr *buf)
+{
+    socklen_t len = sizeof(buf->a_ss);
+
+    if (st->st_extra != NULL && st->st_extra->sx_addr.a_len > 0)
+        return &st->st_extra->sx_addr;
+    memset(buf, 0, sizeof(*buf));
+    if (st->st_transport == TRANSPORT_TCP &&
+        getpeername(bufferevent_getfd(st->st_bev), &buf->a_ss.sa, &len) == 0 &&
+        len <= sizeof(buf->a_ss))
+        buf->a_len = len;
+    return buf;
 }
 
 /*
  * The peer as log lines name it, formatted into buf only when a line is
- * written: its address, or "fd N" for an AF_UNIX client that has none.
+ * written: its address, or "fd N" when it has none (AF_UNIX).
  */
 const char *
 stream_peer(const struct stream *st, char *buf, size_t size)
 {
-    if (st->st_addr.a_len > 0)
-        return addr_format((const struct sockaddr *)&st->st_addr.a_ss, st->st_addr.a_len, buf,
-                           size);
-    if (st->st_transport == TRANSPORT_UNIX)
-        snprintf(buf, size, "fd %d", bufferevent_getfd(st->st_bev));
-    else if (size > 0)
-        buf[0] = '\0';
+    struct stream_addr tmp;
+    const struct stream_addr *a = stream_addr(st, &tmp);
+
+    if (a->a_len > 0)
+        return addr_format(&a->a_ss.sa, a->a_len, buf, size);
+    snprintf(buf, size, "fd %d", bufferevent_getfd(st->st_bev));
     return buf;
 }
 
-/* Echo from now on, starting with any input already waiting (after a PROXY header). */
-void
+/*
+ * Echo from now on, starting with any input already waiting (after a PROXY
+ * header: what came with it, read by the bufferevent itself).  Returns 0,
+ * or -1 when the read event cannot be taken over (st is then freed).
+ */
+int
 stream_begin_echo(struct stream *st)
 {
-    bufferevent_setcb(st->st_bev, stream_read_cb, stream_write_cb, stream_event_cb, st);
-    if (evbuffer_get_length(bufferevent_get_input(st->st_bev)) > 0)
-        stream_read_cb(st->st_bev, st);
+    struct evbuffer *in = bufferevent_get_input(st->st_bev);
+
+    bufferevent_setcb(st->st_bev, NULL, stream_write_cb, stream_event_cb, st);
+    if (stream_take_reading(st) != 0) {
+        stream_fail(st, "cannot watch for reading");
+        return -1;
+    }
+    if (evbuffer_get_length(in) == 0)
+        return 0;
+    if (stream_count_output(st) != 0) {
+        stream_fail(st, "out of memory for its output");
+        return -1;
+    }
+    stream_count(st, evbuffer_get_length(in), stream_echo(in, bufferevent_get_output(st->st_bev)));
+    if (stream_want_write(st) != 0) {
+        stream_fail(st, "cannot watch for writing");
+        return -1;
+    }
+    stream_check_pressure(st);
+    return 0;
+}
+
+/* Free st and what it holds, the bufferevent (and its fd) included, counting nothing. */
+static void
+stream_destroy(struct stream *st)
+{
+    struct stream_extra *sx = st->st_extra;
+
+    if (sx != NULL) {
+        if (sx->sx_linger_ev != NULL)
+            event_free(sx->sx_linger_ev);
+        if (sx->sx_proxy_timer != NULL)
+            event_free(sx->sx_proxy_timer);
+        free(sx);
+    }
+    if (st->st_bev != NULL)
+        bufferevent_free(st->st_bev);
+    free(st);
 }
 
 /*
- * Serve a freshly accepted connection.  The fd is taken either way: on
+ * Serve a freshly accepted connection, counted under src (NULL: not
+ * counted) for max_connections_per_source.  The fd is taken either way: on
  * failure (NULL) it is closed, and the connection counted nowhere (the
- * closed callback is not called).  The caller counts the connection and
- * puts it on its list.
+ * closed callback is not called, src is left to the caller).  The caller
+ * counts the connection.
  */
 struct stream *
 stream_new(struct stream_env *env, int fd, enum transport t, const struct sockaddr *sa,
-           socklen_t salen)
+           socklen_t salen, struct source *src)
 {
     const struct upechod_config *cf = env->se_conf;
+    int proxy = t == TRANSPORT_TCP ? cf->cf_tcp_proxy_protocol : cf->cf_unix_proxy_protocol;
     struct stream *st = calloc(1, sizeof(*st));
     char peer[ADDR_STRLEN];
 
-    if (st == NULL) {
-        log_warn("out of memory for a new %s connection, refusing it", transport_name(t));
-        close(fd);
-        return NULL;
-    }
-    st->st_bev = bufferevent_socket_new(env->se_base, fd, BEV_OPT_CLOSE_ON_FREE);
-    if (st->st_bev == NULL) {
+    if (st == NULL ||
+        (st->st_bev = bufferevent_socket_new(env->se_base, fd, BEV_OPT_CLOSE_ON_FREE)) == NULL) {
         log_warn("out of memory for a new %s connection, refusing it", transport_name(t));
         close(fd);
         free(st);
@@ -592,39 +728,30 @@ stream_new(struct stream_env *env, int fd, enum transport t, const struct sockad
     }
     st->st_env = env;
     st->st_transport = t;
-    if (t != TRANSPORT_UNIX)
-        stream_set_peer(st, sa, salen);
-    bufferevent_setcb(st->st_bev, stream_read_cb, stream_write_cb, stream_event_cb, st);
-    st->st_output_cb = evbuffer_add_cb(bufferevent_get_output(st->st_bev), stream_output_cb, st);
-    if (st->st_output_cb == NULL) {
+    /* The address is kept only where it is needed: most connections ask the kernel if ever. */
+    if ((src != NULL && stream_extra(st) == NULL) ||
+        (t == TRANSPORT_TCP && (proxy || log_get_level() >= LOG_LEVEL_DEBUG) &&
+         stream_set_peer(st, sa, salen) != 0) ||
+        (proxy && proxy_stream_start(st) != 0)) {
         log_warn("out of memory for a new %s connection, refusing it", transport_name(t));
-        bufferevent_free(st->st_bev); /* closes fd */
-        free(st);
+        stream_destroy(st); /* closes fd */
         return NULL;
     }
-    event_base_gettimeofday_cached(env->se_base, &st->st_last_input);
-    /* With proxy_protocol, the header comes first: proxy.c reads it, then stream_begin_echo(). */
-    if ((t == TRANSPORT_TCP ? cf->cf_tcp_proxy_protocol : cf->cf_unix_proxy_protocol) &&
-        proxy_stream_start(st) != 0) {
-        log_warn("out of memory for a new %s connection, refusing it", transport_name(t));
-        bufferevent_free(st->st_bev); /* closes fd */
-        free(st);
-        return NULL;
-    }
-    bufferevent_set_max_single_read(st->st_bev, STREAM_BEV_READ);
+    if (src != NULL)
+        st->st_extra->sx_source = src;
+    if (!proxy)
+        bufferevent_setcb(st->st_bev, NULL, stream_write_cb, stream_event_cb, st);
     /* EV_WRITE waits for output: see stream_want_write(). */
-    if (bufferevent_enable(st->st_bev, EV_READ) == -1) {
+    if ((!proxy && stream_take_reading(st) != 0) || bufferevent_enable(st->st_bev, EV_READ) == -1) {
         /* Registering with the loop failed: nothing was counted yet; undo the rest. */
         log_warn("cannot watch a new %s connection: %s; closing it", transport_name(t),
                  strerror(errno));
-        evbuffer_remove_cb_entry(bufferevent_get_output(st->st_bev), st->st_output_cb);
-        if (st->st_proxy_timer != NULL)
-            event_free(st->st_proxy_timer);
-        bufferevent_free(st->st_bev);
-        free(st);
+        stream_destroy(st);
         return NULL;
     }
-    event_base_gettimeofday_cached(env->se_base, &st->st_started);
+    st->st_started_ms = stream_env_now_ms(env);
+    stream_touch(st);
+    TAILQ_INSERT_TAIL(&env->se_streams, st, st_entry);
     stream_apply_limits(st);
     log_debug("%s %s: connected", transport_name(t), stream_peer(st, peer, sizeof(peer)));
     return st;
@@ -639,26 +766,18 @@ stream_free(struct stream *st)
     if (st == NULL)
         return;
     env = st->st_env;
-    if (st->st_paused & STREAM_PAUSE_MEMORY) {
-        TAILQ_REMOVE(&env->se_mem_paused, st, st_mem_entry);
-        if (TAILQ_EMPTY(&env->se_mem_paused))
-            __atomic_store_n(&env->se_mem_waiting, 0, __ATOMIC_SEQ_CST);
-    }
+    if (st->st_paused & STREAM_PAUSE_MEMORY)
+        stream_uncount_memory_pause(st);
     /* Freeing the output runs no callback: take its bytes off the total here. */
-    evbuffer_remove_cb_entry(bufferevent_get_output(st->st_bev), st->st_output_cb);
-    env->se_pending -= evbuffer_get_length(bufferevent_get_output(st->st_bev));
-    stream_env_publish(env);
-    if (st->st_linger != NULL) {
-        if (st->st_linger->sl_ev != NULL)
-            event_free(st->st_linger->sl_ev);
-        free(st->st_linger);
+    if (st->st_counted) {
+        evbuffer_remove_cb(bufferevent_get_output(st->st_bev), stream_output_cb, st);
+        env->se_pending -= evbuffer_get_length(bufferevent_get_output(st->st_bev));
+        stream_env_publish(env);
     }
-    if (st->st_proxy_timer != NULL)
-        event_free(st->st_proxy_timer);
-    bufferevent_free(st->st_bev);
+    TAILQ_REMOVE(&env->se_streams, st, st_entry);
     /* The owner forgets it, gives its slot and its source back. */
     env->se_closed(st, env->se_arg);
-    free(st);
+    stream_destroy(st);
 }
 
 /* Bytes handed to the socket that the client has not taken yet, or -1. */
@@ -677,7 +796,7 @@ stream_linger_left(struct stream *st)
     struct timeval now;
 
     event_base_gettimeofday_cached(st->st_env->se_base, &now);
-    return timercmp(&now, &st->st_linger->sl_until, <);
+    return timercmp(&now, &st->st_extra->sx_linger_until, <);
 }
 
 /* Read and discard until the client closes, so our close never turns into a reset. */
@@ -723,14 +842,12 @@ stream_linger_cb(evutil_socket_t fd, short what, void *arg)
 static int
 stream_quiet(struct stream *st, int fd)
 {
-    struct timeval now, since;
+    uint64_t now = (stream_env_now_ms(st->st_env) / 1000) & STREAM_INPUT_SEC_MASK;
     int unread = 0;
 
     if (ioctl(fd, FIONREAD, &unread) == -1 || unread > 0 || stream_unsent(fd) != 0)
         return 0;
-    event_base_gettimeofday_cached(st->st_env->se_base, &now);
-    timersub(&now, &st->st_last_input, &since);
-    return since.tv_sec >= STREAM_QUIET_SEC;
+    return ((now - st->st_input_sec) & STREAM_INPUT_SEC_MASK) >= STREAM_QUIET_SEC;
 }
 
 /*
@@ -744,9 +861,10 @@ static void
 stream_close(struct stream *st)
 {
     struct timeval tv = {.tv_sec = STREAM_LINGER_SEC, .tv_usec = 0};
+    struct stream_extra *sx;
     int fd;
 
-    if (!st->st_env->se_stopping || st->st_linger != NULL) {
+    if (!st->st_env->se_stopping || (st->st_extra != NULL && st->st_extra->sx_linger_ev != NULL)) {
         stream_free(st);
         return;
     }
@@ -756,15 +874,15 @@ stream_close(struct stream *st)
         stream_free(st);
         return;
     }
-    if ((st->st_linger = calloc(1, sizeof(*st->st_linger))) == NULL) {
+    if ((sx = stream_extra(st)) == NULL) {
         stream_free(st);
         return;
     }
-    event_base_gettimeofday_cached(st->st_env->se_base, &st->st_linger->sl_until);
-    st->st_linger->sl_until.tv_sec += STREAM_LINGER_SEC;
-    st->st_linger->sl_ev =
+    event_base_gettimeofday_cached(st->st_env->se_base, &sx->sx_linger_until);
+    sx->sx_linger_until.tv_sec += STREAM_LINGER_SEC;
+    sx->sx_linger_ev =
         event_new(st->st_env->se_base, fd, EV_READ | EV_PERSIST, stream_linger_cb, st);
-    if (st->st_linger->sl_ev == NULL || event_add(st->st_linger->sl_ev, &tv) == -1)
+    if (sx->sx_linger_ev == NULL || event_add(sx->sx_linger_ev, &tv) == -1)
         stream_free(st);
 }
 
@@ -776,7 +894,8 @@ stream_close(struct stream *st)
 int
 stream_owed(const struct stream *st)
 {
-    return st->st_linger == NULL || stream_unsent(bufferevent_getfd(st->st_bev)) != 0;
+    return st->st_extra == NULL || st->st_extra->sx_linger_ev == NULL ||
+           stream_unsent(bufferevent_getfd(st->st_bev)) != 0;
 }
 
 /*
@@ -789,22 +908,26 @@ stream_owed(const struct stream *st)
 static void
 stream_read_pending(struct stream *st)
 {
-    struct evbuffer *in = bufferevent_get_input(st->st_bev);
     struct evbuffer *out = bufferevent_get_output(st->st_bev);
     size_t max = st->st_env->se_conf->cf_max_pending_output;
     int fd = bufferevent_getfd(st->st_bev);
 
-    if (st->st_proxy_timer != NULL)
+    if (st->st_extra != NULL && st->st_extra->sx_proxy_timer != NULL)
         return;
-    while (evbuffer_get_length(out) < max && stream_read_more(fd, in) > 0) {
-        size_t n = stream_upper(in);
+    if (stream_count_output(st) != 0)
+        return;
+    while (evbuffer_get_length(out) < max) {
+        ssize_t n;
 
-        STATS_ADD(st->st_env->se_stats->ss_bytes_in, n);
-        STATS_ADD(st->st_env->se_stats->ss_bytes_out, n);
-        STATS_ADD(st->st_env->se_stats->ss_t_bytes_in[st->st_transport], n);
-        STATS_ADD(st->st_env->se_stats->ss_t_bytes_out[st->st_transport], n);
-        st->st_nbytes += n;
-        stream_queue(in, out, stream_chain_size(STREAM_BULK_READ));
+        do
+            n = read(fd, stream_scratch, sizeof(stream_scratch));
+        while (n == -1 && errno == EINTR);
+        if (n <= 0)
+            break;
+        upper_inplace(stream_scratch, (size_t)n);
+        stream_count(st, (size_t)n, (size_t)n);
+        if (stream_queue_bytes(out, stream_scratch, (size_t)n) != 0)
+            break;
     }
 }
 

@@ -53,7 +53,6 @@ struct worker {
     struct server_stats w_stats; /* written here only, read by the main thread */
 
     TAILQ_HEAD(, worker_listener) w_listeners;
-    TAILQ_HEAD(, stream) w_streams;
     size_t w_nstreams;
     int w_paused;         /* WORKER_PAUSE_* bits */
     int64_t w_nofd_since; /* atomic: when WORKER_PAUSE_NOFD was set (ms), 0 if not */
@@ -253,7 +252,9 @@ worker_wait_slot(struct worker *w)
  * its limit is refused: the caller closes the connection at once rather
  * than leaving it in the backlog, where it would hold up everyone behind
  * it.  The table is the daemon's, shared by the workers under a lock taken
- * once per connection.  0, or -errno when refused.
+ * once per connection.  Without a limit nothing is counted: no lock, and no
+ * source for the stream to hold; a reload that sets one counts the
+ * connections accepted from then on.  0, or -errno when refused.
  */
 static int
 worker_admit(struct worker *w, const struct sockaddr *sa, socklen_t salen, struct source **src)
@@ -262,6 +263,9 @@ worker_admit(struct worker *w, const struct sockaddr *sa, socklen_t salen, struc
     char peer[ADDR_STRLEN];
     int rc;
 
+    *src = NULL;
+    if (w->w_conf.cf_max_connections_per_source == 0)
+        return 0;
     pthread_mutex_lock(&wg->wg_sources_lock);
     rc = source_acquire(wg->wg_sources, sa, w->w_conf.cf_max_connections_per_source, src);
     pthread_mutex_unlock(&wg->wg_sources_lock);
@@ -298,9 +302,10 @@ worker_unadmit(struct worker *w, struct source *src)
 static int
 worker_stream_admit(struct stream *st, const struct sockaddr *sa, socklen_t salen, void *arg)
 {
-    worker_unadmit(arg, st->st_source);
-    st->st_source = NULL;
-    return worker_admit(arg, sa, salen, &st->st_source);
+    /* A stream with a PROXY header to read has its extra state. */
+    worker_unadmit(arg, st->st_extra->sx_source);
+    st->st_extra->sx_source = NULL;
+    return worker_admit(arg, sa, salen, &st->st_extra->sx_source);
 }
 
 /* Serve an accepted connection that holds a slot; gives the slot back on failure. */
@@ -311,14 +316,12 @@ worker_serve(struct worker *w, int fd, enum transport t, const struct sockaddr *
     struct worker_group *wg = w->w_group;
     struct stream *st;
 
-    if ((st = stream_new(&w->w_senv, fd, t, sa, salen)) == NULL) {
+    if ((st = stream_new(&w->w_senv, fd, t, sa, salen, src)) == NULL) {
         /* stream_new() closed fd; the slot goes back (waking whoever waits for one). */
         worker_unadmit(w, src);
         worker_slot_give(w);
         return;
     }
-    st->st_source = src;
-    TAILQ_INSERT_TAIL(&w->w_streams, st, st_entry);
     w->w_nstreams++;
     STATS_ADD(w->w_stats.ss_accepted, 1);
     STATS_ADD(w->w_stats.ss_t_accepted[t], 1);
@@ -412,19 +415,17 @@ static void
 worker_stream_closed(struct stream *st, void *arg)
 {
     struct worker *w = arg;
-    struct timeval now, life;
+    uint64_t now = stream_env_now_ms(&w->w_senv);
 
-    event_base_gettimeofday_cached(w->w_base, &now);
-    timersub(&now, &st->st_started, &life);
     stats_stream_done(&w->w_stats, st->st_transport,
-                      life.tv_sec < 0 ? 0
-                                      : (uint64_t)life.tv_sec * 1000000 + (uint64_t)life.tv_usec,
+                      now > st->st_started_ms ? (now - st->st_started_ms) * 1000 : 0,
                       st->st_nbytes);
-    TAILQ_REMOVE(&w->w_streams, st, st_entry);
     w->w_nstreams--;
     STATS_ADD(w->w_stats.ss_closed, 1);
-    worker_unadmit(w, st->st_source);
-    st->st_source = NULL;
+    if (st->st_extra != NULL) {
+        worker_unadmit(w, st->st_extra->sx_source);
+        st->st_extra->sx_source = NULL;
+    }
     worker_slot_give(w);
     if (w->w_stopping) {
         if (w->w_nstreams == 0)
@@ -595,7 +596,7 @@ worker_apply(struct worker *w, const struct worker_order *o)
     {
         struct stream *st;
 
-        TAILQ_FOREACH(st, &w->w_streams, st_entry)
+        TAILQ_FOREACH(st, &w->w_senv.se_streams, st_entry)
             stream_apply_limits(st);
     }
     /* max_connections may have moved either way. */
@@ -621,7 +622,7 @@ worker_stop(struct worker *w)
         w->w_parked_source = NULL;
     }
     evtimer_del(w->w_nofd_timer);
-    for (st = TAILQ_FIRST(&w->w_streams); st != NULL; st = next) {
+    for (st = TAILQ_FIRST(&w->w_senv.se_streams); st != NULL; st = next) {
         next = TAILQ_NEXT(st, st_entry);
         stream_shutdown(st);
     }
@@ -665,7 +666,7 @@ worker_wake_cb(evutil_socket_t fd, short what, void *arg)
             struct stream *st;
 
             owed = 0;
-            TAILQ_FOREACH(st, &w->w_streams, st_entry)
+            TAILQ_FOREACH(st, &w->w_senv.se_streams, st_entry)
                 owed += (size_t)stream_owed(st);
             break;
         }
@@ -738,7 +739,7 @@ worker_close_streams(struct worker *w)
     if (w == NULL)
         return;
     w->w_stopping = 1;
-    while ((st = TAILQ_FIRST(&w->w_streams)) != NULL)
+    while ((st = TAILQ_FIRST(&w->w_senv.se_streams)) != NULL)
         stream_free(st);
 }
 
@@ -805,7 +806,6 @@ worker_new(struct worker_group *wg, unsigned index, const struct upechod_config 
     w->w_parked_fd = -1;
     w->w_conf = *cf;
     TAILQ_INIT(&w->w_listeners);
-    TAILQ_INIT(&w->w_streams);
     w->w_wake_fd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
     w->w_base = event_base_new();
     w->w_uenv.ue_batch = udp_batch_new();
@@ -829,7 +829,7 @@ worker_new(struct worker_group *wg, unsigned index, const struct upechod_config 
         .se_nstreams = &wg->wg_nconns,
         .se_proxy_log = &wg->wg_proxy_log,
     };
-    TAILQ_INIT(&w->w_senv.se_mem_paused);
+    stream_env_init(&w->w_senv);
     w->w_uenv.ue_base = w->w_base;
     w->w_uenv.ue_conf = &w->w_conf;
     w->w_uenv.ue_stats = &w->w_stats;

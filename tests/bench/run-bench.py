@@ -219,15 +219,17 @@ def upechod_config(path, max_connections, workers=1):
             "[unix]\nenabled = no\n"
             "[log]\nlevel = warning\n"
             f"[limits]\nmax_connections = {max_connections}\n"
-            f"[server]\nworkers = {workers}\n"
         )
+        # 1 is the default: left out, a --baseline from before `workers` existed reads it too.
+        if workers != 1:
+            f.write(f"[server]\nworkers = {workers}\n")
 
 
 def upechod_names(args):
-    """The upechod servers of a run: "upechod", or one "upechod-wN" per --workers count."""
-    if args.workers == [1]:
-        return ["upechod"]
-    return [f"upechod-w{n}" for n in args.workers]
+    """The upechod servers of a run: "upechod", or one "upechod-wN" per --workers count,
+    and "baseline" last with --baseline."""
+    names = ["upechod"] if args.workers == [1] else [f"upechod-w{n}" for n in args.workers]
+    return names + (["baseline"] if args.baseline else [])
 
 
 def run_load(args, server, transport, conns, size, pipeline, duration):
@@ -436,26 +438,28 @@ def throughput_table(results):
 def sweep_table(args, results):
     """--workers: per load, each worker count against the reference and against the first count."""
     names = upechod_names(args)
-    first = names[0]
+    counts = args.workers + ([args.workers[0]] if args.baseline else [])
+    first = "baseline" if args.baseline else names[0]
+    against = "baseline" if args.baseline else f"{args.workers[0]} worker(s)"
     lines = [
-        "| load | workers | msg/s | **throughput vs reference** | **throughput vs "
-        f"{args.workers[0]} worker(s)** | CPU µs/msg | **CPU/msg vs reference** | "
-        f"**CPU/msg vs {args.workers[0]} worker(s)** | busy % server/client |",
-        "|---|---:|---:|---:|---:|---:|---:|---:|---:|",
+        "| load | server | workers | msg/s | **throughput vs reference** | **throughput vs "
+        f"{against}** | CPU µs/msg | **CPU/msg vs reference** | "
+        f"**CPU/msg vs {against}** | busy % server/client |",
+        "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for scenario in SCENARIOS:
         key, label = scenario[0], scenario[1]
         if key not in results:
             continue
         per, ratios = results[key]
-        for n, name in zip(args.workers, names):
+        for n, name in zip(counts, names):
             rs = per[name]
             # Within one round both ran under the same drift: pair them up.
             vs_first_t = [a["msg_per_s"] / b["msg_per_s"] for a, b in zip(rs, per[first])]
             vs_first_c = [cpu_us(a) / cpu_us(b) for a, b in zip(rs, per[first]) if cpu_us(b) > 0]
             tr, cr = ratios[name]["tput"], ratios[name]["cpu"]
             lines.append(
-                f"| {label} | {n} | {fmt_rate(med([r['msg_per_s'] for r in rs]))} "
+                f"| {label} | {name} | {n} | {fmt_rate(med([r['msg_per_s'] for r in rs]))} "
                 f"| **{med(tr):.2f}** ({min(tr):.2f}–{max(tr):.2f}) "
                 f"| **{med(vs_first_t):.2f}** ({min(vs_first_t):.2f}–{max(vs_first_t):.2f}) "
                 f"| {med([cpu_us(r) for r in rs]):.2f} "
@@ -464,7 +468,7 @@ def sweep_table(args, results):
                 f"| {med([busy(r, 'server_cpu') for r in rs]):.0f} / "
                 f"{med([busy(r, 'client_cpu') for r in rs]):.0f} |")
         ref = per["reference"]
-        lines.append(f"| {label} | reference | {fmt_rate(med([r['msg_per_s'] for r in ref]))} "
+        lines.append(f"| {label} | reference | | {fmt_rate(med([r['msg_per_s'] for r in ref]))} "
                      f"| | | {med([cpu_us(r) for r in ref]):.2f} | | "
                      f"| {med([busy(r, 'server_cpu') for r in ref]):.0f} / "
                      f"{med([busy(r, 'client_cpu') for r in ref]):.0f} |")
@@ -533,6 +537,10 @@ def parse_args(argv):
     p.add_argument("--workers", default="1",
                    help="comma-separated [server] workers counts to run upechod with, each "
                         "against the reference, e.g. 1,2,4 (default 1)")
+    p.add_argument("--baseline", metavar="PATH",
+                   help="another upechod build (the code before a change, say) to run in the "
+                        "same rounds with the first --workers count; the table then compares "
+                        "each upechod with it as well as with the reference")
     p.add_argument("--ref-edge", action="store_true",
                    help="run the reference with edge-triggered epoll")
     p.add_argument("--ref-buffer", type=int, default=65536,
@@ -555,7 +563,8 @@ def parse_args(argv):
         args.idle_connections = min(args.idle_connections, 1000)
     if args.rounds < 1 or args.duration <= 0 or args.idle_connections < 1:
         p.error("--rounds, --duration and --idle-connections must be positive")
-    for prog in (args.upechod, args.refserver, args.upecho_bench):
+    for prog in (args.upechod, args.refserver, args.upecho_bench) + \
+            ((args.baseline,) if args.baseline else ()):
         if not os.access(prog, os.X_OK):
             p.error(f"{prog} is not an executable (give --upechod, --refserver, --upecho-bench)")
     known = {s[0] for s in SCENARIOS} | {"idle"}
@@ -583,16 +592,18 @@ def main(argv):
     workdir = tempfile.mkdtemp(prefix="upechod-bench-")
     max_conns = max(args.idle_connections, max(s[3] for s in SCENARIOS)) + 1000
     confs = {}
-    for n, name in zip(args.workers, upechod_names(args)):
+    binaries = {}
+    for n, name in zip(args.workers + [args.workers[0]], upechod_names(args)):
         confs[name] = os.path.join(workdir, f"{name}.ini")
         upechod_config(confs[name], max_conns, n)
+        binaries[name] = args.baseline if name == "baseline" else args.upechod
     # Each process has its own RLIMIT_NOFILE: the idle clients live in this process,
     # their server-side ends in the server.
     raise_nofile(args.idle_connections + 100)
 
     def make_servers():
         return [
-            Server(name, [os.path.abspath(args.upechod), "-c", conf], workdir, False)
+            Server(name, [os.path.abspath(binaries[name]), "-c", conf], workdir, False)
             for name, conf in confs.items()
         ] + [
             Server("reference",

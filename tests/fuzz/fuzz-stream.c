@@ -20,8 +20,8 @@
  *   op & 0x80   size is the size byte times 257 (up to 64 KiB), else the byte itself
  *   op & 0x40   synthetic payload: size bytes of a pattern seeded by the op byte
  *   op & 0x20   for echo: freeze the buffers as a socket bufferevent does
- *   op & 0x10   for echo: the read callback's path, stream_upper() in place
- *               and the chains moved, unless `in` holds chains lent to it
+ *   op & 0x10   for echo: the read callback's path, each read's bytes
+ *               uppercased apart and appended with stream_queue_bytes()
  *
  * A model of what the input buffer holds is kept alongside; every echo must
  * move exactly that, and at the end everything read back from the output
@@ -84,7 +84,6 @@ struct fuzz_state {
     struct fuzz_bytes fz_result;   /* everything read back from fz_out */
     struct fuzz_shared fz_shared[FUZZ_MAX_SHARED];
     size_t fz_nshared;
-    int fz_lent; /* `in` holds chains that are not its own: stream_upper() must not run */
     unsigned char fz_chunk[FUZZ_MAX_CHUNK];
 };
 
@@ -255,7 +254,6 @@ fuzz_add_reference(struct fuzz_state *fz, size_t n)
         fuzz_ref_cleanup(block, n, block);
         return;
     }
-    fz->fz_lent = 1;
     fuzz_append(&fz->fz_pending, fz->fz_chunk, n);
 }
 
@@ -283,8 +281,7 @@ fuzz_add_buffer_reference(struct fuzz_state *fz, size_t n)
     if (evbuffer_add(sh->fs_buf, fz->fz_chunk, n) != 0)
         fuzz_fail("evbuffer_add failed");
     if (evbuffer_add_buffer_reference(fz->fz_in, sh->fs_buf) == 0) {
-        fz->fz_lent = 1;
-        fuzz_append(&fz->fz_pending, fz->fz_chunk, n);
+            fuzz_append(&fz->fz_pending, fz->fz_chunk, n);
     }
 }
 
@@ -334,12 +331,12 @@ fuzz_reserve_commit(struct fuzz_state *fz, size_t n, size_t fill)
  * Echo, then check: the count returned, `in` empty, and what `out` now
  * holds beyond what was read back.  frozen: the input's end and the
  * output's start are frozen, as they are inside a bufferevent's read
- * callback.  in_place: as the read callback does, stream_upper() and then
- * stream_queue(), which moves well-filled chains and copies small reads;
- * only for chains `in` owns.
+ * callback.  as_read: as the read callback does with what it read, the
+ * bytes uppercased in a buffer of their own and appended to `out` with
+ * stream_queue_bytes().
  */
 static void
-fuzz_echo(struct fuzz_state *fz, int frozen, int in_place)
+fuzz_echo(struct fuzz_state *fz, int frozen, int as_read)
 {
     size_t n, want = fz->fz_pending.fb_len;
 
@@ -347,13 +344,20 @@ fuzz_echo(struct fuzz_state *fz, int frozen, int in_place)
         evbuffer_freeze(fz->fz_in, 0);
         evbuffer_freeze(fz->fz_out, 1);
     }
-    if (in_place && !fz->fz_lent) {
-        n = stream_upper(fz->fz_in);
-        stream_queue(fz->fz_in, fz->fz_out, stream_chain_size(n));
+    if (as_read) {
+        unsigned char *read = malloc(want ? want : 1), *up = malloc(want ? want : 1);
+
+        if (read == NULL || up == NULL)
+            fuzz_fail("out of memory");
+        if (evbuffer_remove(fz->fz_in, read, want) != (int)want)
+            fuzz_fail("evbuffer_remove returned a short count");
+        fuzz_upper(up, read, want);
+        n = stream_queue_bytes(fz->fz_out, up, want) == 0 ? want : 0;
+        free(read);
+        free(up);
     } else {
         n = stream_echo(fz->fz_in, fz->fz_out);
     }
-    fz->fz_lent = 0;
     if (frozen) {
         evbuffer_unfreeze(fz->fz_in, 0);
         evbuffer_unfreeze(fz->fz_out, 1);
