@@ -460,6 +460,68 @@ START_TEST(test_reload_with_a_stuck_worker)
 }
 END_TEST
 
+/*
+ * A reload that moves the TCP listener to a new address with
+ * proxy_protocol = yes: the new listener never serves a connection under
+ * the old configuration.  Worker 1 is blocked during the reload, so the
+ * main thread waits for it between taking the old listener away and
+ * handing out the new configuration; worker 0 must not serve the new
+ * address meanwhile, and clients on it get what proxy_protocol promises.
+ */
+START_TEST(test_reload_new_listener_gets_new_config)
+{
+    struct daemon_proc dp;
+    char ini2[512], hdr[128], got[NCLIENTS][5];
+    int fds[NCLIENTS], port = 0, lfd, r, wrong = 0, status = -1;
+
+    if (getenv("UPECHOD_TEST_HOOKS") == NULL) {
+        fprintf(stderr, "workers: no test hooks in this build, new-listener test skipped\n");
+        return;
+    }
+    lfd = tcp_listen_on(AF_INET, 0, &port);
+    ck_assert_int_ge(lfd, 0);
+    close(lfd);
+    snprintf(ini2, sizeof(ini2),
+             "[tcp]\nlisten = 127.0.0.1:%d\nproxy_protocol = yes\nproxy_protocol_from = 127.0.0.1\n"
+             "[udp]\nenabled = no\n[server]\nworkers = 2\n",
+             port);
+    snprintf(hdr, sizeof(hdr), "PROXY TCP4 203.0.113.7 127.0.0.1 4242 %d\r\nhello", port);
+    /* Worker 1 blocks 1 s after it is set up, for 3 s: less than a reload waits. */
+    ck_assert_int_eq(setenv("UPECHOD_TEST_STALL", "1:1000:3000", 1), 0);
+    r = daemon_start(&dp, INI_TCP4_ONLY "[server]\nworkers = 2\n");
+    unsetenv("UPECHOD_TEST_STALL");
+    ck_assert_msg(r == 0, "daemon_start: %s", strerror(-r));
+    ck_assert(wait_log(&dp, "worker 1: blocking for", 10000));
+    ck_assert_int_eq(daemon_write_config(&dp, ini2), 0);
+    ck_assert_int_eq(daemon_signal(&dp, SIGHUP), 0);
+    for (int i = 0; i < NCLIENTS; i++) {
+        long long deadline = now_ms() + 2000;
+
+        /* Refused until the reload has bound the address. */
+        while ((fds[i] = tcp_connect(AF_INET, port)) < 0 && now_ms() < deadline)
+            usleep(10 * 1000);
+        ck_assert_msg(fds[i] >= 0, "connect to the new address: %s", strerror(-fds[i]));
+        ck_assert_int_eq(write_all(fds[i], hdr, strlen(hdr)), 0);
+    }
+    for (int i = 0; i < NCLIENTS; i++) {
+        ck_assert_int_eq(read_exact(fds[i], got[i], 5, 10000), 5);
+        if (memcmp(got[i], "HELLO", 5) != 0)
+            wrong++;
+        close(fds[i]);
+    }
+    fprintf(stderr,
+            "workers: %d of %d first connections on a listener added by a reload were "
+            "served under the old configuration\n",
+            wrong, NCLIENTS);
+    ck_assert_int_eq(wrong, 0);
+    ck_assert(wait_log(&dp, "configuration reloaded", 10000));
+    ck_assert_int_eq(daemon_signal(&dp, SIGTERM), 0);
+    ck_assert_int_eq(daemon_wait(&dp, 10000, &status), 0);
+    ck_assert_int_eq(status, 0);
+    daemon_stop(&dp);
+}
+END_TEST
+
 static Suite *
 workers_suite(void)
 {
@@ -474,6 +536,7 @@ workers_suite(void)
     tcase_add_test(tc, test_watchdog_sees_a_stuck_worker);
     tcase_add_test(tc, test_stop_with_a_stuck_worker);
     tcase_add_test(tc, test_reload_with_a_stuck_worker);
+    tcase_add_test(tc, test_reload_new_listener_gets_new_config);
     suite_add_tcase(s, tc);
     return s;
 }

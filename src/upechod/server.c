@@ -289,6 +289,7 @@ static void
 server_close_marked(struct server *srv, int mark, const char *why)
 {
     struct listener_list gone = TAILQ_HEAD_INITIALIZER(gone);
+    struct listener_list fresh = TAILQ_HEAD_INITIALIZER(fresh);
     struct listener *ls, *next;
     int rc = 0;
 
@@ -303,7 +304,22 @@ server_close_marked(struct server *srv, int mark, const char *why)
     }
     if (TAILQ_EMPTY(&gone))
         return;
+    /*
+     * The workers still run the old configuration here, so the listeners
+     * bound by this round are left out of what they serve: clients of a new
+     * address wait in its backlog until server_reload() hands out the new
+     * configuration with it, and are never served under the old one.  The
+     * list is put back in its order (new listeners are at its end).
+     */
+    for (ls = TAILQ_FIRST(&srv->srv_listeners); ls != NULL; ls = next) {
+        next = TAILQ_NEXT(ls, ls_entry);
+        if (ls->ls_mark == SERVER_LS_NEW) {
+            TAILQ_REMOVE(&srv->srv_listeners, ls, ls_entry);
+            TAILQ_INSERT_TAIL(&fresh, ls, ls_entry);
+        }
+    }
     rc = server_apply(srv, &srv->srv_conf);
+    TAILQ_CONCAT(&srv->srv_listeners, &fresh, ls_entry);
     if (rc == 0)
         server_close_listeners(&gone);
     else
