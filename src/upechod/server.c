@@ -589,8 +589,9 @@ server_lag_cb(evutil_socket_t fd, short what, void *arg)
  * SIGHUP: parse once, into a fresh configuration.  An invalid one is
  * reported and the running one kept, nothing dropped.  A valid one is
  * applied to the listeners here, then by every worker in its own loop to
- * what it serves and to its open connections; READY=1 follows only once
- * every worker has.
+ * what it serves and to its open connections; READY=1 follows once every
+ * worker has, or after SERVER_RELOAD_WAIT_MS with STATUS= naming those that
+ * have not (the reload completes when they do: server_settle()).
  */
 static void
 server_reload(struct server *srv)
