@@ -781,9 +781,9 @@ server_shutdown(struct server *srv, int sig)
         char who[sizeof(srv->srv_lag_who)];
 
         server_lag_names(srv, who, sizeof(who));
-        log_error("shutdown: %s did not answer within %d s; the listeners stay open until every "
-                  "worker has let go of them, or the daemon exits",
-                  who, SERVER_STOP_WAIT_MS / 1000);
+        log_error("shutdown: %s did not answer (event loop not running); the listeners stay "
+                  "open until every worker has let go of them, or the daemon exits",
+                  who);
         server_retire(srv, &srv->srv_listeners);
         server_lagging(srv);
     }
