@@ -344,6 +344,185 @@ START_TEST(test_watchdog_sees_a_stuck_worker)
 }
 END_TEST
 
+/* Wait up to ms for needle in the daemon's log. */
+static bool
+wait_log(const struct daemon_proc *dp, const char *needle, int ms)
+{
+    long long deadline = now_ms() + ms;
+
+    while (!daemon_log_contains(dp, needle)) {
+        if (now_ms() >= deadline)
+            return false;
+        usleep(20 * 1000);
+    }
+    return true;
+}
+
+/*
+ * SIGTERM while a worker's loop is blocked (UPECHOD_TEST_STALL, for far
+ * longer than shutdown_timeout): the main thread does not wait for it
+ * beyond shutdown_timeout, names it, and exits 75, a stop cut short.
+ */
+START_TEST(test_stop_with_a_stuck_worker)
+{
+    struct daemon_proc dp;
+    long long t0, took;
+    int status = -1, r;
+
+    if (getenv("UPECHOD_TEST_HOOKS") == NULL) {
+        fprintf(stderr, "workers: no test hooks in this build, stuck-stop test skipped\n");
+        return;
+    }
+    /* Worker 1 blocks 1 s after it is set up, for 60 s. */
+    ck_assert_int_eq(setenv("UPECHOD_TEST_STALL", "1:1000:60000", 1), 0);
+    r = daemon_start(&dp, INI_TCP4_ONLY "[limits]\nshutdown_timeout = 2\n[server]\nworkers = 2\n");
+    unsetenv("UPECHOD_TEST_STALL");
+    ck_assert_msg(r == 0, "daemon_start: %s", strerror(-r));
+    ck_assert(wait_log(&dp, "worker 1: blocking for", 10000));
+    t0 = now_ms();
+    ck_assert_int_eq(daemon_signal(&dp, SIGTERM), 0);
+    r = daemon_wait(&dp, under_asan() ? 10000 : 6000, &status);
+    took = now_ms() - t0;
+    fprintf(stderr,
+            "workers: stop with a stuck worker and shutdown_timeout = 2: exit %d after %lld ms\n",
+            status, took);
+    ck_assert_msg(r == 0, "still running %lld ms after SIGTERM", took);
+    ck_assert_int_eq(status, 75);
+    ck_assert_int_ge(took, 1900);
+    ck_assert(daemon_log_contains(&dp, "worker 1 did not stop"));
+    daemon_stop(&dp);
+}
+END_TEST
+
+/*
+ * SIGHUP while a worker's loop is blocked for longer than a reload waits:
+ * the main thread gives up waiting, says which worker lags (log, STATUS=,
+ * READY=1), keeps serving its own endpoint, and the reload completes once
+ * the worker runs again.
+ */
+START_TEST(test_reload_with_a_stuck_worker)
+{
+    static const char ini[] = INI_TCP4_ONLY "[metrics]\nenabled = yes\nlisten = 127.0.0.1:0\n"
+                                            "[server]\nworkers = 2\n";
+    static const char ini2[] = INI_TCP4_ONLY "[limits]\nmax_pending_output = 2M\n"
+                                             "[metrics]\nenabled = yes\nlisten = 127.0.0.1:0\n"
+                                             "[server]\nworkers = 2\n";
+    struct daemon_proc dp;
+    struct manager m;
+    char msg[4096], buf[65536];
+    const char *body;
+    long long stall_start, t;
+    int status = -1, r;
+    bool ready = false;
+    pid_t from;
+
+    if (getenv("UPECHOD_TEST_HOOKS") == NULL) {
+        fprintf(stderr, "workers: no test hooks in this build, stuck-reload test skipped\n");
+        return;
+    }
+    /* Worker 1 blocks 1 s after it is set up, for 12 s: longer than a reload waits. */
+    ck_assert_int_eq(setenv("UPECHOD_TEST_STALL", "1:1000:12000", 1), 0);
+    manager_open_or_fail(&m, false);
+    r = daemon_start(&dp, ini);
+    unsetenv("UPECHOD_TEST_STALL");
+    ck_assert_msg(r == 0, "daemon_start: %s", strerror(-r));
+    /* The READY=1 of the start. */
+    do
+        ck_assert_int_ge(manager_recv_or_fail(&m, msg, sizeof(msg), &from, 10000), 0);
+    while (strncmp(msg, "READY=1", 7) != 0);
+    ck_assert(wait_log(&dp, "worker 1: blocking for", 10000));
+    stall_start = now_ms();
+    ck_assert_int_eq(daemon_write_config(&dp, ini2), 0);
+    ck_assert_int_eq(daemon_signal(&dp, SIGHUP), 0);
+    while (!ready && (t = now_ms()) < stall_start + 10000) {
+        if (manager_recv(&m, msg, sizeof(msg), &from, stall_start + 10000 - t) < 0)
+            break;
+        ready = strncmp(msg, "READY=1", 7) == 0;
+    }
+    t = now_ms() - stall_start;
+    fprintf(stderr, "workers: reload with a stuck worker: READY=1 after %lld ms: %s\n", t,
+            ready ? msg : "(none)");
+    ck_assert_msg(ready, "no READY=1 within 10 s of a reload with a stuck worker");
+    ck_assert_msg(strstr(msg, "worker 1") != NULL, "STATUS= does not name the worker: %s", msg);
+    ck_assert(daemon_log_contains(&dp, "worker 1 has not applied"));
+    ck_assert(!daemon_log_contains(&dp, "configuration reloaded"));
+    /* The main thread serves its own endpoint while the worker is still blocked. */
+    ck_assert_int_eq(http_get(dp.dp_metrics_port, "/metrics", buf, sizeof(buf), &body), 200);
+    ck_assert_msg(now_ms() < stall_start + 11500, "the scrape came too late to prove anything");
+    ck_assert(wait_log(&dp, "configuration reloaded", 15000));
+    ck_assert_int_ge(now_ms() - stall_start, 11000);
+    fprintf(stderr, "workers: the reload completed %lld ms after the stall began\n",
+            now_ms() - stall_start);
+    ck_assert_int_eq(daemon_signal(&dp, SIGTERM), 0);
+    ck_assert_int_eq(daemon_wait(&dp, 10000, &status), 0);
+    ck_assert_int_eq(status, 0);
+    daemon_stop(&dp);
+    manager_close(&m);
+}
+END_TEST
+
+/*
+ * A reload that moves the TCP listener to a new address with
+ * proxy_protocol = yes: the new listener never serves a connection under
+ * the old configuration.  Worker 1 is blocked during the reload, so the
+ * main thread waits for it between taking the old listener away and
+ * handing out the new configuration; worker 0 must not serve the new
+ * address meanwhile, and clients on it get what proxy_protocol promises.
+ */
+START_TEST(test_reload_new_listener_gets_new_config)
+{
+    struct daemon_proc dp;
+    char ini2[512], hdr[128], got[NCLIENTS][5];
+    int fds[NCLIENTS], port = 0, lfd, r, wrong = 0, status = -1;
+
+    if (getenv("UPECHOD_TEST_HOOKS") == NULL) {
+        fprintf(stderr, "workers: no test hooks in this build, new-listener test skipped\n");
+        return;
+    }
+    lfd = tcp_listen_on(AF_INET, 0, &port);
+    ck_assert_int_ge(lfd, 0);
+    close(lfd);
+    snprintf(ini2, sizeof(ini2),
+             "[tcp]\nlisten = 127.0.0.1:%d\nproxy_protocol = yes\nproxy_protocol_from = 127.0.0.1\n"
+             "[udp]\nenabled = no\n[server]\nworkers = 2\n",
+             port);
+    snprintf(hdr, sizeof(hdr), "PROXY TCP4 203.0.113.7 127.0.0.1 4242 %d\r\nhello", port);
+    /* Worker 1 blocks 1 s after it is set up, for 3 s: less than a reload waits. */
+    ck_assert_int_eq(setenv("UPECHOD_TEST_STALL", "1:1000:3000", 1), 0);
+    r = daemon_start(&dp, INI_TCP4_ONLY "[server]\nworkers = 2\n");
+    unsetenv("UPECHOD_TEST_STALL");
+    ck_assert_msg(r == 0, "daemon_start: %s", strerror(-r));
+    ck_assert(wait_log(&dp, "worker 1: blocking for", 10000));
+    ck_assert_int_eq(daemon_write_config(&dp, ini2), 0);
+    ck_assert_int_eq(daemon_signal(&dp, SIGHUP), 0);
+    for (int i = 0; i < NCLIENTS; i++) {
+        long long deadline = now_ms() + 2000;
+
+        /* Refused until the reload has bound the address. */
+        while ((fds[i] = tcp_connect(AF_INET, port)) < 0 && now_ms() < deadline)
+            usleep(10 * 1000);
+        ck_assert_msg(fds[i] >= 0, "connect to the new address: %s", strerror(-fds[i]));
+        ck_assert_int_eq(write_all(fds[i], hdr, strlen(hdr)), 0);
+    }
+    for (int i = 0; i < NCLIENTS; i++) {
+        ck_assert_int_eq(read_exact(fds[i], got[i], 5, 10000), 5);
+        if (memcmp(got[i], "HELLO", 5) != 0)
+            wrong++;
+        close(fds[i]);
+    }
+    fprintf(stderr,
+            "workers: %d of %d first connections on a listener added by a reload were "
+            "served under the old configuration\n",
+            wrong, NCLIENTS);
+    ck_assert_int_eq(wrong, 0);
+    ck_assert(wait_log(&dp, "configuration reloaded", 10000));
+    ck_assert_int_eq(daemon_signal(&dp, SIGTERM), 0);
+    ck_assert_int_eq(daemon_wait(&dp, 10000, &status), 0);
+    ck_assert_int_eq(status, 0);
+    daemon_stop(&dp);
+}
+END_TEST
+
 static Suite *
 workers_suite(void)
 {
@@ -356,6 +535,9 @@ workers_suite(void)
     tcase_add_test(tc, test_reload_under_load);
     tcase_add_test(tc, test_sigterm_drains_every_worker);
     tcase_add_test(tc, test_watchdog_sees_a_stuck_worker);
+    tcase_add_test(tc, test_stop_with_a_stuck_worker);
+    tcase_add_test(tc, test_reload_with_a_stuck_worker);
+    tcase_add_test(tc, test_reload_new_listener_gets_new_config);
     suite_add_tcase(s, tc);
     return s;
 }

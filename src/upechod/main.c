@@ -5,6 +5,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sysexits.h>
+#include <unistd.h>
 
 #include "config.h"
 #include "log.h"
@@ -27,8 +28,8 @@ usage(FILE *f)
         "\n"
         "Exit status: 0 clean stop, 1 start-up failure or unclean stop, 64 usage error,\n"
         "75 stop that closed connections still owed echo (shutdown_timeout ran out or a\n"
-        "second SIGTERM), 78 configuration error (including an unknown user or unusable\n"
-        "passed sockets).\n",
+        "second SIGTERM) or left a stuck worker, 78 configuration error (including an\n"
+        "unknown user or unusable passed sockets).\n",
         UPECHOD_DEFAULT_CONFIG);
 }
 
@@ -116,6 +117,13 @@ main(int argc, char **argv)
         rc = server_run(srv);
     else
         rc = rc == SERVER_ECONFIG ? EX_CONFIG : 1;
+    /*
+     * A worker stuck in its loop did not end: the stop was bounded all the
+     * same.  Its thread may still touch the server, so nothing is freed and
+     * no exit handler runs; the log is written unbuffered.
+     */
+    if (server_stuck(srv))
+        _exit(rc);
     server_free(srv);
     return rc;
 }

@@ -30,12 +30,29 @@
 #define SERVER_WATCHDOG_MIN_USEC 10000
 /* Worker heartbeats per watchdog ping: a worker that missed them all is stuck. */
 #define SERVER_BEATS_PER_PING 4
+/*
+ * How long the main thread waits for the workers to apply a configuration
+ * (start, reload) before it goes on without those that have not: their
+ * loop is stuck, and the rest of the daemon must not be.
+ */
+#define SERVER_RELOAD_WAIT_MS 5000
+/*
+ * How long a stop waits for a worker to answer: to let go of the
+ * listeners, to count what it owes, to end.  Within shutdown_timeout for
+ * the first, after it for the others: a stop lasts shutdown_timeout and at
+ * most twice this longer, whatever a worker does.
+ */
+#define SERVER_STOP_WAIT_MS 1000
+/* How often a worker that has not carried out an order is looked at again. */
+#define SERVER_LAG_CHECK_MS 100
 /* Descriptors kept for listeners, logs and the like, beyond one per connection. */
 #define SERVER_FD_RESERVE 64
 /* ls_mark during server_reconcile(): to close, to keep, or bound by this round. */
 #define SERVER_LS_DROP 0
 #define SERVER_LS_KEEP 1
 #define SERVER_LS_NEW 2
+/* ls_mark of a listener in srv_retired from an earlier round. */
+#define SERVER_LS_RETIRED 3
 
 /* Stream connections open across every worker. */
 size_t
@@ -81,8 +98,38 @@ server_stats_snapshot(struct server *srv, struct server_stats *out)
         worker_group_paused_now(&srv->srv_workers, out);
 }
 
-/* Have every worker serve srv_listeners with cf, and wait until each has. */
+/*
+ * The workers that have not carried out the latest order, as "worker 1"
+ * or "workers 1, 3" in buf; returns how many.
+ */
+static unsigned
+server_lag_names(struct server *srv, char *buf, size_t size)
+{
+    char list[48];
+    unsigned n = worker_group_lagging(&srv->srv_workers, list, sizeof(list));
+
+    snprintf(buf, size, "worker%s %s", SERVER_S(n), list);
+    return n;
+}
+
+/* A worker has not carried out an order: look again until every one has. */
 static void
+server_lagging(struct server *srv)
+{
+    struct timeval tv = {.tv_sec = 0, .tv_usec = SERVER_LAG_CHECK_MS * 1000};
+
+    if (!evtimer_pending(srv->srv_lag_timer, NULL))
+        evtimer_add(srv->srv_lag_timer, &tv);
+}
+
+/*
+ * Have every worker serve srv_listeners with cf, and wait until each has,
+ * for at most SERVER_RELOAD_WAIT_MS.  0, or -ETIMEDOUT when a worker has
+ * not yet (it will when its loop runs again; srv_lag_timer watches for
+ * that), or -ENOMEM when the order could not be made (it is made again
+ * from the running configuration).
+ */
+static int
 server_apply(struct server *srv, const struct upechod_config *cf)
 {
     struct worker_order o = {
@@ -90,9 +137,18 @@ server_apply(struct server *srv, const struct upechod_config *cf)
         .wo_conf = cf,
         .wo_listeners = &srv->srv_listeners,
     };
+    int rc;
 
-    if (srv->srv_workers.wg_started)
-        worker_group_order(&srv->srv_workers, &o);
+    if (!srv->srv_workers.wg_started)
+        return 0;
+    rc = worker_group_order(&srv->srv_workers, &o, SERVER_RELOAD_WAIT_MS);
+    if (rc == -ENOMEM) {
+        log_error("out of memory handing the configuration to the workers; trying again");
+        srv->srv_reapply = 1;
+    }
+    if (rc != 0)
+        server_lagging(srv);
+    return rc;
 }
 
 /* Raise the soft open-file limit to the hard one; warn when max_connections cannot fit. */
@@ -191,15 +247,51 @@ struct server_want {
 };
 
 /*
+ * Listeners the workers were told to let go of, but not every one has yet
+ * (its loop does not run): kept open until it has, since its loop may still
+ * serve them.  They are closed by server_settle().
+ */
+static void
+server_retire(struct server *srv, struct listener_list *list)
+{
+    struct listener *ls;
+
+    while ((ls = TAILQ_FIRST(list)) != NULL) {
+        TAILQ_REMOVE(list, ls, ls_entry);
+        TAILQ_INSERT_TAIL(&srv->srv_retired, ls, ls_entry);
+        log_warn("%s %s stays open until every worker has let go of it",
+                 transport_name(ls->ls_transport), ls->ls_name);
+    }
+}
+
+/* Retired listeners marked `mark` are listeners again, their sockets still bound. */
+static void
+server_unretire(struct server *srv, int mark)
+{
+    struct listener *ls, *next;
+
+    for (ls = TAILQ_FIRST(&srv->srv_retired); ls != NULL; ls = next) {
+        next = TAILQ_NEXT(ls, ls_entry);
+        if (ls->ls_mark != mark)
+            continue;
+        TAILQ_REMOVE(&srv->srv_retired, ls, ls_entry);
+        TAILQ_INSERT_TAIL(&srv->srv_listeners, ls, ls_entry);
+    }
+}
+
+/*
  * Close every listener whose mark is `mark`, logging each with why.  The
  * workers let go of them first (and serve the others, with the running
- * configuration): a socket is never closed under a worker's loop.
+ * configuration): a socket is never closed under a worker's loop; when a
+ * worker does not answer in time, the socket is retired instead.
  */
 static void
 server_close_marked(struct server *srv, int mark, const char *why)
 {
     struct listener_list gone = TAILQ_HEAD_INITIALIZER(gone);
+    struct listener_list fresh = TAILQ_HEAD_INITIALIZER(fresh);
     struct listener *ls, *next;
+    int rc = 0;
 
     for (ls = TAILQ_FIRST(&srv->srv_listeners); ls != NULL; ls = next) {
         next = TAILQ_NEXT(ls, ls_entry);
@@ -210,9 +302,28 @@ server_close_marked(struct server *srv, int mark, const char *why)
         TAILQ_REMOVE(&srv->srv_listeners, ls, ls_entry);
         TAILQ_INSERT_TAIL(&gone, ls, ls_entry);
     }
-    if (!TAILQ_EMPTY(&gone))
-        server_apply(srv, &srv->srv_conf);
-    server_close_listeners(&gone);
+    if (TAILQ_EMPTY(&gone))
+        return;
+    /*
+     * The workers still run the old configuration here, so the listeners
+     * bound by this round are left out of what they serve: clients of a new
+     * address wait in its backlog until server_reload() hands out the new
+     * configuration with it, and are never served under the old one.  The
+     * list is put back in its order (new listeners are at its end).
+     */
+    for (ls = TAILQ_FIRST(&srv->srv_listeners); ls != NULL; ls = next) {
+        next = TAILQ_NEXT(ls, ls_entry);
+        if (ls->ls_mark == SERVER_LS_NEW) {
+            TAILQ_REMOVE(&srv->srv_listeners, ls, ls_entry);
+            TAILQ_INSERT_TAIL(&fresh, ls, ls_entry);
+        }
+    }
+    rc = server_apply(srv, &srv->srv_conf);
+    TAILQ_CONCAT(&srv->srv_listeners, &fresh, ls_entry);
+    if (rc == 0)
+        server_close_listeners(&gone);
+    else
+        server_retire(srv, &gone);
 }
 
 /* Whether a listener about to be closed may be what keeps want from binding. */
@@ -267,6 +378,8 @@ server_reconcile(struct server *srv, const struct upechod_config *cf, int fatal)
 
     TAILQ_FOREACH(ls, &srv->srv_listeners, ls_entry)
         ls->ls_mark = ls->ls_activated ? SERVER_LS_KEEP : SERVER_LS_DROP;
+    TAILQ_FOREACH(ls, &srv->srv_retired, ls_entry)
+        ls->ls_mark = SERVER_LS_RETIRED;
 
     for (size_t i = 0; i < nwant && first_err == 0; i++) {
         ls = server_find(srv, want[i].sw_transport, want[i].sw_addr, want[i].sw_text);
@@ -309,6 +422,8 @@ server_reconcile(struct server *srv, const struct upechod_config *cf, int fatal)
     if (first_err != 0) {
         /* The old sockets are gone: put back what the running configuration had. */
         server_close_marked(srv, SERVER_LS_NEW, NULL);
+        /* Those a lagging worker kept open are still bound: they come back as they are. */
+        server_unretire(srv, SERVER_LS_DROP);
         log_warn("reload: binding the listeners of the running configuration again");
         if (server_reconcile(srv, &srv->srv_conf, 1) != 0)
             log_error("reload: not every listener of the running configuration could be "
@@ -406,6 +521,12 @@ server_status_cb(evutil_socket_t fd, short what, void *arg)
     size_t open = server_connections(srv);
     struct server_stats s;
 
+    if (srv->srv_reload_lagging) {
+        /* Kept in view until the reload completes. */
+        notify_status(srv->srv_notify, "reload incomplete: not yet applied by %s",
+                      srv->srv_lag_who);
+        return;
+    }
     server_stats(srv, &s);
     notify_status(srv->srv_notify,
                   "serving: %zu connection%s open, %llu accepted, %llu byte%s echoed, "
@@ -433,11 +554,44 @@ server_reload_error(void *arg, const char *msg)
 }
 
 /*
+ * Every running worker has carried out the latest order: close the
+ * listeners they all let go of, and complete a reload that waited for one.
+ */
+static void
+server_settle(struct server *srv)
+{
+    evtimer_del(srv->srv_lag_timer);
+    server_close_listeners(&srv->srv_retired);
+    if (srv->srv_reload_lagging) {
+        srv->srv_reload_lagging = 0;
+        log_info("reload: %s applied the new configuration late", srv->srv_lag_who);
+        log_info("configuration reloaded");
+        notify_status(srv->srv_notify, "configuration reloaded");
+    }
+}
+
+/* A worker had not carried out an order: whether it has now. */
+static void
+server_lag_cb(evutil_socket_t fd, short what, void *arg)
+{
+    struct server *srv = arg;
+
+    if (srv->srv_reapply && !srv->srv_stopping) {
+        srv->srv_reapply = 0;
+        if (server_apply(srv, &srv->srv_conf) != 0)
+            return;
+    }
+    if (worker_group_settled(&srv->srv_workers))
+        server_settle(srv);
+}
+
+/*
  * SIGHUP: parse once, into a fresh configuration.  An invalid one is
  * reported and the running one kept, nothing dropped.  A valid one is
  * applied to the listeners here, then by every worker in its own loop to
- * what it serves and to its open connections; READY=1 follows only once
- * every worker has.
+ * what it serves and to its open connections; READY=1 follows once every
+ * worker has, or after SERVER_RELOAD_WAIT_MS with STATUS= naming those that
+ * have not (the reload completes when they do: server_settle()).
  */
 static void
 server_reload(struct server *srv)
@@ -497,34 +651,91 @@ server_reload(struct server *srv)
     /* The metrics endpoint is not all or nothing: if it cannot move, it stays where it was. */
     server_reconcile_metrics(srv, nc, 0);
     /* Every worker takes nc in its own loop, listeners and open connections alike. */
-    server_apply(srv, nc);
+    srv->srv_reload_lagging = 0;
+    rc = server_apply(srv, nc);
     srv->srv_conf = *nc;
     free(nc);
     server_raise_nofile(&srv->srv_conf);
     srv->srv_stats.ss_reloads_ok++;
     srv->srv_stats.ss_reload_time = (int64_t)time(NULL);
-    log_info("configuration reloaded");
-    notify_ready(srv->srv_notify, "configuration reloaded");
+    if (rc == 0) {
+        log_info("configuration reloaded");
+        notify_ready(srv->srv_notify, "configuration reloaded");
+        return;
+    }
+    /*
+     * A worker's loop does not run (or the order could not be made yet).
+     * The configuration is the running one all the same: every other worker
+     * serves it, and the one lagging takes it as soon as its loop runs
+     * again, when the reload completes ("configuration reloaded").  READY=1
+     * goes now, so that the service manager's reload does not hang on a
+     * worker; STATUS= says what is missing until then, and the watchdog
+     * restarts a daemon whose worker stays stuck.
+     */
+    {
+        char status[160];
+        unsigned n = server_lag_names(srv, srv->srv_lag_who, sizeof(srv->srv_lag_who));
+
+        srv->srv_reload_lagging = 1;
+        if (n == 0) {
+            /* Out of memory for the order: server_lag_cb() makes it again. */
+            snprintf(srv->srv_lag_who, sizeof(srv->srv_lag_who), "the workers");
+            n = 2;
+        }
+        log_error("reload: %s %s not applied the new configuration within %d s (%s event loop "
+                  "does not run); %s the previous one until %s again, and the reload completes "
+                  "then",
+                  srv->srv_lag_who, n == 1 ? "has" : "have", SERVER_RELOAD_WAIT_MS / 1000,
+                  n == 1 ? "its" : "their", n == 1 ? "it serves" : "they serve",
+                  n == 1 ? "it runs" : "they run");
+        snprintf(status, sizeof(status), "reload incomplete: not yet applied by %s",
+                 srv->srv_lag_who);
+        notify_ready(srv->srv_notify, status);
+    }
+}
+
+/*
+ * Count the connections still owed echo into *pending; when a worker does
+ * not answer (its loop does not run), name it: what it holds is cut short.
+ * 0, or -ETIMEDOUT then.
+ */
+static int
+server_count_owed(struct server *srv, size_t *pending)
+{
+    char who[sizeof(srv->srv_lag_who)];
+    unsigned n;
+
+    if (worker_group_owed(&srv->srv_workers, SERVER_STOP_WAIT_MS, pending) == 0)
+        return 0;
+    n = server_lag_names(srv, who, sizeof(who));
+    log_error("shutdown: %s did not stop within %u s (%s event loop does not run); exiting "
+              "without %s",
+              who, srv->srv_conf.cf_shutdown_timeout, n == 1 ? "its" : "their",
+              n == 1 ? "it" : "them");
+    return -ETIMEDOUT;
 }
 
 /*
  * shutdown_timeout is up.  Connections that got all their echo and are
  * only in the drain after our FIN lose nothing by a close: only those
- * still owed echo make the stop one cut short.
+ * still owed echo make the stop one cut short, and a worker that does not
+ * answer, whatever it holds.
  */
 static void
 server_shutdown_timeout_cb(evutil_socket_t fd, short what, void *arg)
 {
     struct server *srv = arg;
     size_t open = server_connections(srv);
-    size_t pending = worker_group_owed(&srv->srv_workers);
+    size_t pending = 0;
 
+    if (server_count_owed(srv, &pending) != 0)
+        srv->srv_exit_code = SERVER_EXIT_CUT_SHORT;
     if (pending > 0) {
         log_warn("shutdown: %zu connection%s still had output pending after %u s; "
                  "closing them",
                  pending, SERVER_S(pending), srv->srv_conf.cf_shutdown_timeout);
         srv->srv_exit_code = SERVER_EXIT_CUT_SHORT;
-    } else {
+    } else if (srv->srv_exit_code == 0) {
         log_info("shutdown: closing %zu connection%s that got all their echo", open,
                  SERVER_S(open));
     }
@@ -549,7 +760,7 @@ server_done_cb(evutil_socket_t fd, short what, void *arg)
  * SIGTERM/SIGINT: every worker lets go of the listeners (closed here once
  * all have), stops reading, delivers what is pending, and ends its loop
  * once its connections are done; the daemon exits when every worker has,
- * or when shutdown_timeout passes.
+ * or when shutdown_timeout passes, whether or not a worker answers.
  */
 static void
 server_shutdown(struct server *srv, int sig)
@@ -562,11 +773,22 @@ server_shutdown(struct server *srv, int sig)
     notify_stopping(srv->srv_notify);
     log_info("SIG%s received: stopping, %zu connection%s to finish", sigabbrev_np(sig), open,
              SERVER_S(open));
-    worker_group_order(&srv->srv_workers, &o);
-    server_close_listeners(&srv->srv_listeners);
+    /* Armed first: shutdown_timeout holds whatever the workers do. */
+    evtimer_add(srv->srv_shutdown_timer, &tv);
+    if (worker_group_order(&srv->srv_workers, &o, SERVER_STOP_WAIT_MS) == 0) {
+        server_close_listeners(&srv->srv_listeners);
+    } else {
+        char who[sizeof(srv->srv_lag_who)];
+
+        server_lag_names(srv, who, sizeof(who));
+        log_error("shutdown: %s did not answer (event loop not running); the listeners stay "
+                  "open until every worker has let go of them, or the daemon exits",
+                  who);
+        server_retire(srv, &srv->srv_listeners);
+        server_lagging(srv);
+    }
     metrics_free(srv->srv_metrics);
     srv->srv_metrics = NULL;
-    evtimer_add(srv->srv_shutdown_timer, &tv);
 }
 
 /* Every signal arrives here, inside the main loop, never in a handler. */
@@ -581,11 +803,11 @@ server_signal_cb(evutil_socket_t sig, short what, void *arg)
         return;
     }
     if (srv->srv_stopping) {
-        size_t n = server_connections(srv);
+        size_t n = server_connections(srv), owed = 0;
 
         log_warn("SIG%s again: exiting now, closing %zu connection%s", sigabbrev_np(sig), n,
                  SERVER_S(n));
-        if (worker_group_owed(&srv->srv_workers) > 0)
+        if (server_count_owed(srv, &owed) != 0 || owed > 0)
             srv->srv_exit_code = SERVER_EXIT_CUT_SHORT;
         event_base_loopbreak(srv->srv_base);
         return;
@@ -601,6 +823,7 @@ server_new(const struct upechod_config *conf, const char *conf_path)
     if (srv == NULL)
         return NULL;
     TAILQ_INIT(&srv->srv_listeners);
+    TAILQ_INIT(&srv->srv_retired);
     srv->srv_conf = *conf;
     snprintf(srv->srv_conf_path, sizeof(srv->srv_conf_path), "%s", conf_path ? conf_path : "");
     srv->srv_base = event_base_new();
@@ -612,9 +835,10 @@ server_new(const struct upechod_config *conf, const char *conf_path)
     srv->srv_shutdown_timer = evtimer_new(srv->srv_base, server_shutdown_timeout_cb, srv);
     srv->srv_status_timer = event_new(srv->srv_base, -1, EV_PERSIST, server_status_cb, srv);
     srv->srv_watchdog_timer = event_new(srv->srv_base, -1, EV_PERSIST, server_watchdog_cb, srv);
+    srv->srv_lag_timer = event_new(srv->srv_base, -1, EV_PERSIST, server_lag_cb, srv);
     if (srv->srv_sigint == NULL || srv->srv_sigterm == NULL || srv->srv_sighup == NULL ||
         srv->srv_shutdown_timer == NULL || srv->srv_status_timer == NULL ||
-        srv->srv_watchdog_timer == NULL)
+        srv->srv_watchdog_timer == NULL || srv->srv_lag_timer == NULL)
         goto fail;
     srv->srv_notify = notify_new();
     return srv;
@@ -693,7 +917,13 @@ server_start(struct server *srv)
         log_error("cannot start the workers: %s", strerror(-rc));
         return rc;
     }
-    server_apply(srv, &srv->srv_conf);
+    if (server_apply(srv, &srv->srv_conf) == -ETIMEDOUT) {
+        char who[sizeof(srv->srv_lag_who)];
+
+        server_lag_names(srv, who, sizeof(who));
+        log_error("%s not serving within %d s of the start (event loop not running)", who,
+                  SERVER_RELOAD_WAIT_MS / 1000);
+    }
 
     if (evsignal_add(srv->srv_sigint, NULL) == -1 || evsignal_add(srv->srv_sigterm, NULL) == -1 ||
         evsignal_add(srv->srv_sighup, NULL) == -1)
@@ -728,8 +958,21 @@ server_run(struct server *srv)
     } else {
         rc = srv->srv_exit_code;
     }
-    worker_group_join(&srv->srv_workers);
+    /* A worker that never ended is left behind: see server_stuck(). */
+    if (worker_group_join(&srv->srv_workers, SERVER_STOP_WAIT_MS) != 0 && rc == 0)
+        rc = SERVER_EXIT_CUT_SHORT;
     return rc;
+}
+
+/*
+ * Whether a worker thread did not end: it may still use anything the
+ * server holds, so nothing may be freed, and the caller should exit at
+ * once without running what exit(3) would (_exit(2)).
+ */
+int
+server_stuck(struct server *srv)
+{
+    return srv->srv_workers_ready && srv->srv_workers.wg_abandoned;
 }
 
 /* Free in reverse order of creation; NULL-safe and safe on a half-built server. */
@@ -740,10 +983,16 @@ server_free(struct server *srv)
         return;
     if (srv->srv_workers_ready)
         worker_group_deinit(&srv->srv_workers);
+    /* A worker thread still runs and may touch any of it. */
+    if (server_stuck(srv))
+        return;
     server_close_listeners(&srv->srv_listeners);
+    server_close_listeners(&srv->srv_retired);
     metrics_free(srv->srv_metrics);
     if (srv->srv_done_ev != NULL)
         event_free(srv->srv_done_ev);
+    if (srv->srv_lag_timer != NULL)
+        event_free(srv->srv_lag_timer);
     if (srv->srv_watchdog_timer != NULL)
         event_free(srv->srv_watchdog_timer);
     if (srv->srv_status_timer != NULL)

@@ -28,6 +28,7 @@ struct server {
     char srv_conf_path[4096]; /* what SIGHUP re-reads; "" = built-in defaults */
 
     struct listener_list srv_listeners;
+    struct listener_list srv_retired; /* let go of here, perhaps not yet by a worker that lags */
     struct worker_group srv_workers;
     int srv_workers_ready; /* srv_workers initialised */
     unsigned srv_workers_done;
@@ -40,8 +41,12 @@ struct server {
     struct event *srv_shutdown_timer;
     struct event *srv_status_timer;
     struct event *srv_watchdog_timer;
+    struct event *srv_lag_timer; /* a worker has not carried out an order: look again */
 
     int srv_stopping;
+    int srv_reapply;        /* the workers' plan could not be made: make it again */
+    int srv_reload_lagging; /* the last reload waits for a worker to apply it */
+    char srv_lag_who[64];   /* which workers it waits for: "worker 1", "workers 1, 3" */
     int srv_exit_code;
     int srv_activated;             /* serving sockets passed by systemd */
     struct server_stats srv_stats; /* the main thread's own counters: reloads, start */
@@ -68,6 +73,7 @@ struct server *server_new(const struct upechod_config *conf, const char *conf_pa
 void server_free(struct server *srv);
 int server_start(struct server *srv);
 int server_run(struct server *srv);
+int server_stuck(struct server *srv);
 
 size_t server_connections(struct server *srv);
 void server_stats(struct server *srv, struct server_stats *sum);

@@ -23,10 +23,34 @@
 
 /* How soon accepting is retried after running out of descriptors. */
 #define WORKER_NOFD_RETRY_MS 50
+/* How long freeing the group waits for threads still running (a start that failed). */
+#define WORKER_DEINIT_WAIT_MS 1000
 
 /* Why a worker is not accepting right now; a bit set, accepting when zero. */
 #define WORKER_PAUSE_FULL 0x1 /* max_connections reached, across every worker */
 #define WORKER_PAUSE_NOFD 0x2 /* accept(2) ran out of descriptors */
+
+/* One listener as WORKER_APPLY hands it out: a copy, what a worker needs to serve it. */
+struct worker_plan_listener {
+    unsigned wpl_id; /* the main thread's ls_id */
+    enum transport wpl_transport;
+    int wpl_activated;
+    char wpl_name[ADDR_STRLEN];
+};
+
+/*
+ * What WORKER_APPLY asks for: the configuration and the listeners, copied
+ * so that a worker that reads it late (its loop was blocked) never reads
+ * what the main thread has changed or freed since.  Immutable once
+ * published; freed when the group and every worker reading it let go.
+ */
+struct worker_plan {
+    unsigned wp_refs; /* under wg_lock */
+    struct upechod_config wp_conf;
+    size_t wp_n;
+    struct worker_plan_listener *wp_ls;
+    int *wp_fds; /* listener j's socket for worker i at [j * workers + i] */
+};
 
 /* One listener of the main thread, as one worker serves it. */
 struct worker_listener {
@@ -71,6 +95,8 @@ struct worker {
     struct event *w_beat_timer;
     struct event *w_stall_timer; /* test builds only */
     unsigned w_gen_done;         /* under wg_lock: the last order carried out */
+    unsigned w_plan_gen;         /* under wg_lock: the last WORKER_APPLY taken */
+    int w_waited;                /* main thread only: the current order is waited for */
     int w_finished;              /* under wg_lock: the loop has ended */
     size_t w_owed;               /* under wg_lock: WORKER_COUNT's answer */
     int w_waiting;               /* atomic: paused at max_connections, wake me when a slot frees */
@@ -518,21 +544,20 @@ worker_set_idle_timeout(struct worker *w)
     w->w_senv.se_idle_tv = &w->w_idle_plain;
 }
 
-/* Serve the socket of ls that belongs to w: an evconnlistener for streams, an event for UDP. */
+/* Serve fd, w's socket of listener pl: an evconnlistener for streams, an event for UDP. */
 static int
-worker_attach(struct worker *w, const struct listener *ls)
+worker_attach(struct worker *w, const struct worker_plan_listener *pl, int fd)
 {
     struct worker_listener *wl = calloc(1, sizeof(*wl));
-    int fd = listener_fd(ls, w->w_index);
 
     if (wl == NULL)
         return -ENOMEM;
     wl->wl_worker = w;
-    wl->wl_id = ls->ls_id;
-    wl->wl_transport = ls->ls_transport;
-    wl->wl_activated = ls->ls_activated;
+    wl->wl_id = pl->wpl_id;
+    wl->wl_transport = pl->wpl_transport;
+    wl->wl_activated = pl->wpl_activated;
     wl->wl_mark = 1;
-    if (ls->ls_transport == TRANSPORT_UDP) {
+    if (pl->wpl_transport == TRANSPORT_UDP) {
         wl->wl_udp = udp_new(&w->w_uenv, fd);
     } else {
         /* Backlog 0: the socket is already listening (ours, or passed by systemd). */
@@ -569,24 +594,26 @@ worker_detach(struct worker *w, struct worker_listener *wl)
  * limits to the connections already open.
  */
 static void
-worker_apply(struct worker *w, const struct worker_order *o)
+worker_apply(struct worker *w, const struct worker_plan *plan)
 {
     struct worker_listener *wl, *next;
-    const struct listener *ls;
+    unsigned n = w->w_group->wg_n;
 
-    w->w_conf = *o->wo_conf;
+    w->w_conf = plan->wp_conf;
     worker_set_idle_timeout(w);
     TAILQ_FOREACH(wl, &w->w_listeners, wl_entry)
         wl->wl_mark = 0;
-    TAILQ_FOREACH(ls, o->wo_listeners, ls_entry) {
+    for (size_t j = 0; j < plan->wp_n; j++) {
+        const struct worker_plan_listener *pl = &plan->wp_ls[j];
+
         TAILQ_FOREACH(wl, &w->w_listeners, wl_entry)
-            if (wl->wl_id == ls->ls_id)
+            if (wl->wl_id == pl->wpl_id)
                 break;
         if (wl != NULL)
             wl->wl_mark = 1;
-        else if (worker_attach(w, ls) != 0)
+        else if (worker_attach(w, pl, plan->wp_fds[j * n + w->w_index]) != 0)
             log_error("worker %u: cannot serve %s %s: out of memory", w->w_index,
-                      transport_name(ls->ls_transport), ls->ls_name);
+                      transport_name(pl->wpl_transport), pl->wpl_name);
     }
     for (wl = TAILQ_FIRST(&w->w_listeners); wl != NULL; wl = next) {
         next = TAILQ_NEXT(wl, wl_entry);
@@ -630,46 +657,107 @@ worker_stop(struct worker *w)
         event_base_loopexit(w->w_base, NULL);
 }
 
-/* The main thread wrote an order, or another worker freed a slot. */
+/* Let go of a plan; the last one to do so frees it. */
+static void
+worker_plan_put(struct worker_group *wg, struct worker_plan *plan)
+{
+    unsigned left;
+
+    if (plan == NULL)
+        return;
+    pthread_mutex_lock(&wg->wg_lock);
+    left = --plan->wp_refs;
+    pthread_mutex_unlock(&wg->wg_lock);
+    if (left > 0)
+        return;
+    free(plan->wp_ls);
+    free(plan->wp_fds);
+    free(plan);
+}
+
+/* Copy cf and the listeners into a plan for every worker, or NULL when out of memory. */
+static struct worker_plan *
+worker_plan_new(struct worker_group *wg, const struct upechod_config *cf,
+                const struct listener_list *list)
+{
+    struct worker_plan *plan = calloc(1, sizeof(*plan));
+    const struct listener *ls;
+    size_t n = 0;
+
+    if (plan == NULL)
+        return NULL;
+    TAILQ_FOREACH(ls, list, ls_entry)
+        n++;
+    plan->wp_refs = 1;
+    plan->wp_conf = *cf;
+    plan->wp_ls = calloc(n ? n : 1, sizeof(*plan->wp_ls));
+    plan->wp_fds = calloc(n ? n * wg->wg_n : 1, sizeof(*plan->wp_fds));
+    if (plan->wp_ls == NULL || plan->wp_fds == NULL) {
+        worker_plan_put(wg, plan);
+        return NULL;
+    }
+    TAILQ_FOREACH(ls, list, ls_entry) {
+        struct worker_plan_listener *pl = &plan->wp_ls[plan->wp_n];
+
+        pl->wpl_id = ls->ls_id;
+        pl->wpl_transport = ls->ls_transport;
+        pl->wpl_activated = ls->ls_activated;
+        snprintf(pl->wpl_name, sizeof(pl->wpl_name), "%s", ls->ls_name);
+        for (unsigned i = 0; i < wg->wg_n; i++)
+            plan->wp_fds[plan->wp_n * wg->wg_n + i] = listener_fd(ls, i);
+        plan->wp_n++;
+    }
+    return plan;
+}
+
+/*
+ * The main thread wrote an order, or another worker freed a slot.  Orders
+ * are state, not a queue: a worker that missed some (its loop was blocked)
+ * takes the latest plan, then a stop or a break if one was ordered, and
+ * answers for every order up to the latest at once.
+ */
 static void
 worker_wake_cb(evutil_socket_t fd, short what, void *arg)
 {
     struct worker *w = arg;
     struct worker_group *wg = w->w_group;
-    struct worker_order o;
+    struct worker_plan *plan = NULL;
+    enum worker_order_kind kind = WORKER_APPLY;
     unsigned gen = 0;
     size_t owed = 0;
     uint64_t v;
-    int have = 0;
+    int have = 0, stop = 0, brk = 0;
 
     while (read(fd, &v, sizeof(v)) == -1 && errno == EINTR)
         ;
     pthread_mutex_lock(&wg->wg_lock);
     if (w->w_gen_done != wg->wg_gen) {
-        o = wg->wg_order;
         gen = wg->wg_gen;
+        kind = wg->wg_kind;
+        if (w->w_plan_gen != wg->wg_plan_gen && wg->wg_plan != NULL) {
+            plan = wg->wg_plan;
+            plan->wp_refs++;
+            w->w_plan_gen = wg->wg_plan_gen;
+        }
+        stop = wg->wg_stop;
+        brk = wg->wg_break;
         have = 1;
     }
     pthread_mutex_unlock(&wg->wg_lock);
     if (have) {
-        switch (o.wo_kind) {
-        case WORKER_APPLY:
-            worker_apply(w, &o);
-            break;
-        case WORKER_STOP:
+        /* Once stopping, a worker serves no listener again. */
+        if (plan != NULL && !w->w_stopping)
+            worker_apply(w, plan);
+        worker_plan_put(wg, plan);
+        if (stop && !w->w_stopping)
             worker_stop(w);
-            break;
-        case WORKER_BREAK:
+        if (brk)
             event_base_loopbreak(w->w_base);
-            break;
-        case WORKER_COUNT: {
+        if (kind == WORKER_COUNT) {
             struct stream *st;
 
-            owed = 0;
             TAILQ_FOREACH(st, &w->w_senv.se_streams, st_entry)
                 owed += (size_t)stream_owed(st);
-            break;
-        }
         }
         pthread_mutex_lock(&wg->wg_lock);
         w->w_owed = owed;
@@ -888,10 +976,17 @@ worker_main(void *arg)
 int
 worker_group_init(struct worker_group *wg, const struct upechod_config *cf, uint64_t beat_usec)
 {
+    pthread_condattr_t ca;
+
     memset(wg, 0, sizeof(*wg));
     wg->wg_done_fd = -1;
     pthread_mutex_init(&wg->wg_lock, NULL);
-    pthread_cond_init(&wg->wg_cond, NULL);
+    /* Monotonic: a wall clock set forward must not cut a wait short, nor one set back stretch it.
+     */
+    pthread_condattr_init(&ca);
+    pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+    pthread_cond_init(&wg->wg_cond, &ca);
+    pthread_condattr_destroy(&ca);
     pthread_mutex_init(&wg->wg_sources_lock, NULL);
     if ((wg->wg_sources = source_table_new()) == NULL)
         return -ENOMEM;
@@ -927,65 +1022,196 @@ worker_group_start(struct worker_group *wg)
     return -rc;
 }
 
-/*
- * Hand every worker an order and, except for WORKER_BREAK, wait until each
- * has carried it out in its own loop (or its loop has ended).  The main
- * thread blocks for that long, a loop iteration of the busiest worker:
- * what it serves, signals and timers, can wait that long.
- */
-void
-worker_group_order(struct worker_group *wg, const struct worker_order *o)
+/* The monotonic time wait_ms from now, for pthread_cond_timedwait() on wg_cond. */
+static struct timespec
+worker_deadline(unsigned wait_ms)
 {
-    unsigned gen;
-    int all;
+    struct timespec ts;
 
-    pthread_mutex_lock(&wg->wg_lock);
-    gen = ++wg->wg_gen;
-    wg->wg_order = *o;
-    pthread_mutex_unlock(&wg->wg_lock);
-    for (unsigned i = 0; i < wg->wg_n; i++)
-        worker_wake(wg->wg_workers[i]);
-    if (o->wo_kind == WORKER_BREAK)
-        return;
-    pthread_mutex_lock(&wg->wg_lock);
-    do {
-        all = 1;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    ts.tv_sec += (time_t)(wait_ms / 1000);
+    ts.tv_nsec += (long)(wait_ms % 1000) * 1000000;
+    if (ts.tv_nsec >= 1000000000) {
+        ts.tv_sec++;
+        ts.tv_nsec -= 1000000000;
+    }
+    return ts;
+}
+
+/* Under wg_lock: whether w's thread runs a loop that has not answered order gen. */
+static int
+worker_behind(const struct worker *w, unsigned gen)
+{
+    return w->w_thread_started && !w->w_finished && w->w_gen_done != gen;
+}
+
+/*
+ * Under wg_lock: wait until every worker waited for has answered order gen
+ * (or, with finish, has ended its loop), or until the deadline.
+ */
+static void
+worker_group_wait(struct worker_group *wg, unsigned gen, int finish, const struct timespec *until)
+{
+    for (;;) {
+        int all = 1;
+
         for (unsigned i = 0; i < wg->wg_n; i++) {
             struct worker *w = wg->wg_workers[i];
 
-            if (w->w_thread_started && !w->w_finished && w->w_gen_done != gen)
+            if (w->w_waited &&
+                (finish ? w->w_thread_started && !w->w_finished : worker_behind(w, gen)))
                 all = 0;
         }
-        if (!all)
-            pthread_cond_wait(&wg->wg_cond, &wg->wg_lock);
-    } while (!all);
-    pthread_mutex_unlock(&wg->wg_lock);
+        if (all || pthread_cond_timedwait(&wg->wg_cond, &wg->wg_lock, until) == ETIMEDOUT)
+            return;
+    }
 }
 
-/* End every loop at once and wait for the threads. */
-void
-worker_group_join(struct worker_group *wg)
+/*
+ * Hand every worker an order and wait until each has carried it out in its
+ * own loop (or its loop has ended), for at most wait_ms: the main thread
+ * blocks meanwhile, and a worker's loop may be stuck for good.  A worker
+ * that had not answered the previous order is not waited for again.  The
+ * order stays for whoever has not answered; it is carried out whenever that
+ * loop runs again.  Returns 0 when every running worker has answered,
+ * -ETIMEDOUT when one has not (worker_group_lagging() names it), -ENOMEM
+ * when a plan could not be made (nothing was ordered then).
+ */
+int
+worker_group_order(struct worker_group *wg, const struct worker_order *o, unsigned wait_ms)
+{
+    struct worker_plan *plan = NULL, *old = NULL;
+    struct timespec until = worker_deadline(wait_ms);
+    unsigned gen;
+    int rc = 0;
+
+    if (o->wo_kind == WORKER_APPLY &&
+        (plan = worker_plan_new(wg, o->wo_conf, o->wo_listeners)) == NULL)
+        return -ENOMEM;
+    pthread_mutex_lock(&wg->wg_lock);
+    for (unsigned i = 0; i < wg->wg_n; i++)
+        wg->wg_workers[i]->w_waited = !worker_behind(wg->wg_workers[i], wg->wg_gen);
+    gen = ++wg->wg_gen;
+    wg->wg_kind = o->wo_kind;
+    switch (o->wo_kind) {
+    case WORKER_APPLY:
+        old = wg->wg_plan;
+        wg->wg_plan = plan;
+        wg->wg_plan_gen = gen;
+        break;
+    case WORKER_STOP:
+        wg->wg_stop = 1;
+        break;
+    case WORKER_BREAK:
+        wg->wg_break = 1;
+        break;
+    case WORKER_COUNT:
+        break;
+    }
+    pthread_mutex_unlock(&wg->wg_lock);
+    worker_plan_put(wg, old);
+    for (unsigned i = 0; i < wg->wg_n; i++)
+        worker_wake(wg->wg_workers[i]);
+    pthread_mutex_lock(&wg->wg_lock);
+    worker_group_wait(wg, gen, 0, &until);
+    for (unsigned i = 0; i < wg->wg_n; i++)
+        if (worker_behind(wg->wg_workers[i], gen))
+            rc = -ETIMEDOUT;
+    pthread_mutex_unlock(&wg->wg_lock);
+    return rc;
+}
+
+/* Whether every running worker has carried out the latest order. */
+int
+worker_group_settled(struct worker_group *wg)
+{
+    int all = 1;
+
+    pthread_mutex_lock(&wg->wg_lock);
+    for (unsigned i = 0; i < wg->wg_n; i++)
+        if (worker_behind(wg->wg_workers[i], wg->wg_gen))
+            all = 0;
+    pthread_mutex_unlock(&wg->wg_lock);
+    return all;
+}
+
+/*
+ * The workers whose loop has not carried out the latest order, as "1" or
+ * "1, 3" in buf; returns how many.
+ */
+unsigned
+worker_group_lagging(struct worker_group *wg, char *buf, size_t size)
+{
+    unsigned n = 0;
+    size_t off = 0;
+
+    if (size > 0)
+        buf[0] = '\0';
+    pthread_mutex_lock(&wg->wg_lock);
+    for (unsigned i = 0; i < wg->wg_n; i++) {
+        int len;
+
+        if (!worker_behind(wg->wg_workers[i], wg->wg_gen))
+            continue;
+        len = snprintf(buf + off, size - off, "%s%u", n > 0 ? ", " : "", i);
+        n++;
+        if (len > 0 && (size_t)len < size - off)
+            off += (size_t)len;
+    }
+    pthread_mutex_unlock(&wg->wg_lock);
+    return n;
+}
+
+/*
+ * End every loop at once and wait for the threads, for at most wait_ms (a
+ * worker that had not answered the previous order, not at all).  A thread
+ * that does not end is left running: -ETIMEDOUT, and from then on nothing
+ * it may touch is freed (the process is about to exit).
+ */
+int
+worker_group_join(struct worker_group *wg, unsigned wait_ms)
 {
     struct worker_order o = {.wo_kind = WORKER_BREAK};
+    struct timespec until = worker_deadline(wait_ms);
+    int rc = 0;
 
     if (!wg->wg_started)
-        return;
-    worker_group_order(wg, &o);
+        return wg->wg_abandoned ? -ETIMEDOUT : 0;
+    worker_group_order(wg, &o, wait_ms);
+    pthread_mutex_lock(&wg->wg_lock);
+    worker_group_wait(wg, wg->wg_gen, 1, &until);
+    pthread_mutex_unlock(&wg->wg_lock);
     for (unsigned i = 0; i < wg->wg_n; i++) {
         struct worker *w = wg->wg_workers[i];
+        int finished;
 
+        pthread_mutex_lock(&wg->wg_lock);
+        finished = w->w_finished;
+        pthread_mutex_unlock(&wg->wg_lock);
+        if (w->w_thread_started && !finished) {
+            log_error("worker %u did not end: exiting without it", i);
+            rc = -ETIMEDOUT;
+            continue;
+        }
         if (w->w_thread_started)
             pthread_join(w->w_thread, NULL);
         w->w_thread_started = 0;
     }
     wg->wg_started = 0;
+    if (rc != 0)
+        wg->wg_abandoned = 1;
+    return rc;
 }
 
-/* Free every worker (their connections are closed); NULL-safe on a half-built group. */
+/*
+ * Free every worker (their connections are closed); NULL-safe on a
+ * half-built group.  A group with a thread left running is left whole.
+ */
 void
 worker_group_deinit(struct worker_group *wg)
 {
-    worker_group_join(wg);
+    if (worker_group_join(wg, WORKER_DEINIT_WAIT_MS) != 0)
+        return;
     /* Closing a stream may wake any worker: close them all before freeing one. */
     for (unsigned i = 0; i < wg->wg_n; i++)
         worker_close_streams(wg->wg_workers[i]);
@@ -994,6 +1220,8 @@ worker_group_deinit(struct worker_group *wg)
     free(wg->wg_workers);
     wg->wg_workers = NULL;
     wg->wg_n = 0;
+    worker_plan_put(wg, wg->wg_plan);
+    wg->wg_plan = NULL;
     if (wg->wg_done_fd != -1)
         close(wg->wg_done_fd);
     wg->wg_done_fd = -1;
@@ -1014,22 +1242,28 @@ worker_group_connections(struct worker_group *wg)
 /*
  * Connections still owed echo, across workers (asked of each in its own
  * loop); the others only wait, after our FIN, for the client's own.
+ * -ETIMEDOUT when a worker did not answer within wait_ms: what it owes is
+ * not in *owed.
  */
-size_t
-worker_group_owed(struct worker_group *wg)
+int
+worker_group_owed(struct worker_group *wg, unsigned wait_ms, size_t *owed)
 {
     struct worker_order o = {.wo_kind = WORKER_COUNT};
-    size_t n = 0;
+    int rc;
 
+    *owed = 0;
     if (!wg->wg_started)
         return 0;
-    worker_group_order(wg, &o);
+    rc = worker_group_order(wg, &o, wait_ms);
     pthread_mutex_lock(&wg->wg_lock);
-    for (unsigned i = 0; i < wg->wg_n; i++)
-        if (!wg->wg_workers[i]->w_finished)
-            n += wg->wg_workers[i]->w_owed;
+    for (unsigned i = 0; i < wg->wg_n; i++) {
+        struct worker *w = wg->wg_workers[i];
+
+        if (!w->w_finished && w->w_gen_done == wg->wg_gen)
+            *owed += w->w_owed;
+    }
     pthread_mutex_unlock(&wg->wg_lock);
-    return n;
+    return rc;
 }
 
 /* The sum of every worker's counters, read while they run. */

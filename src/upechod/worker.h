@@ -13,6 +13,7 @@
 
 struct source_table;
 struct worker;
+struct worker_plan;
 
 /* What the main thread asks every worker to do. */
 enum worker_order_kind {
@@ -33,6 +34,12 @@ struct worker_order {
  * state written by several threads is the global connection count and the
  * accept-failure log budget (atomics, touched per connection, never per
  * message) and the order mailbox (under wg_lock).
+ *
+ * The mailbox holds state rather than a queue: the plan of the latest
+ * WORKER_APPLY (a copy, so it outlives the main thread's configuration and
+ * listener list), and whether a stop or a break was ordered.  A worker that
+ * missed orders, its loop blocked, catches up with all of them at once
+ * when it runs again.
  */
 struct worker_group {
     struct worker **wg_workers;
@@ -52,18 +59,25 @@ struct worker_group {
     struct source_table *wg_sources;
 
     pthread_mutex_t wg_lock;
-    pthread_cond_t wg_cond;
-    unsigned wg_gen;              /* under wg_lock: number of the current order */
-    struct worker_order wg_order; /* under wg_lock: the current order */
+    pthread_cond_t wg_cond;         /* on CLOCK_MONOTONIC, for the bounded waits */
+    unsigned wg_gen;                /* under wg_lock: number of the latest order */
+    enum worker_order_kind wg_kind; /* under wg_lock: the latest order */
+    struct worker_plan *wg_plan;    /* under wg_lock: the latest WORKER_APPLY */
+    unsigned wg_plan_gen;           /* under wg_lock: its order number */
+    int wg_stop;                    /* under wg_lock: WORKER_STOP was ordered */
+    int wg_break;                   /* under wg_lock: WORKER_BREAK was ordered */
+    int wg_abandoned;               /* a thread did not end: nothing may be freed */
 };
 
 int worker_group_init(struct worker_group *wg, const struct upechod_config *cf, uint64_t beat_usec);
 int worker_group_start(struct worker_group *wg);
-void worker_group_order(struct worker_group *wg, const struct worker_order *o);
-void worker_group_join(struct worker_group *wg);
+int worker_group_order(struct worker_group *wg, const struct worker_order *o, unsigned wait_ms);
+int worker_group_settled(struct worker_group *wg);
+unsigned worker_group_lagging(struct worker_group *wg, char *buf, size_t size);
+int worker_group_join(struct worker_group *wg, unsigned wait_ms);
 void worker_group_deinit(struct worker_group *wg);
 size_t worker_group_connections(struct worker_group *wg);
-size_t worker_group_owed(struct worker_group *wg);
+int worker_group_owed(struct worker_group *wg, unsigned wait_ms, size_t *owed);
 void worker_group_stats(struct worker_group *wg, struct server_stats *sum);
 void worker_group_paused_now(struct worker_group *wg, struct server_stats *s);
 const struct server_stats *worker_group_worker_stats(struct worker_group *wg, unsigned i);
