@@ -427,7 +427,6 @@ stream_readable_cb(evutil_socket_t fd, short what, void *arg)
     size_t max = env->se_conf->cf_max_pending_output;
     int queued = 0;
 
-
     if (what & EV_TIMEOUT) {
         bufferevent_disable(bev, EV_READ);
         stream_event_cb(bev, BEV_EVENT_READING | BEV_EVENT_TIMEOUT, st);
