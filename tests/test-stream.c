@@ -198,12 +198,17 @@ START_TEST(test_shutdown_lingers)
 }
 END_TEST
 
-/*
- * A connection the loop cannot watch (epoll refuses /dev/null, as it would
- * refuse anything when the kernel is out of memory): stream_new() fails,
- * closes the descriptor, and never calls the closed callback, so its
- * owner counts nothing and gives no slot back twice.
- */
+#define HEAP_STREAMS 256
+#define HEAP_MAX_OVER_BARE 75
+#if defined(__SANITIZE_ADDRESS__) || defined(__SANITIZE_THREAD__)
+#define HEAP_SANITIZED 1
+#elif defined(__has_feature)
+#if __has_feature(address_sanitizer) || __has_feature(thread_sanitizer)
+#define HEAP_SANITIZED 1
+#endif
+#endif
+
+#ifndef HEAP_SANITIZED
 /* The closed callback of test_idle_heap's many streams: only counts them. */
 static void
 heap_closed(struct stream *st, void *arg)
@@ -259,6 +264,8 @@ heap_bare(struct event_base *base, int n)
     return (m1.uordblks - m0.uordblks) / (size_t)n;
 }
 
+#endif
+
 /*
  * An idle connection that has echoed once holds at most 1,100 bytes of
  * heap.  libevent's bufferevent with its read event registered takes
@@ -268,16 +275,6 @@ heap_bare(struct event_base *base, int n)
  * chunk, no output callback, nothing else.  Heap as malloc counts it:
  * meaningless under a sanitizer's allocator.
  */
-#define HEAP_STREAMS 256
-#define HEAP_MAX_OVER_BARE 75
-#if defined(__SANITIZE_ADDRESS__) || defined(__SANITIZE_THREAD__)
-#define HEAP_SANITIZED 1
-#elif defined(__has_feature)
-#if __has_feature(address_sanitizer) || __has_feature(thread_sanitizer)
-#define HEAP_SANITIZED 1
-#endif
-#endif
-
 START_TEST(test_idle_heap)
 {
 #ifdef HEAP_SANITIZED
@@ -333,6 +330,12 @@ START_TEST(test_idle_heap)
 }
 END_TEST
 
+/*
+ * A connection the loop cannot watch (epoll refuses /dev/null, as it would
+ * refuse anything when the kernel is out of memory): stream_new() fails,
+ * closes the descriptor, and never calls the closed callback, so its
+ * owner counts nothing and gives no slot back twice.
+ */
 START_TEST(test_enable_fails)
 {
     struct fixture f;
