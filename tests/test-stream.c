@@ -4,6 +4,7 @@
 #include <fcntl.h>
 #include <malloc.h>
 #include <poll.h>
+#include <stdbool.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
@@ -28,7 +29,17 @@ struct fixture {
     struct stats_budget f_proxy_log;
     int f_peer; /* the client's end */
     int f_closed;
+    int f_drained; /* se_mem_drained calls */
 };
+
+/* max_memory drained to 3/4: another env's paused streams would be woken. */
+static void
+fixture_drained(void *arg)
+{
+    struct fixture *f = arg;
+
+    f->f_drained++;
+}
 
 static void
 fixture_closed(struct stream *st, void *arg)
@@ -40,14 +51,16 @@ fixture_closed(struct stream *st, void *arg)
     f->f_st = NULL;
 }
 
+/* A stream over a socketpair, with [unix] proxy_protocol = proxy. */
 static void
-fixture_init(struct fixture *f, size_t max_pending)
+fixture_init_proxy(struct fixture *f, size_t max_pending, bool proxy)
 {
     int sv[2];
 
     memset(f, 0, sizeof(*f));
     config_defaults(&f->f_conf);
     f->f_conf.cf_max_pending_output = max_pending;
+    f->f_conf.cf_unix_proxy_protocol = proxy;
     f->f_base = event_base_new();
     ck_assert_ptr_nonnull(f->f_base);
     f->f_env = (struct stream_env){
@@ -55,6 +68,7 @@ fixture_init(struct fixture *f, size_t max_pending)
         .se_conf = &f->f_conf,
         .se_stats = &f->f_stats,
         .se_closed = fixture_closed,
+        .se_mem_drained = fixture_drained,
         .se_arg = f,
         .se_total = &f->f_total,
         .se_nstreams = &f->f_nstreams,
@@ -66,6 +80,12 @@ fixture_init(struct fixture *f, size_t max_pending)
     f->f_st = stream_new(&f->f_env, sv[0], TRANSPORT_UNIX, NULL, 0, NULL);
     ck_assert_ptr_nonnull(f->f_st);
     f->f_peer = sv[1];
+}
+
+static void
+fixture_init(struct fixture *f, size_t max_pending)
+{
+    fixture_init_proxy(f, max_pending, false);
 }
 
 static void
@@ -122,6 +142,33 @@ START_TEST(test_echo_and_counters)
 END_TEST
 
 /* The client half-closes: what it sent is still echoed, then the stream closes and says so. */
+/*
+ * Bytes that come in the same read as a PROXY header are echoed when the
+ * echo begins, and counted as read like any others (they were counted as
+ * none: the count was taken after the echo had emptied the input).
+ */
+START_TEST(test_proxy_payload_counted)
+{
+    static const char msg[] = "PROXY UNKNOWN\r\nhello, World";
+    struct fixture f;
+    char buf[16];
+
+    fixture_init_proxy(&f, 1024 * 1024, true);
+    ck_assert_int_eq(write(f.f_peer, msg, sizeof(msg) - 1), (ssize_t)sizeof(msg) - 1);
+    peer_read(&f, buf, 12);
+    ck_assert_int_eq(memcmp(buf, "HELLO, WORLD", 12), 0);
+    ck_assert_uint_eq(f.f_stats.ss_bytes_in, 12);
+    ck_assert_uint_eq(f.f_stats.ss_bytes_out, 12);
+    ck_assert_uint_eq(f.f_st->st_nbytes, 12);
+    /* And the stream reads for itself from then on. */
+    ck_assert_int_eq(write(f.f_peer, "abc", 3), 3);
+    peer_read(&f, buf, 3);
+    ck_assert_int_eq(memcmp(buf, "ABC", 3), 0);
+    ck_assert_uint_eq(f.f_stats.ss_bytes_in, 15);
+    fixture_deinit(&f);
+}
+END_TEST
+
 START_TEST(test_eof_flushes_then_closes)
 {
     struct fixture f;
@@ -177,6 +224,43 @@ END_TEST
 
 /* At shutdown what was read is delivered, our FIN sent, and the stream closes once the client does.
  */
+/*
+ * A stream closed with output queued takes it off the max_memory total,
+ * and says so: streams paused for max_memory elsewhere may be blocked in
+ * their client's write, with no output of their own to drain, and would
+ * wait for a close to wake them (it woke no one before).
+ */
+START_TEST(test_free_releases_memory)
+{
+    static char chunk[4096];
+    struct fixture f;
+    size_t sent = 0;
+
+    fixture_init(&f, 1024 * 1024);
+    f.f_conf.cf_max_memory = 32 * 1024;
+    memset(chunk, 'x', sizeof(chunk));
+    for (int i = 0; i < 2000 && !(f.f_st->st_paused & STREAM_PAUSE_MEMORY); i++) {
+        ssize_t n = write(f.f_peer, chunk, sizeof(chunk));
+
+        if (n > 0)
+            sent += (size_t)n;
+        spin(&f);
+    }
+    ck_assert_msg(f.f_st->st_paused & STREAM_PAUSE_MEMORY,
+                  "not paused for max_memory after %zu bytes unread", sent);
+    ck_assert_uint_gt(f.f_total, 0);
+    ck_assert_int_eq(f.f_env.se_mem_npaused, 1);
+    ck_assert_int_eq(f.f_drained, 0);
+    stream_free(f.f_st);
+    ck_assert_int_eq(f.f_closed, 1);
+    ck_assert_uint_eq(f.f_total, 0);
+    ck_assert_uint_eq(f.f_env.se_pending, 0);
+    ck_assert_int_eq(f.f_env.se_mem_npaused, 0);
+    ck_assert_int_eq(f.f_drained, 1);
+    fixture_deinit(&f);
+}
+END_TEST
+
 START_TEST(test_shutdown_lingers)
 {
     struct fixture f;
@@ -361,8 +445,10 @@ stream_suite(void)
     TCase *tc = tcase_create("stream");
 
     tcase_add_test(tc, test_echo_and_counters);
+    tcase_add_test(tc, test_proxy_payload_counted);
     tcase_add_test(tc, test_eof_flushes_then_closes);
     tcase_add_test(tc, test_backpressure);
+    tcase_add_test(tc, test_free_releases_memory);
     tcase_add_test(tc, test_shutdown_lingers);
     tcase_add_test(tc, test_enable_fails);
     tcase_add_test(tc, test_idle_heap);

@@ -434,10 +434,19 @@ stream_readable_cb(evutil_socket_t fd, short what, void *arg)
     }
     stream_touch(st);
     for (int round = 0; round < STREAM_READ_ROUNDS; round++) {
+        size_t want = sizeof(stream_scratch);
         ssize_t n, w = 0;
 
+        /*
+         * What is read now may have to be queued: with output already
+         * waiting, or max_memory already over, read no more than the small
+         * amount a stream may still queue, so that the many streams reading
+         * at such a moment add little before they are paused.
+         */
+        if (evbuffer_get_length(out) > 0 || stream_env_total(env) > env->se_conf->cf_max_memory)
+            want = STREAM_MEMORY_SMALL;
         do
-            n = read(fd, stream_scratch, sizeof(stream_scratch));
+            n = read(fd, stream_scratch, want);
         while (n == -1 && errno == EINTR);
         if (n == -1 && (errno == EAGAIN || errno == EWOULDBLOCK))
             break;
@@ -466,7 +475,7 @@ stream_readable_cb(evutil_socket_t fd, short what, void *arg)
             }
             queued = 1;
         }
-        if ((size_t)n < sizeof(stream_scratch) || evbuffer_get_length(out) >= max ||
+        if ((size_t)n < want || evbuffer_get_length(out) >= max ||
             stream_env_total(env) > env->se_conf->cf_max_memory)
             break;
     }
@@ -496,8 +505,10 @@ stream_take_reading(struct stream *st)
     struct bufferevent *bev = st->st_bev;
     int reading = bufferevent_get_enabled(bev) & EV_READ;
 
-    if (reading)
-        bufferevent_disable(bev, EV_READ);
+    /* A pending event may not be assigned: never risk libevent's own bookkeeping. */
+    if ((reading && bufferevent_disable(bev, EV_READ) != 0) ||
+        event_pending(&bev->ev_read, EV_READ | EV_TIMEOUT, NULL))
+        return -1;
     if (event_assign(&bev->ev_read, st->st_env->se_base, bufferevent_getfd(bev),
                      EV_READ | EV_PERSIST | EV_FINALIZE, stream_readable_cb, bev) == -1)
         return -1;
@@ -663,6 +674,7 @@ int
 stream_begin_echo(struct stream *st)
 {
     struct evbuffer *in = bufferevent_get_input(st->st_bev);
+    size_t left;
 
     bufferevent_setcb(st->st_bev, NULL, stream_write_cb, stream_event_cb, st);
     if (stream_take_reading(st) != 0) {
@@ -671,11 +683,14 @@ stream_begin_echo(struct stream *st)
     }
     if (evbuffer_get_length(in) == 0)
         return 0;
-    if (stream_count_output(st) != 0) {
+    left = evbuffer_get_length(in);
+    /* All of it or nothing: what the socket gives next must not overtake a remainder. */
+    if (stream_count_output(st) != 0 ||
+        stream_echo(in, bufferevent_get_output(st->st_bev)) != left) {
         stream_fail(st, "out of memory for its output");
         return -1;
     }
-    stream_count(st, evbuffer_get_length(in), stream_echo(in, bufferevent_get_output(st->st_bev)));
+    stream_count(st, left, left);
     if (stream_want_write(st) != 0) {
         stream_fail(st, "cannot watch for writing");
         return -1;
@@ -761,6 +776,7 @@ void
 stream_free(struct stream *st)
 {
     struct stream_env *env;
+    int moved = 0;
 
     if (st == NULL)
         return;
@@ -771,12 +787,21 @@ stream_free(struct stream *st)
     if (st->st_counted) {
         evbuffer_remove_cb(bufferevent_get_output(st->st_bev), stream_output_cb, st);
         env->se_pending -= evbuffer_get_length(bufferevent_get_output(st->st_bev));
-        stream_env_publish(env);
+        moved = stream_env_publish(env);
     }
     TAILQ_REMOVE(&env->se_streams, st, st_entry);
     /* The owner forgets it, gives its slot and its source back. */
     env->se_closed(st, env->se_arg);
     stream_destroy(st);
+    /*
+     * Its output no longer counts: streams paused for max_memory, here and
+     * in other envs, may read again.  Their own output may never drain
+     * (a client blocked writing to us), so nothing else would tell them.
+     */
+    if (moved && env->se_mem_drained != NULL &&
+        stream_env_total(env) <= env->se_conf->cf_max_memory / 4 * 3)
+        env->se_mem_drained(env->se_arg);
+    stream_env_mem_recheck(env);
 }
 
 /* Bytes handed to the socket that the client has not taken yet, or -1. */
@@ -923,6 +948,7 @@ stream_read_pending(struct stream *st)
         while (n == -1 && errno == EINTR);
         if (n <= 0)
             break;
+        stream_touch(st);
         upper_inplace(stream_scratch, (size_t)n);
         stream_count(st, (size_t)n, (size_t)n);
         if (stream_queue_bytes(out, stream_scratch, (size_t)n) != 0)

@@ -280,9 +280,8 @@ fuzz_add_buffer_reference(struct fuzz_state *fz, size_t n)
     fz->fz_nshared++;
     if (evbuffer_add(sh->fs_buf, fz->fz_chunk, n) != 0)
         fuzz_fail("evbuffer_add failed");
-    if (evbuffer_add_buffer_reference(fz->fz_in, sh->fs_buf) == 0) {
-            fuzz_append(&fz->fz_pending, fz->fz_chunk, n);
-    }
+    if (evbuffer_add_buffer_reference(fz->fz_in, sh->fs_buf) == 0)
+        fuzz_append(&fz->fz_pending, fz->fz_chunk, n);
 }
 
 /* Each piece its own chain: an add into an empty side buffer, whose chain then moves. */
