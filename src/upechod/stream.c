@@ -438,12 +438,11 @@ stream_readable_cb(evutil_socket_t fd, short what, void *arg)
         ssize_t n, w = 0;
 
         /*
-         * What is read now may have to be queued: with output already
-         * waiting, or max_memory already over, read no more than the small
-         * amount a stream may still queue, so that the many streams reading
-         * at such a moment add little before they are paused.
+         * With max_memory already over, read no more than the small amount
+         * a stream may still queue, so that the many streams reading at
+         * such a moment add little before they are paused.
          */
-        if (evbuffer_get_length(out) > 0 || stream_env_total(env) > env->se_conf->cf_max_memory)
+        if (stream_env_total(env) > env->se_conf->cf_max_memory)
             want = STREAM_MEMORY_SMALL;
         do
             n = read(fd, stream_scratch, want);
