@@ -429,6 +429,79 @@ proc_unix_listeners(const unsigned long *ino, size_t nino, char paths[][108], si
 }
 
 /*
+ * Start the daemon with ini under tests/activate, which binds the socket
+ * specs (names, its -n argument, may be NULL) and executes upechod in its
+ * own place, as a service manager would; wait for READY=1 and read the
+ * ports activate bound from its report (0 where it bound none).
+ */
+static void
+activated_start(struct manager *m, struct daemon_proc *dp, const char *ini, const char *names,
+                const char *const *specs, size_t nspecs, int *tcp_port, int *udp_port)
+{
+    const char *activate = getenv("ACTIVATE");
+    const char *upechod = getenv("UPECHOD");
+    const char *argv[16];
+    char msg[4096], report[256], line[256];
+    pid_t parent = getpid();
+    size_t argc = 0;
+    int logfd;
+    FILE *f;
+
+    ck_assert_msg(activate != NULL && upechod != NULL, "ACTIVATE and UPECHOD must be set");
+    ck_assert_uint_le(nspecs, 8);
+    snprintf(dp->dp_dir, sizeof(dp->dp_dir), "%s", m->m_dir);
+    snprintf(dp->dp_config, sizeof(dp->dp_config), "%s/upechod.ini", m->m_dir);
+    snprintf(dp->dp_log, sizeof(dp->dp_log), "%s/upechod.log", m->m_dir);
+    snprintf(report, sizeof(report), "%s/sockets", m->m_dir);
+    ck_assert_int_eq(daemon_write_config(dp, ini), 0);
+    logfd = open(dp->dp_log, O_WRONLY | O_CREAT | O_TRUNC | O_APPEND | O_CLOEXEC, 0600);
+    ck_assert_int_ge(logfd, 0);
+    argv[argc++] = activate;
+    argv[argc++] = "-r";
+    argv[argc++] = report;
+    if (names != NULL) {
+        argv[argc++] = "-n";
+        argv[argc++] = names;
+    }
+    for (size_t i = 0; i < nspecs; i++)
+        argv[argc++] = specs[i];
+    argv[argc++] = "--";
+    argv[argc++] = upechod;
+    argv[argc++] = "-c";
+    argv[argc++] = dp->dp_config;
+    argv[argc] = NULL;
+
+    dp->dp_pid = fork();
+    ck_assert_int_ge(dp->dp_pid, 0);
+    if (dp->dp_pid == 0) {
+        prctl(PR_SET_PDEATHSIG, SIGKILL);
+        if (getppid() != parent)
+            _exit(127);
+        dup2(logfd, STDOUT_FILENO);
+        dup2(logfd, STDERR_FILENO);
+        close_range(3, ~0U, 0);
+        execv(activate, (char *const *)argv);
+        _exit(127);
+    }
+    close(logfd);
+    dp->dp_status = -1;
+
+    manager_expect(m, dp->dp_pid, "READY=1", msg, sizeof(msg), READY_TIMEOUT_MS);
+    *tcp_port = *udp_port = 0;
+    f = fopen(report, "re");
+    ck_assert_ptr_nonnull(f);
+    while (fgets(line, sizeof(line), f) != NULL) {
+        char *colon = strrchr(line, ':');
+
+        if (strncmp(line, "tcp ", 4) == 0 && colon != NULL)
+            *tcp_port = atoi(colon + 1);
+        else if (strncmp(line, "udp ", 4) == 0 && colon != NULL)
+            *udp_port = atoi(colon + 1);
+    }
+    fclose(f);
+}
+
+/*
  * Socket activation: TCP, UDP and UNIX sockets passed together through
  * tests/activate, which executes the daemon in its own place.  The
  * configuration names other addresses, two of them held busy here: the
@@ -436,23 +509,19 @@ proc_unix_listeners(const unsigned long *ino, size_t nino, char paths[][108], si
  */
 START_TEST(test_socket_activation)
 {
-    const char *activate = getenv("ACTIVATE");
-    const char *upechod = getenv("UPECHOD");
     struct sockaddr_in sin = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
     socklen_t slen = sizeof(sin);
     struct daemon_proc dp;
     struct manager m;
-    char msg[4096], ini[1024], report[256], unix_spec[200], act_path[160], cfg_path[160];
-    char line[256], unix_paths[8][108];
+    char msg[4096], ini[1024], unix_spec[200], act_path[160], cfg_path[160];
+    char unix_paths[8][108];
+    const char *specs[3] = {"tcp:127.0.0.1:0", "udp:127.0.0.1:0", unix_spec};
     unsigned long ino[64];
     int ports[8], tcp_port = 0, udp_port = 0, busy_tcp, busy_udp, busy_tport, busy_uport;
-    int logfd, status;
+    int status;
     size_t nino, n;
     struct stat st;
-    pid_t parent = getpid();
-    FILE *f;
 
-    ck_assert_msg(activate != NULL && upechod != NULL, "ACTIVATE and UPECHOD must be set");
     memset(&dp, 0, sizeof(dp));
 
     /* Ports held by sockets without SO_REUSEADDR: binding them again fails. */
@@ -468,10 +537,6 @@ START_TEST(test_socket_activation)
     busy_uport = ntohs(sin.sin_port);
 
     manager_open_or_fail(&m, false);
-    snprintf(dp.dp_dir, sizeof(dp.dp_dir), "%s", m.m_dir);
-    snprintf(dp.dp_config, sizeof(dp.dp_config), "%s/upechod.ini", m.m_dir);
-    snprintf(dp.dp_log, sizeof(dp.dp_log), "%s/upechod.log", m.m_dir);
-    snprintf(report, sizeof(report), "%s/sockets", m.m_dir);
     snprintf(act_path, sizeof(act_path), "%s/activated.sock", m.m_dir);
     snprintf(cfg_path, sizeof(cfg_path), "%s/configured.sock", m.m_dir);
     snprintf(unix_spec, sizeof(unix_spec), "unix:%s", act_path);
@@ -479,51 +544,7 @@ START_TEST(test_socket_activation)
              "[tcp]\nlisten = 127.0.0.1:%d\n[udp]\nlisten = 127.0.0.1:%d\n"
              "[unix]\nenabled = yes\npath = %s\n",
              busy_tport, busy_uport, cfg_path);
-    ck_assert_int_eq(daemon_write_config(&dp, ini), 0);
-    logfd = open(dp.dp_log, O_WRONLY | O_CREAT | O_TRUNC | O_APPEND | O_CLOEXEC, 0600);
-    ck_assert_int_ge(logfd, 0);
-
-    dp.dp_pid = fork();
-    ck_assert_int_ge(dp.dp_pid, 0);
-    if (dp.dp_pid == 0) {
-        const char *argv[] = {activate,
-                              "-r",
-                              report,
-                              "-n",
-                              "tcp:udp:unix",
-                              "tcp:127.0.0.1:0",
-                              "udp:127.0.0.1:0",
-                              unix_spec,
-                              "--",
-                              upechod,
-                              "-c",
-                              dp.dp_config,
-                              NULL};
-
-        prctl(PR_SET_PDEATHSIG, SIGKILL);
-        if (getppid() != parent)
-            _exit(127);
-        dup2(logfd, STDOUT_FILENO);
-        dup2(logfd, STDERR_FILENO);
-        close_range(3, ~0U, 0);
-        execv(activate, (char *const *)argv);
-        _exit(127);
-    }
-    close(logfd);
-    dp.dp_status = -1;
-
-    manager_expect(&m, dp.dp_pid, "READY=1", msg, sizeof(msg), READY_TIMEOUT_MS);
-    f = fopen(report, "re");
-    ck_assert_ptr_nonnull(f);
-    while (fgets(line, sizeof(line), f) != NULL) {
-        char *colon = strrchr(line, ':');
-
-        if (strncmp(line, "tcp ", 4) == 0 && colon != NULL)
-            tcp_port = atoi(colon + 1);
-        else if (strncmp(line, "udp ", 4) == 0 && colon != NULL)
-            udp_port = atoi(colon + 1);
-    }
-    fclose(f);
+    activated_start(&m, &dp, ini, "tcp:udp:unix", specs, 3, &tcp_port, &udp_port);
     ck_assert_int_gt(tcp_port, 0);
     ck_assert_int_gt(udp_port, 0);
     check_echo_all(tcp_port, udp_port, act_path);
@@ -571,59 +592,20 @@ END_TEST
  */
 START_TEST(test_activated_udp_wildcard)
 {
-    const char *activate = getenv("ACTIVATE");
-    const char *upechod = getenv("UPECHOD");
+    const char *specs[1] = {"udp:0.0.0.0:0"};
     struct sockaddr_in me = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
     struct sockaddr_in to = {.sin_family = AF_INET}, from;
     socklen_t flen = sizeof(from);
     struct daemon_proc dp;
     struct manager m;
-    char msg[4096], report[256], line[256], got[64], src[INET_ADDRSTRLEN];
+    char msg[4096], got[64], src[INET_ADDRSTRLEN];
     struct pollfd pfd;
-    int logfd, status, fd, udp_port = 0;
-    pid_t parent = getpid();
+    int status, fd, tcp_port, udp_port;
     ssize_t r;
-    FILE *f;
 
-    ck_assert_msg(activate != NULL && upechod != NULL, "ACTIVATE and UPECHOD must be set");
     memset(&dp, 0, sizeof(dp));
     manager_open_or_fail(&m, false);
-    snprintf(dp.dp_dir, sizeof(dp.dp_dir), "%s", m.m_dir);
-    snprintf(dp.dp_config, sizeof(dp.dp_config), "%s/upechod.ini", m.m_dir);
-    snprintf(dp.dp_log, sizeof(dp.dp_log), "%s/upechod.log", m.m_dir);
-    snprintf(report, sizeof(report), "%s/sockets", m.m_dir);
-    ck_assert_int_eq(daemon_write_config(&dp, INI_UDP4_ONLY), 0);
-    logfd = open(dp.dp_log, O_WRONLY | O_CREAT | O_TRUNC | O_APPEND | O_CLOEXEC, 0600);
-    ck_assert_int_ge(logfd, 0);
-
-    dp.dp_pid = fork();
-    ck_assert_int_ge(dp.dp_pid, 0);
-    if (dp.dp_pid == 0) {
-        const char *argv[] = {activate, "-r",         report, "udp:0.0.0.0:0", "--", upechod,
-                              "-c",     dp.dp_config, NULL};
-
-        prctl(PR_SET_PDEATHSIG, SIGKILL);
-        if (getppid() != parent)
-            _exit(127);
-        dup2(logfd, STDOUT_FILENO);
-        dup2(logfd, STDERR_FILENO);
-        close_range(3, ~0U, 0);
-        execv(activate, (char *const *)argv);
-        _exit(127);
-    }
-    close(logfd);
-    dp.dp_status = -1;
-
-    manager_expect(&m, dp.dp_pid, "READY=1", msg, sizeof(msg), READY_TIMEOUT_MS);
-    f = fopen(report, "re");
-    ck_assert_ptr_nonnull(f);
-    while (fgets(line, sizeof(line), f) != NULL) {
-        char *colon = strrchr(line, ':');
-
-        if (strncmp(line, "udp ", 4) == 0 && colon != NULL)
-            udp_port = atoi(colon + 1);
-    }
-    fclose(f);
+    activated_start(&m, &dp, INI_UDP4_ONLY, NULL, specs, 1, &tcp_port, &udp_port);
     ck_assert_int_gt(udp_port, 0);
 
     /* From 127.0.0.1, unconnected, so that a reply from any source is seen. */
