@@ -232,6 +232,25 @@ metrics_per_transport(struct evbuffer *out, const char *name, const char *type, 
     }
 }
 
+/* One sample of a counter family with a single label. */
+struct metrics_sample {
+    const char *ms_value; /* the label's value */
+    uint64_t ms_count;
+};
+
+/* A counter family with one label: a sample per value, in the order given. */
+static void
+metrics_by_label(struct evbuffer *out, const char *name, const char *help, const char *label,
+                 const struct metrics_sample *samples, size_t n)
+{
+    expo_family(out, name, "counter", help);
+    for (size_t i = 0; i < n; i++) {
+        const char *labels[] = {label, samples[i].ms_value, NULL};
+
+        expo_u64(out, name, labels, samples[i].ms_count);
+    }
+}
+
 void
 metrics_render(struct evbuffer *out, const struct server_stats *s, const struct metrics_process *p)
 {
@@ -239,8 +258,36 @@ metrics_render(struct evbuffer *out, const struct server_stats *s, const struct 
     static const enum transport all[] = {TRANSPORT_TCP, TRANSPORT_UDP, TRANSPORT_UNIX};
     static const double life[] = STATS_LIFETIME_BOUNDS;
     static const double size[] = STATS_BYTES_BOUNDS;
-    static const char *const accept_err[] = {"nofile", "nomem", "other"};
-    const char *labels[3] = {NULL, NULL, NULL};
+    const struct metrics_sample limited[] = {
+        {"idle_timeout", s->ss_timeouts},
+        {"max_connections_per_source", s->ss_source_limited},
+    };
+    const struct metrics_sample proxy[] = {
+        {"accepted", s->ss_proxy_accepted}, {"refused", s->ss_proxy_refused},
+        {"malformed", s->ss_proxy_bad},     {"truncated", s->ss_proxy_truncated},
+        {"timeout", s->ss_proxy_timeouts},
+    };
+    const struct metrics_sample pauses[] = {
+        {"max_connections", s->ss_pauses_full},
+        {"emfile", s->ss_pauses_nofd},
+    };
+    const struct metrics_sample accept_errors[ACCEPT_ERROR_COUNT] = {
+        {"nofile", s->ss_accept_errors[ACCEPT_ERROR_NOFD]},
+        {"nomem", s->ss_accept_errors[ACCEPT_ERROR_NOMEM]},
+        {"other", s->ss_accept_errors[ACCEPT_ERROR_OTHER]},
+    };
+    const struct metrics_sample dropped[] = {
+        {"privileged_port", s->ss_drop_privileged},
+        {"rate_limit", s->ss_drop_ratelimit},
+        {"loop", s->ss_drop_loop},
+        {"send_failed", s->ss_drop_sendfail},
+        {"truncated", s->ss_drop_truncated},
+    };
+    const struct metrics_sample reloads[] = {
+        {"success", s->ss_reloads_ok},
+        {"failure", s->ss_reloads_failed},
+    };
+    const char *labels[3] = {"reason", NULL, NULL};
 
     metrics_per_transport(out, "upechod_connections_open", "gauge", "Stream connections open now.",
                           s->ss_open, streams, 2);
@@ -248,41 +295,22 @@ metrics_render(struct evbuffer *out, const struct server_stats *s, const struct 
                           "Stream connections accepted.", s->ss_t_accepted, streams, 2);
     metrics_per_transport(out, "upechod_connections_closed_total", "counter",
                           "Stream connections closed, for any reason.", s->ss_t_closed, streams, 2);
-    expo_family(out, "upechod_connections_limited_total", "counter",
-                "Stream connections closed by a limit.");
-    labels[0] = "limit";
-    labels[1] = "idle_timeout";
-    expo_u64(out, "upechod_connections_limited_total", labels, s->ss_timeouts);
-    labels[1] = "max_connections_per_source";
-    expo_u64(out, "upechod_connections_limited_total", labels, s->ss_source_limited);
+    metrics_by_label(out, "upechod_connections_limited_total",
+                     "Stream connections closed by a limit.", "limit", limited, 2);
     expo_family(out, "upechod_memory_pauses_total", "counter",
                 "Times a stream connection stopped being read because all pending output "
                 "together reached max_memory.");
     expo_u64(out, "upechod_memory_pauses_total", NULL, s->ss_memory_pauses);
-    expo_family(out, "upechod_proxy_headers_total", "counter",
-                "PROXY protocol headers, by result: accepted, or the connection closed because "
-                "its peer is not in proxy_protocol_from, the header was malformed or "
-                "oversized, the peer closed before its end, or it did not come in time.");
-    labels[0] = "result";
-    labels[1] = "accepted";
-    expo_u64(out, "upechod_proxy_headers_total", labels, s->ss_proxy_accepted);
-    labels[1] = "refused";
-    expo_u64(out, "upechod_proxy_headers_total", labels, s->ss_proxy_refused);
-    labels[1] = "malformed";
-    expo_u64(out, "upechod_proxy_headers_total", labels, s->ss_proxy_bad);
-    labels[1] = "truncated";
-    expo_u64(out, "upechod_proxy_headers_total", labels, s->ss_proxy_truncated);
-    labels[1] = "timeout";
-    expo_u64(out, "upechod_proxy_headers_total", labels, s->ss_proxy_timeouts);
+    metrics_by_label(out, "upechod_proxy_headers_total",
+                     "PROXY protocol headers, by result: accepted, or the connection closed "
+                     "because its peer is not in proxy_protocol_from, the header was malformed "
+                     "or oversized, the peer closed before its end, or it did not come in time.",
+                     "result", proxy, 5);
 
-    expo_family(out, "upechod_accept_pauses_total", "counter",
-                "Times accepting paused, by reason: max_connections reached, or no descriptor "
-                "left (EMFILE, ENFILE, ENOBUFS, ENOMEM).");
-    labels[0] = "reason";
-    labels[1] = "max_connections";
-    expo_u64(out, "upechod_accept_pauses_total", labels, s->ss_pauses_full);
-    labels[1] = "emfile";
-    expo_u64(out, "upechod_accept_pauses_total", labels, s->ss_pauses_nofd);
+    metrics_by_label(out, "upechod_accept_pauses_total",
+                     "Times accepting paused, by reason: max_connections reached, or no "
+                     "descriptor left (EMFILE, ENFILE, ENOBUFS, ENOMEM).",
+                     "reason", pauses, 2);
     expo_family(out, "upechod_accept_paused_seconds_total", "counter",
                 "Time spent with accepting paused, by reason.");
     labels[1] = "max_connections";
@@ -291,14 +319,10 @@ metrics_render(struct evbuffer *out, const struct server_stats *s, const struct 
     labels[1] = "emfile";
     expo_double(out, "upechod_accept_paused_seconds_total", labels,
                 (double)s->ss_paused_nofd_usec / 1e6);
-    expo_family(out, "upechod_accept_errors_total", "counter",
-                "accept(2) failures by errno class: nofile (EMFILE, ENFILE), nomem (ENOBUFS, "
-                "ENOMEM), other.");
-    labels[0] = "class";
-    for (int i = 0; i < ACCEPT_ERROR_COUNT; i++) {
-        labels[1] = accept_err[i];
-        expo_u64(out, "upechod_accept_errors_total", labels, s->ss_accept_errors[i]);
-    }
+    metrics_by_label(out, "upechod_accept_errors_total",
+                     "accept(2) failures by errno class: nofile (EMFILE, ENFILE), nomem "
+                     "(ENOBUFS, ENOMEM), other.",
+                     "class", accept_errors, ACCEPT_ERROR_COUNT);
 
     metrics_per_transport(out, "upechod_received_bytes_total", "counter",
                           "Bytes received: read from streams, datagram payload for udp.",
@@ -314,19 +338,8 @@ metrics_render(struct evbuffer *out, const struct server_stats *s, const struct 
     expo_u64(out, "upechod_datagrams_received_total", NULL, s->ss_dgrams_in);
     expo_family(out, "upechod_datagrams_answered_total", "counter", "UDP datagrams answered.");
     expo_u64(out, "upechod_datagrams_answered_total", NULL, s->ss_dgrams_out);
-    expo_family(out, "upechod_datagrams_dropped_total", "counter",
-                "UDP datagrams not answered, by reason.");
-    labels[0] = "reason";
-    labels[1] = "privileged_port";
-    expo_u64(out, "upechod_datagrams_dropped_total", labels, s->ss_drop_privileged);
-    labels[1] = "rate_limit";
-    expo_u64(out, "upechod_datagrams_dropped_total", labels, s->ss_drop_ratelimit);
-    labels[1] = "loop";
-    expo_u64(out, "upechod_datagrams_dropped_total", labels, s->ss_drop_loop);
-    labels[1] = "send_failed";
-    expo_u64(out, "upechod_datagrams_dropped_total", labels, s->ss_drop_sendfail);
-    labels[1] = "truncated";
-    expo_u64(out, "upechod_datagrams_dropped_total", labels, s->ss_drop_truncated);
+    metrics_by_label(out, "upechod_datagrams_dropped_total",
+                     "UDP datagrams not answered, by reason.", "reason", dropped, 5);
 
     expo_family(out, "upechod_connection_duration_seconds", "histogram",
                 "Lifetime of closed stream connections.");
@@ -337,12 +350,8 @@ metrics_render(struct evbuffer *out, const struct server_stats *s, const struct 
     expo_histogram(out, "upechod_connection_received_bytes", NULL, size, STATS_BYTES_NBOUNDS,
                    s->ss_conn_bytes_buckets, (double)s->ss_conn_bytes);
 
-    expo_family(out, "upechod_reloads_total", "counter", "Configuration reloads, by result.");
-    labels[0] = "result";
-    labels[1] = "success";
-    expo_u64(out, "upechod_reloads_total", labels, s->ss_reloads_ok);
-    labels[1] = "failure";
-    expo_u64(out, "upechod_reloads_total", labels, s->ss_reloads_failed);
+    metrics_by_label(out, "upechod_reloads_total", "Configuration reloads, by result.", "result",
+                     reloads, 2);
     expo_family(out, "upechod_last_reload_success_timestamp_seconds", "gauge",
                 "When the configuration was last loaded successfully, at start or on reload.");
     expo_double(out, "upechod_last_reload_success_timestamp_seconds", NULL,
